@@ -1,0 +1,43 @@
+# Two entry points for a fresh Debian machine: `make demo` and `make test`.
+# Both install what they need: Debian packages (via apt-get, as root or with sudo) and a venv in .venv.
+
+VENV        ?= .venv
+PYTHON      ?= python3
+BIRDD       := $(VENV)/bin/birdd
+APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd
+SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+DATA        ?= ../shared/bench206
+OUT         ?= out
+
+.PHONY: demo test lint apt venv bench clean
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[train,birdnet,dev]'
+	$(VENV)/bin/pip uninstall -q -y python-daemon 2>/dev/null || true
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: apt venv
+	@bash demo.sh "$(BIRDD)" "$(DATA)" "$(OUT)"
+
+test: apt venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+bench: apt venv
+	$(VENV)/bin/python bench/accuracy.py
+	$(VENV)/bin/python bench/replay_speed.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

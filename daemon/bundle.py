@@ -1,0 +1,104 @@
+"""Model bundles on disk: a directory of plain ``.npy`` arrays plus ``manifest.json`` with checksums.
+
+No pickles: arrays are loaded with ``allow_pickle=False``. Loading checks the format name and
+version and the sha256 of every file, and refuses a tampered or incompatible bundle with a
+:class:`BundleError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from daemon import __version__
+from daemon.errors import BundleError
+
+FORMAT_NAME = "birdd-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(directory: str | Path, manifest: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` (name -> array, saved as ``<name>.npy``) and the manifest, atomically.
+
+    The bundle is assembled in a temporary sibling directory and renamed into place, so a reader
+    (or a SIGHUP reload) never sees a half-written bundle.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        files = {}
+        for name, array in arrays.items():
+            if array.dtype == object:
+                raise BundleError(f"{name}: object arrays cannot be stored without pickle")
+            path = staging / f"{name}.npy"
+            np.save(path, array, allow_pickle=False)
+            files[path.name] = {"sha256": sha256_file(path), "shape": list(array.shape), "dtype": str(array.dtype)}
+        body = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": __version__,
+                **manifest, "files": files}
+        (staging / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=False) + "\n")
+        for path in staging.iterdir():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            staging.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_bundle(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Load and verify a bundle: returns ``(manifest, arrays by name)``."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: no model manifest (is {directory} a model made by `birdd train`?)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise BundleError(f"{manifest_path}: not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{manifest_path}: format_version {manifest.get('format_version')!r} is not supported "
+                          f"(this birdd reads version {FORMAT_VERSION}); retrain or upgrade birdd")
+    arrays = {}
+    for filename, meta in manifest.get("files", {}).items():
+        path = directory / filename
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        if sha256_file(path) != meta.get("sha256"):
+            raise BundleError(f"{path}: sha256 does not match the manifest (file changed or corrupted)")
+        try:
+            arrays[filename.removesuffix(".npy")] = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise BundleError(f"{path}: not a plain numpy array ({exc})") from None
+    return manifest, arrays
+
+
+def manifest_digest(directory: str | Path) -> str:
+    """Short sha256 of the manifest: identifies a model version in detections and logs."""
+    return sha256_file(Path(directory) / MANIFEST)[:12]

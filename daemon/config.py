@@ -1,0 +1,256 @@
+"""The daemon's one configuration object, read from TOML and validated at start-up.
+
+Each section is a frozen dataclass; every field has a default, so ``config.toml`` need only name
+what it changes. An unknown key, a wrong type or a bad value is a :class:`ConfigError` that names
+the key (``mqtt.port: expected int, got str``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    name: str = "birdd"
+    """station name: goes into every payload and the default topic prefix"""
+    latitude: float | None = None
+    """degrees north, reported in the status message (optional)"""
+    longitude: float | None = None
+    """degrees east (optional)"""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    source: str = "mic"
+    """"mic" (sounddevice/PortAudio) or "file" (replay of files or folders)"""
+    device: str = ""
+    """mic: substring of the input device name ("" = system default); stable across reboots"""
+    capture_rate: int = 0
+    """mic: sample rate to open the device at (hertz, 0 = the device's default); resampled to the model's"""
+    block_ms: int = 100
+    """mic: PortAudio block size (milliseconds)"""
+    files: list[str] = field(default_factory=list)
+    """file: audio files or folders (recursive) to replay"""
+    realtime: bool = True
+    """file: pace replay at real time (false = as fast as possible)"""
+    loop: bool = False
+    """file: start again at the end"""
+    ring_seconds: float = 30.0
+    """capacity of the ring buffer between the audio thread and the tokenizer (seconds)"""
+    retry_initial_s: float = 1.0
+    """mic: first delay before re-opening a missing or lost device (seconds)"""
+    retry_max_s: float = 60.0
+    """mic: cap of the exponential back-off (seconds)"""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "/var/lib/birdd/model"
+    """model bundle directory (made by ``birdd train``); SIGHUP reloads it"""
+    threads: int = 1
+    """BLAS / TFLite threads for inference"""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    threshold: float = 0.5
+    """minimum confidence (0..1) for a detection"""
+    species_thresholds: dict[str, float] = field(default_factory=dict)
+    """per-species overrides of ``threshold``, by species code"""
+    include: list[str] = field(default_factory=list)
+    """if not empty, only these species codes are reported"""
+    exclude: list[str] = field(default_factory=list)
+    """species codes never reported"""
+    window_hop_s: float = 5.0
+    """hop between 5-s windows (seconds, whole seconds from 1 to 5; 5 = no overlap)"""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    """publish over MQTT (false: detections are only logged and kept in the outbox)"""
+    host: str = "localhost"
+    """broker host name or address"""
+    port: int = 1883
+    """broker TCP port"""
+    prefix: str = ""
+    """topic prefix ("" = ``birdd/<station name>``)"""
+    client_id: str = ""
+    """MQTT client id ("" = ``birdd-<station name>``)"""
+    qos: int = 1
+    """QoS of detection messages (0, 1 or 2)"""
+    keepalive_s: int = 60
+    """MQTT keep-alive (seconds)"""
+    username: str = ""
+    """user name ("" = anonymous)"""
+    password_file: str = ""
+    """file holding the password (never put the password itself in this file)"""
+    password_env: str = "BIRDD_MQTT_PASSWORD"
+    """environment variable holding the password, used when ``password_file`` is empty"""
+    tls: bool = False
+    """connect with TLS"""
+    ca_file: str = ""
+    """TLS: CA bundle ("" = system default)"""
+    cert_file: str = ""
+    """TLS: client certificate (optional)"""
+    key_file: str = ""
+    """TLS: client key (optional)"""
+    publish_windows: bool = False
+    """also publish the top-k scores of every window on ``<prefix>/windows`` (QoS 0)"""
+    windows_top_k: int = 5
+    """how many species per window on ``<prefix>/windows``"""
+    status_interval_s: float = 60.0
+    """period of the JSON statistics on ``<prefix>/status`` (seconds)"""
+    reconnect_min_s: float = 1.0
+    """first reconnect delay (seconds); doubles per failure, with jitter"""
+    reconnect_max_s: float = 120.0
+    """cap of the reconnect delay (seconds)"""
+    ha_discovery: bool = True
+    """publish Home Assistant MQTT discovery configs (retained) on every connect"""
+    ha_prefix: str = "homeassistant"
+    """Home Assistant discovery prefix"""
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    path: str = "/var/lib/birdd/outbox.sqlite"
+    """SQLite file holding detections until the broker acknowledges them"""
+    max_rows: int = 100_000
+    """bound on unacknowledged detections; the oldest are dropped (and counted) beyond it"""
+    max_age_days: float = 30.0
+    """unacknowledged detections older than this are dropped (and counted)"""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0
+    """Prometheus metrics port (0 = off)"""
+    bind: str = "127.0.0.1"
+    """address the metrics endpoint listens on"""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR"""
+
+
+@dataclass(frozen=True)
+class Config:
+    station: StationConfig = field(default_factory=StationConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def topic_prefix(self) -> str:
+        """The MQTT topic prefix in force."""
+        return self.mqtt.prefix or f"birdd/{self.station.name}"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from a parsed TOML table."""
+    sections = {}
+    hints = typing.get_type_hints(Config)
+    for key, table in data.items():
+        if key not in hints:
+            raise ConfigError(f"{key}: unknown section (expected one of {', '.join(hints)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        sections[key] = _build_section(hints[key], table, key)
+    config = Config(**sections)
+    _check_values(config)
+    return config
+
+
+def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise ConfigError(f"{prefix}.{key}: unknown key")
+        values[key] = _coerce(value, hints[key], f"{prefix}.{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(value, options[0], key)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return {k: _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _check_values(config: Config) -> None:
+    def require(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {what}")
+
+    require(config.audio.source in ("mic", "file"), "audio.source", 'expected "mic" or "file"')
+    require(config.audio.source != "file" or bool(config.audio.files), "audio.files",
+            'required when audio.source = "file"')
+    require(config.audio.capture_rate >= 0, "audio.capture_rate", "must be >= 0")
+    require(config.audio.block_ms > 0, "audio.block_ms", "must be > 0")
+    require(config.audio.ring_seconds >= 6, "audio.ring_seconds", "must be >= 6 (more than one window)")
+    require(0 < config.audio.retry_initial_s <= config.audio.retry_max_s, "audio.retry_initial_s",
+            "must be > 0 and <= audio.retry_max_s")
+    require(config.model.threads >= 1, "model.threads", "must be >= 1")
+    require(0.0 <= config.detection.threshold <= 1.0, "detection.threshold", "must be within 0..1")
+    for code, value in config.detection.species_thresholds.items():
+        require(0.0 <= value <= 1.0, f"detection.species_thresholds.{code}", "must be within 0..1")
+    hop = config.detection.window_hop_s
+    require(hop == int(hop) and 1 <= hop <= 5, "detection.window_hop_s", "must be a whole number from 1 to 5")
+    require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
+    require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")
+    require(config.mqtt.windows_top_k >= 1, "mqtt.windows_top_k", "must be >= 1")
+    require(config.mqtt.status_interval_s > 0, "mqtt.status_interval_s", "must be > 0")
+    require(0 < config.mqtt.reconnect_min_s <= config.mqtt.reconnect_max_s, "mqtt.reconnect_min_s",
+            "must be > 0 and <= mqtt.reconnect_max_s")
+    require(config.outbox.max_rows >= 1, "outbox.max_rows", "must be >= 1")
+    require(config.outbox.max_age_days > 0, "outbox.max_age_days", "must be > 0")
+    require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")
+    require(config.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
+            "expected DEBUG, INFO, WARNING or ERROR")

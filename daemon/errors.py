@@ -1,0 +1,29 @@
+"""One exception type per failure family; the CLI turns each into one line and an exit code."""
+
+
+class BirddError(Exception):
+    """Base class: a failure that the CLI reports as one line (no traceback)."""
+
+    exit_code = 1
+
+
+class AudioError(BirddError):
+    """An audio file or device cannot be read (the message names the file or device)."""
+
+
+class BundleError(BirddError):
+    """A model bundle is missing, tampered with or incompatible (the message names the file)."""
+
+
+class ConfigError(BirddError):
+    """The configuration is invalid (the message names the key)."""
+
+    exit_code = 2
+
+
+class DatasetError(BirddError):
+    """A training or evaluation dataset is malformed (the message names the file and field)."""
+
+
+class SubmissionError(BirddError):
+    """A submission or label CSV does not match what is expected (names the rows or columns)."""

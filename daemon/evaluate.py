@@ -1,0 +1,92 @@
+"""``birdd eval``: the BirdCLEF score of a submission against a label file."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.stats
+
+from daemon.errors import SubmissionError
+
+
+@dataclass(frozen=True)
+class Table:
+    """A submission-format CSV: row ids, species columns, values ``(rows, columns)``."""
+
+    row_ids: list[str]
+    columns: list[str]
+    values: np.ndarray
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of 0/1 ``labels`` by ``scores`` (ties count one half)."""
+    labels = np.asarray(labels, dtype=bool)
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC-AUC needs at least one positive and one negative")
+    ranks = scipy.stats.rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def macro_roc_auc(labels: np.ndarray, scores: np.ndarray, columns: list[str]) -> tuple[float, dict[str, float]]:
+    """BirdCLEF metric: mean AUC over columns with at least one positive; also per-column AUCs."""
+    per_species = {}
+    for j, name in enumerate(columns):
+        positives = labels[:, j] > 0.5
+        if positives.any() and not positives.all():
+            per_species[name] = roc_auc(positives, scores[:, j])
+    if not per_species:
+        raise SubmissionError("no species column has a positive label: the score is undefined")
+    return float(np.mean(list(per_species.values()))), per_species
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a submission-format CSV (``row_id`` then one numeric column per species)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header or header[0] != "row_id":
+            raise SubmissionError(f"{path}: the first column must be row_id")
+        row_ids, values = [], []
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise SubmissionError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
+            row_ids.append(row[0])
+            try:
+                values.append([float(v) for v in row[1:]])
+            except ValueError:
+                raise SubmissionError(f"{path}:{line}: non-numeric value in row {row[0]!r}") from None
+    if len(set(row_ids)) != len(row_ids):
+        raise SubmissionError(f"{path}: duplicate row_id values")
+    array = np.array(values, dtype=np.float64).reshape(len(row_ids), len(header) - 1)
+    return Table(row_ids, header[1:], array)
+
+
+def score_submission(submission: str | Path, labels: str | Path) -> tuple[float, dict[str, float]]:
+    """Macro ROC-AUC of ``submission`` against ``labels``; rows and columns must match (order may differ)."""
+    sub, truth = read_table(submission), read_table(labels)
+    _require_same(sub.columns, truth.columns, "species column", submission, labels)
+    _require_same(sub.row_ids, truth.row_ids, "row_id", submission, labels)
+    rows = {r: i for i, r in enumerate(sub.row_ids)}
+    cols = {c: j for j, c in enumerate(sub.columns)}
+    aligned = sub.values[[rows[r] for r in truth.row_ids]][:, [cols[c] for c in truth.columns]]
+    return macro_roc_auc(truth.values, aligned, truth.columns)
+
+
+def _require_same(got: list[str], want: list[str], what: str, submission: Path | str, labels: Path | str) -> None:
+    missing = [x for x in want if x not in set(got)]
+    extra = [x for x in got if x not in set(want)]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} {what}(s) missing from {submission} (e.g. {', '.join(missing[:3])})")
+        if extra:
+            parts.append(f"{len(extra)} {what}(s) not in {labels} (e.g. {', '.join(extra[:3])})")
+        raise SubmissionError("; ".join(parts))

@@ -1,0 +1,124 @@
+"""Output formats of ``birdd replay``: BirdCLEF submission, detections CSV, Raven selections, Audacity labels.
+
+Times are derived from sample indices here, at the edge.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.audio_io import SAMPLE_RATE
+from daemon.model import Species
+
+FORMATS = ("submission", "detections", "raven", "audacity")
+
+
+@dataclass(frozen=True)
+class FileScores:
+    """Window scores of one file: ``starts``/``ends`` in samples, ``scores`` ``(n_windows, n_species)``."""
+
+    path: Path
+    starts: np.ndarray
+    ends: np.ndarray
+    scores: np.ndarray
+
+
+def row_id(path: Path, end_sample: int) -> str:
+    """BirdCLEF row id: ``<file stem>_<window end second>``."""
+    return f"{path.stem}_{round(end_sample / SAMPLE_RATE)}"
+
+
+def submission_header(species: list[Species]) -> str:
+    """Header line of a submission CSV."""
+    return ",".join(["row_id", *(s.code for s in species)]) + "\n"
+
+
+def submission_rows(result: FileScores) -> str:
+    """One CSV line per window: row id and every species' probability."""
+    return "".join(
+        row_id(result.path, int(end)) + "," + ",".join(map("{:.4g}".format, scores.tolist())) + "\n"
+        for end, scores in zip(result.ends, result.scores, strict=True))
+
+
+def detections(result: FileScores, species: list[Species], min_conf: float) -> Iterable[tuple]:
+    """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf``, best first per window."""
+    for start, end, scores in zip(result.starts, result.ends, result.scores, strict=True):
+        for j in np.argsort(-scores):
+            if scores[j] < min_conf:
+                break
+            yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])
+
+
+def detection_rows(result: FileScores, species: list[Species], min_conf: float) -> str:
+    """Detections table lines: ``start_s,end_s,file,species_code,common_name,confidence``."""
+    return "".join(f"{a:.1f},{b:.1f},{_csv(str(result.path))},{s.code},{_csv(s.common_name)},{c:.4f}\n"
+                   for a, b, s, c in detections(result, species, min_conf))
+
+
+DETECTIONS_HEADER = "start_s,end_s,file,species_code,common_name,confidence\n"
+RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t"
+                "Species Code\tCommon Name\tConfidence\tBegin Path\tFile Offset (s)\n")
+
+
+class RavenTable:
+    """A Raven Pro selection table over all files (``Begin Path`` and ``File Offset`` name the place)."""
+
+    def __init__(self, min_conf: float, high_freq: float = SAMPLE_RATE / 2) -> None:
+        self.min_conf = min_conf
+        self.high_freq = high_freq
+        self.selection = 0
+        self.offset = 0.0  # files laid end to end on Raven's timeline
+
+    def rows(self, result: FileScores, species: list[Species]) -> str:
+        """Selection lines of one file."""
+        lines = []
+        for a, b, s, c in detections(result, species, self.min_conf):
+            self.selection += 1
+            lines.append(f"{self.selection}\tSpectrogram 1\t1\t{self.offset + a:.3f}\t{self.offset + b:.3f}\t0\t"
+                         f"{self.high_freq:.0f}\t{s.code}\t{s.common_name}\t{c:.4f}\t{result.path}\t{a:.3f}\n")
+        self.offset += float(result.ends[-1]) / SAMPLE_RATE if len(result.ends) else 0.0
+        return "".join(lines)
+
+
+def audacity_labels(result: FileScores, species: list[Species], min_conf: float) -> str:
+    """Audacity label track lines: ``start<TAB>end<TAB>Common name (code) confidence``."""
+    return "".join(f"{a:.3f}\t{b:.3f}\t{s.common_name} ({s.code}) {c:.3f}\n"
+                   for a, b, s, c in detections(result, species, min_conf))
+
+
+def _csv(text: str) -> str:
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(ch in text for ch in ',"\n') else text
+
+
+class AtomicWriter:
+    """Write a text file through a temporary sibling that is renamed over the target on :meth:`commit`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        self._tmp = Path(name)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, text: str) -> None:
+        """Append text."""
+        self._fh.write(text)
+
+    def commit(self) -> Path:
+        """Flush, fsync and rename into place."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._tmp.replace(self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (the target is left as it was)."""
+        self._fh.close()
+        self._tmp.unlink(missing_ok=True)

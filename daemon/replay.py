@@ -1,0 +1,70 @@
+"""Batch scoring of files: one process per core, one BLAS thread each, results in input order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from daemon.audio_io import read_audio
+from daemon.errors import AudioError
+from daemon.formats import FileScores
+from daemon.model import Model, embed_signal, load_model
+from daemon.windows import WindowGrid
+
+_worker_model: Model | None = None
+_worker_grid: WindowGrid | None = None
+
+
+def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
+    """Window scores of a decoded signal."""
+    windows = embed_signal(model.backend, samples, grid)
+    if not windows:
+        empty = np.zeros(0, dtype=np.int64)
+        return FileScores(path, empty, empty, np.zeros((0, len(model.species)), dtype=np.float32))
+    scores = model.head.probabilities(np.stack([w.vector for w in windows]))
+    return FileScores(path, np.array([w.start_sample for w in windows]), np.array([w.end_sample for w in windows]),
+                      scores)
+
+
+def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:
+    """Decode and score one file (raises AudioError naming the file)."""
+    return score_samples(model, read_audio(path), path, grid)
+
+
+def _init_worker(model_path: str, grid: WindowGrid) -> None:
+    global _worker_model, _worker_grid
+    threadpool_limits(1)
+    _worker_model = load_model(model_path)
+    _worker_grid = grid
+
+
+def _score_task(path: Path) -> FileScores | str:
+    try:
+        return score_file(_worker_model, path, _worker_grid)
+    except AudioError as exc:
+        return str(exc)
+
+
+def replay_files(model: Model, paths: list[Path], grid: WindowGrid, jobs: int = 0
+                 ) -> Iterator[tuple[Path, FileScores | str]]:
+    """Score ``paths`` in order; yields ``(path, scores)`` or ``(path, error message)`` for a bad file.
+
+    ``jobs`` worker processes (0 = one per core); each loads the bundle itself and uses one BLAS thread.
+    """
+    jobs = jobs or len(os.sched_getaffinity(0))
+    if jobs == 1 or len(paths) == 1:
+        with threadpool_limits(1):
+            for path in paths:
+                try:
+                    yield path, score_file(model, path, grid)
+                except AudioError as exc:
+                    yield path, str(exc)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(jobs, initializer=_init_worker, initargs=(str(model.path), grid)) as pool:
+        yield from zip(paths, pool.imap(_score_task, paths, chunksize=2), strict=True)

@@ -1,0 +1,44 @@
+"""Fit the token codebook: optional PCA of normalised frames, then Faiss k-means."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+from daemon.tokenizer import Codebook, TokenizerParams, project_frames
+
+log = logging.getLogger(__name__)
+
+
+def sample_frames(frame_sets: list[np.ndarray], n_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n_frames`` rows drawn uniformly from all sets together."""
+    frames = np.concatenate(frame_sets)
+    if frames.shape[0] > n_frames:
+        frames = frames[np.sort(rng.choice(frames.shape[0], n_frames, replace=False))]
+    return np.ascontiguousarray(frames, dtype=np.float32)
+
+
+def fit_codebook(frames: np.ndarray, params: TokenizerParams, iterations: int, seed: int
+                 ) -> tuple[Codebook, dict[str, np.ndarray]]:
+    """Fit PCA (if ``params.pca_dim``) and k-means on normalised frames; return the codebook and its arrays."""
+    arrays: dict[str, np.ndarray] = {}
+    pca_mean = pca_components = None
+    if params.pca_dim:
+        pca_mean = frames.mean(axis=0)
+        _, singular, vt = np.linalg.svd(frames - pca_mean, full_matrices=False)
+        scale = singular[: params.pca_dim] / np.sqrt(frames.shape[0])
+        pca_components = (vt[: params.pca_dim].T / (scale + 1e-6)).astype(np.float32)  # whitening
+        arrays.update(pca_mean=pca_mean.astype(np.float32), pca_components=pca_components)
+    projected = project_frames(frames, params, pca_mean, pca_components)
+    if projected.shape[0] < params.codebook_size:
+        raise ValueError(f"k-means: {projected.shape[0]} frames cannot make {params.codebook_size} tokens")
+    kmeans = faiss.Kmeans(projected.shape[1], params.codebook_size, niter=iterations, seed=seed,
+                          spherical=params.l2, max_points_per_centroid=1 << 30, verbose=False)
+    kmeans.train(projected)
+    log.info("k-means: %d tokens from %d frames of dimension %d, objective %.1f", params.codebook_size,
+             projected.shape[0], projected.shape[1], kmeans.obj[-1])
+    arrays["codebook"] = kmeans.centroids.astype(np.float32)
+    return Codebook(params, arrays["codebook"], pca_mean, pca_components), arrays
+

@@ -1,0 +1,161 @@
+"""``birdd train``: dataset -> STSG model bundle, stage by stage with timings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from daemon.audio_io import SAMPLE_RATE, read_audio
+from daemon.bundle import write_bundle
+from daemon.errors import AudioError, DatasetError
+from daemon.features import FrameBlock, StreamingLogMel
+from daemon.model import embed_signal
+from daemon.pooling import WindowFeaturizer
+from daemon.stsg import NAME as STSG
+from daemon.stsg import STSGBackend
+from daemon.tokenizer import FrameNormaliser, StreamingTokenizer
+from daemon.windows import WINDOW_SECONDS, WindowGrid
+from trainer.codebook_fit import fit_codebook, sample_frames
+from trainer.dataset import Dataset, load_dataset
+from trainer.head_fit import fit_multilabel_logistic
+from trainer.recipe import Recipe
+from trainer.synthesis import training_windows
+from trainer.token_embeddings import fit_idf, fit_token_vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodedAudio:
+    """Decoded training audio; what could not be read is listed, not fatal."""
+
+    clips: list[np.ndarray]
+    labels: list[int]
+    soundscapes: list[np.ndarray]
+    failed: list[str]
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Log a training stage's start and duration."""
+    log.info("%s ...", name)
+    started = time.perf_counter()
+    yield
+    log.info("%s done in %.1f s", name, time.perf_counter() - started)
+
+
+def decode_dataset(dataset: Dataset, progress: bool) -> DecodedAudio:
+    """Decode every recording and soundscape; unreadable files are logged and skipped."""
+    index = {code: i for i, code in enumerate(dataset.codes)}
+    decoded = DecodedAudio([], [], [], [])
+    items = [(r.path, index[r.label]) for r in dataset.recordings] + [(p, -1) for p in dataset.soundscapes]
+    for path, label in tqdm(items, desc="decode", unit="file", disable=not progress):
+        try:
+            audio = read_audio(path)
+        except AudioError as exc:
+            log.warning("skipped: %s", exc)
+            decoded.failed.append(str(path))
+            continue
+        if label >= 0:
+            decoded.clips.append(audio)
+            decoded.labels.append(label)
+        else:
+            decoded.soundscapes.append(audio)
+    if not decoded.clips:
+        raise DatasetError(f"{dataset.root}: none of the {len(dataset.recordings)} training recordings could be read")
+    return decoded
+
+
+def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = None, progress: bool = True) -> Path:
+    """Train an STSG model on the BirdCLEF-style dataset at ``data_dir`` and write the bundle to ``out_dir``."""
+    recipe = recipe or Recipe()
+    rng = np.random.default_rng(recipe.seed)
+    started = time.perf_counter()
+    dataset = load_dataset(data_dir)
+    log.info("dataset %s: %d species, %d recordings, %d soundscapes", dataset.root, len(dataset.species),
+             len(dataset.recordings), len(dataset.soundscapes))
+    with stage("decode audio"):
+        audio = decode_dataset(dataset, progress)
+    signals = audio.clips + audio.soundscapes
+    params = recipe.tokenizer
+    with stage("log-mel frames"):
+        frame_blocks = [_frame_blocks(recipe, x) for x in signals]
+    with stage("codebook"):
+        normalised = [_normalised(recipe, blocks) for blocks in frame_blocks]
+        frames = sample_frames(normalised, recipe.codebook_frames, rng)
+        codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
+    with stage("tokens"):
+        sequences = [_tokens(codebook, recipe, blocks) for blocks in frame_blocks]
+    window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
+    with stage("skip-gram token embeddings"):
+        if any(b.startswith("emb_") for b in recipe.pooling):
+            arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
+        if "tfidf" in recipe.pooling:
+            arrays["idf"] = fit_idf(sequences, params.codebook_size, window_frames)
+    featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
+    backend = STSGBackend(recipe.front_end, codebook, featurizer)
+    with stage("training windows"):
+        features, labels = _window_features(backend, audio, len(dataset.species), recipe, rng, progress)
+    with stage("linear head"):
+        arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
+    manifest = {
+        "name": Path(out_dir).name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": STSG,
+        "sample_rate": SAMPLE_RATE,
+        "window_seconds": WINDOW_SECONDS,
+        "species": [{"code": s.code, "common_name": s.common_name, "scientific_name": s.scientific_name}
+                    for s in dataset.species],
+        "backend_params": {"front_end": recipe.front_end.to_dict(), "tokenizer": params.to_dict(),
+                           "pooling": {"blocks": list(recipe.pooling)}},
+        "recipe": recipe.to_dict(),
+        "training_data": {
+            "root": str(dataset.root),
+            "recordings": len(audio.clips),
+            "soundscapes": len(audio.soundscapes),
+            "skipped_files": audio.failed,
+            "species_with_audio": len(set(audio.labels)),
+            "training_windows": int(features.shape[0]),
+            "audio_seconds": round(sum(x.size for x in signals) / SAMPLE_RATE, 1),
+        },
+    }
+    path = write_bundle(out_dir, manifest, arrays)
+    log.info("model written to %s in %.1f s (%d files skipped)", path, time.perf_counter() - started,
+             len(audio.failed))
+    return path
+
+
+def _frame_blocks(recipe: Recipe, samples: np.ndarray) -> list[FrameBlock]:
+    extractor = StreamingLogMel(recipe.front_end)
+    return extractor.push(samples) + extractor.flush()
+
+
+def _normalised(recipe: Recipe, blocks: list[FrameBlock]) -> np.ndarray:
+    normaliser = FrameNormaliser(recipe.tokenizer, recipe.front_end.n_mels)
+    return np.concatenate([normaliser(b.logmel) for b in blocks]) if blocks else np.zeros((0, recipe.front_end.n_mels))
+
+
+def _tokens(codebook, recipe: Recipe, blocks: list[FrameBlock]) -> np.ndarray:
+    tokenizer = StreamingTokenizer(codebook, recipe.front_end.n_mels)
+    return np.concatenate([tokenizer.push(b).tokens for b in blocks]) if blocks else np.zeros(0, np.int32)
+
+
+def _window_features(backend: STSGBackend, audio: DecodedAudio, n_species: int, recipe: Recipe,
+                     rng: np.random.Generator, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    grid = WindowGrid()
+    total = len(audio.clips) * recipe.synthesis.windows_per_recording + recipe.synthesis.background_windows
+    features, labels = [], []
+    windows = training_windows(audio.clips, audio.labels, audio.soundscapes, n_species, recipe.synthesis, rng)
+    for samples, target in tqdm(windows, total=total, desc="windows", unit="win", disable=not progress):
+        vectors = embed_signal(backend, samples, grid)
+        features.append(vectors[0].vector)
+        labels.append(target)
+    return np.stack(features), np.stack(labels)
