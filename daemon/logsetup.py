@@ -5,7 +5,6 @@ import os
 import sys
 from typing import ClassVar
 
-
 QUIET_LIBRARIES = ("gensim", "numba", "faiss")
 """Third-party loggers that narrate every step at INFO: kept at WARNING."""
 

@@ -1,0 +1,148 @@
+"""Replay audio files into the ring, paced at real time like a microphone or as fast as the consumer reads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from daemon.audio_io import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.config import AudioConfig
+from daemon.errors import AudioError
+from daemon.ring import RingBuffer
+from daemon.sources import SourceStatus
+
+log = logging.getLogger(__name__)
+
+BLOCK_SAMPLES = SAMPLE_RATE // 10
+"""samples written at a time (100 ms, the mic's default block)"""
+_SEGMENTS_KEPT = 1024
+"""file boundaries remembered for :meth:`FileSource.source_at` (far more than a ring can hold)"""
+_POLL_S = 0.1
+
+
+class FileSource:
+    """Plays ``config.files`` (files, or folders searched recursively, sorted) one after the other.
+
+    The files form one stream: their samples follow each other in the ring without gaps. With
+    ``realtime`` each block is written once the wall-clock time it would have taken a microphone
+    to record it has passed (monotonic clock, absolute deadlines: no drift; time spent decoding a
+    file is not made up by a burst); a slow consumer then overruns the ring as it would with a mic.
+    Otherwise blocks are written as soon as the ring has room (back-pressure, nothing dropped).
+    Unreadable files are logged and skipped; the ring is closed at the end of the input unless
+    ``loop`` is set.
+    """
+
+    def __init__(self, config: AudioConfig, ring: RingBuffer) -> None:
+        self._config = config
+        self._ring = ring
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._segments: deque[tuple[int, str]] = deque(maxlen=_SEGMENTS_KEPT)
+        self._state = "starting"
+        self._detail = ""
+        self._skipped = 0
+        self._offset = 0
+
+    def start(self) -> None:
+        """Find the input files and launch the replay thread; raises AudioError if there are none."""
+        files = self._find_files()
+        if not files:
+            raise AudioError(f"audio.files: no audio files found in {', '.join(self._config.files)}")
+        self._thread = threading.Thread(target=self._run, args=(files,), name="birdd-file-source", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the replay, wait up to ``timeout`` seconds for the thread, and close the ring."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("file source thread still running after %.1f s", timeout)
+        self._ring.close()
+
+    def is_alive(self) -> bool:
+        """True while the replay thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> SourceStatus:
+        """State, current file and skipped-file count."""
+        with self._lock:
+            return SourceStatus(state=self._state, detail=self._detail, skipped_files=self._skipped)
+
+    @property
+    def position(self) -> tuple[str, int]:
+        """The file being written and the offset in it (samples at the model rate) reached so far."""
+        with self._lock:
+            return self._detail, self._offset
+
+    def source_at(self, sample: int) -> str:
+        """The file that stream sample ``sample`` came from."""
+        with self._lock:
+            for start, name in reversed(self._segments):
+                if sample >= start:
+                    return name
+            return self._segments[0][1] if self._segments else ""
+
+    def _find_files(self) -> list[Path]:
+        files: list[Path] = []
+        for entry in self._config.files:
+            try:
+                files.extend(find_audio_files([entry]))
+            except AudioError as exc:
+                log.warning("skipping input: %s", exc)
+                self._skipped += 1
+        return files
+
+    def _run(self, files: list[Path]) -> None:
+        origin = time.monotonic()
+        with self._lock:
+            self._state = "ok"
+        while not self._stop.is_set():
+            played = 0
+            for path in files:
+                if self._stop.is_set():
+                    break
+                started = time.monotonic()
+                try:
+                    audio = read_audio(path)
+                except AudioError as exc:
+                    log.warning("skipping file: %s", exc)
+                    with self._lock:
+                        self._skipped += 1
+                    continue
+                origin += time.monotonic() - started
+                with self._lock:
+                    self._segments.append((self._ring.written, str(path)))
+                    self._detail, self._offset = str(path), 0
+                played += self._play(audio, origin)
+            if not self._config.loop or played == 0:
+                break
+        with self._lock:
+            self._state = "stopped" if self._stop.is_set() else "finished"
+        log.info("file source %s after %d samples", self._state, self._ring.written)
+        self._ring.close()
+
+    def _play(self, audio, origin: float) -> int:
+        """Write one file's samples block by block; returns how many were written."""
+        for begin in range(0, audio.size, BLOCK_SAMPLES):
+            block = audio[begin:begin + BLOCK_SAMPLES]
+            if not self._wait_until_due(block.size, origin):
+                return begin
+            self._ring.write(block)
+            with self._lock:
+                self._offset = begin + block.size
+        return audio.size
+
+    def _wait_until_due(self, n: int, origin: float) -> bool:
+        """Wait until a block of ``n`` samples may be written; False if stopped meanwhile."""
+        if self._config.realtime:
+            due = origin + (self._ring.written + n) / SAMPLE_RATE
+            return not self._stop.wait(max(0.0, due - time.monotonic()))
+        while not self._ring.wait_for_space(n, timeout=_POLL_S):
+            if self._stop.is_set():
+                return False
+        return not self._stop.is_set()

@@ -1,0 +1,60 @@
+"""What every audio source offers the service layer, and the factory that picks one from the config.
+
+A source owns one producer thread: ``start()`` launches it, ``stop()`` ends it, and it writes
+float32 mono at :data:`daemon.audio_io.SAMPLE_RATE` into a :class:`daemon.ring.RingBuffer`, whose
+sample counter is the stream's clock. The ring is closed when the source stops or runs out of input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.config import AudioConfig
+from daemon.ring import RingBuffer
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A snapshot of a source's health, for the status message and metrics."""
+
+    state: str
+    """"starting", "ok", "waiting" (for a device, retrying), "finished" (input exhausted) or "stopped\""""
+    detail: str
+    """the device name, the file being played, or the last error"""
+    retries: int = 0
+    """mic: attempts to (re)open the device since start-up"""
+    overruns: int = 0
+    """mic: blocks the device or the capture ring dropped (PortAudio input overflow, capture-ring overrun)"""
+    skipped_files: int = 0
+    """file: inputs that could not be read and were skipped"""
+
+
+class AudioSource(Protocol):
+    """The lifecycle every source implements."""
+
+    def start(self) -> None:
+        """Launch the producer thread."""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the producer to end, wait up to ``timeout`` seconds, and close the ring."""
+
+    def is_alive(self) -> bool:
+        """True while the producer thread runs."""
+
+    def status(self) -> SourceStatus:
+        """The current health snapshot."""
+
+    def source_at(self, sample: int) -> str:
+        """The name of the input that produced stream sample ``sample`` (the detections' ``source``)."""
+
+
+def make_source(config: AudioConfig, ring: RingBuffer) -> AudioSource:
+    """The source ``config.source`` names; PortAudio is loaded only for the mic."""
+    if config.source == "mic":
+        from daemon.source_mic import MicSource
+
+        return MicSource(config, ring)
+    from daemon.source_file import FileSource
+
+    return FileSource(config, ring)

@@ -1,0 +1,48 @@
+"""The BirdCLEF metric against hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from daemon.errors import SubmissionError
+from daemon.evaluate import macro_roc_auc, roc_auc, score_submission
+
+
+def test_auc_hand_computed():
+    # positives at 0.9 and 0.4; negatives 0.5, 0.1: pairs (0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1) -> 3/4
+    assert roc_auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.5, 0.4, 0.1])) == pytest.approx(0.75)
+    assert roc_auc(np.array([1, 0]), np.array([0.3, 0.3])) == pytest.approx(0.5)  # a tie counts one half
+    assert roc_auc(np.array([0, 1, 1]), np.array([0.9, 0.1, 0.2])) == 0.0
+
+
+def test_macro_skips_species_without_positives():
+    labels = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0]])
+    scores = np.array([[0.9, 0.1, 0.2], [0.1, 0.5, 0.1], [0.2, 0.2, 0.0]])
+    score, per = macro_roc_auc(labels, scores, ["a", "b", "c"])
+    assert set(per) == {"a", "c"}
+    assert per == {"a": 1.0, "c": 0.5}  # c: positive 0.1 beats 0.0, loses to 0.2
+    assert score == pytest.approx(0.75)
+
+
+def write(path, header, rows):
+    path.write_text("\n".join([",".join(header), *(",".join(map(str, r)) for r in rows)]) + "\n")
+    return path
+
+
+def test_score_submission_aligns_rows_and_columns(tmp_path):
+    labels = write(tmp_path / "l.csv", ["row_id", "a", "b"], [["x_5", 1, 0], ["x_10", 0, 1]])
+    sub = write(tmp_path / "s.csv", ["row_id", "b", "a"], [["x_10", 0.8, 0.1], ["x_5", 0.2, 0.7]])
+    score, _ = score_submission(sub, labels)
+    assert score == 1.0
+
+
+def test_mismatched_rows_and_columns_are_named(tmp_path):
+    labels = write(tmp_path / "l.csv", ["row_id", "a", "b"], [["x_5", 1, 0], ["x_10", 0, 1]])
+    sub = write(tmp_path / "s.csv", ["row_id", "a", "c"], [["x_5", 0.2, 0.7], ["x_10", 0.8, 0.1]])
+    with pytest.raises(SubmissionError, match=r"species column\(s\) missing .* \(e\.g\. b\).*not in .*\(e\.g\. c\)"):
+        score_submission(sub, labels)
+    sub = write(tmp_path / "s.csv", ["row_id", "a", "b"], [["x_5", 0.2, 0.7], ["x_15", 0.8, 0.1]])
+    with pytest.raises(SubmissionError, match=r"row_id.*x_10"):
+        score_submission(sub, labels)
+    sub = write(tmp_path / "s.csv", ["row_id", "a", "b"], [["x_5", "high", 0.7]])
+    with pytest.raises(SubmissionError, match=r"s\.csv:2: non-numeric"):
+        score_submission(sub, labels)

@@ -1,0 +1,61 @@
+"""Replay output formats: submission rows, detections, Raven selections, Audacity labels, atomic writes."""
+
+from pathlib import Path
+
+import numpy as np
+
+from daemon.formats import (
+    AtomicWriter,
+    FileScores,
+    RavenTable,
+    audacity_labels,
+    detection_rows,
+    submission_header,
+    submission_rows,
+)
+from daemon.model import Species
+
+SPECIES = [Species("amerob", "American Robin", "Turdus migratorius"), Species("norcar", "Northern, Cardinal")]
+
+
+def result() -> FileScores:
+    return FileScores(Path("/x/site_01.ogg"), np.array([0, 160000]), np.array([160000, 320000]),
+                      np.array([[0.9, 0.2], [0.6, 0.7]], dtype=np.float32))
+
+
+def test_submission_rows():
+    assert submission_header(SPECIES) == "row_id,amerob,norcar\n"
+    assert submission_rows(result()) == "site_01_5,0.9,0.2\nsite_01_10,0.6,0.7\n"
+
+
+def test_detections_table_is_thresholded_and_quoted():
+    rows = detection_rows(result(), SPECIES, 0.65).splitlines()
+    assert rows == ["0.0,5.0,/x/site_01.ogg,amerob,American Robin,0.9000",
+                    '5.0,10.0,/x/site_01.ogg,norcar,"Northern, Cardinal",0.7000']
+
+
+def test_raven_selection_table_numbers_selections_across_files():
+    table = RavenTable(0.5)
+    first = table.rows(result(), SPECIES).splitlines()
+    second = table.rows(result(), SPECIES).splitlines()
+    assert [line.split("\t")[0] for line in first + second] == ["1", "2", "3", "4", "5", "6"]
+    fields = second[0].split("\t")
+    assert fields[3] == "10.000" and fields[10] == "/x/site_01.ogg" and fields[11] == "0.000"
+
+
+def test_audacity_labels():
+    assert audacity_labels(result(), SPECIES, 0.8) == "0.000\t5.000\tAmerican Robin (amerob) 0.900\n"
+
+
+def test_atomic_writer_leaves_target_alone_until_commit(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    writer = AtomicWriter(target)
+    writer.write("new\n")
+    assert target.read_text() == "old\n"
+    writer.discard()
+    assert target.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1
+    writer = AtomicWriter(target)
+    writer.write("new\n")
+    writer.commit()
+    assert target.read_text() == "new\n"
