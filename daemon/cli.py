@@ -140,6 +140,19 @@ def evaluate(submission: Path, labels: Path, per_species: bool) -> None:
 
 
 @cli.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="TOML configuration (see config.toml).")
+def run(config_path: Path) -> None:
+    """Run the detector daemon: listen, detect, publish over MQTT (stops on SIGTERM, reloads the model on SIGHUP)."""
+    from daemon.config import load_config
+    from daemon.service import run_service
+
+    config = load_config(config_path)
+    setup_logging(config.logging.level)
+    sys.exit(run_service(config))
+
+
+@cli.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 def info(model_path: Path) -> None:
     """Describe a model bundle (verifies its checksums)."""

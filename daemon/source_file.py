@@ -8,6 +8,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+import numpy as np
+
 from daemon.audio_io import SAMPLE_RATE, find_audio_files, read_audio
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
@@ -126,7 +128,7 @@ class FileSource:
         log.info("file source %s after %d samples", self._state, self._ring.written)
         self._ring.close()
 
-    def _play(self, audio, origin: float) -> int:
+    def _play(self, audio: np.ndarray, origin: float) -> int:
         """Write one file's samples block by block; returns how many were written."""
         for begin in range(0, audio.size, BLOCK_SAMPLES):
             block = audio[begin:begin + BLOCK_SAMPLES]

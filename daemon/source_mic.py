@@ -14,6 +14,7 @@ time and nothing is invented.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -24,6 +25,7 @@ import sounddevice as sd
 import soxr
 
 from daemon.audio_io import SAMPLE_RATE
+from daemon.backoff import Backoff
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
 from daemon.ring import RingBuffer
@@ -44,7 +46,7 @@ class MicSource:
     def __init__(self, config: AudioConfig, ring: RingBuffer, rng: random.Random | None = None) -> None:
         self._config = config
         self._ring = ring
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(config.retry_initial_s, config.retry_max_s, rng)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -86,17 +88,16 @@ class MicSource:
 
     def _run(self) -> None:
         origin = time.monotonic()
-        attempt = 0
         while True:
             if self._capture_once(origin):
-                attempt = 0
+                self._backoff.reset()
             if self._stop.is_set():
                 break
-            delay = _retry_delay(attempt, self._config.retry_initial_s, self._config.retry_max_s, self._rng)
-            attempt += 1
+            delay = self._backoff.next_delay()
             with self._lock:
                 self._retries += 1
-                log.warning("%s; retrying in %.1f s", self._detail, delay)
+                detail = self._detail
+            log.warning("%s; retrying in %.1f s", detail, delay)
             if self._stop.wait(delay):
                 break
             _refresh_device_list()
@@ -122,7 +123,18 @@ class MicSource:
         with self._lock:
             self._capture = capture
             self._state, self._detail = "ok", capture.name
+        reason = self._pump(capture)
+        with self._lock:
+            self._capture = None
+            self._past_overruns += capture.overruns
+        if reason is not None:
+            self._set_state("waiting", f"audio device {capture.name!r}: {reason}")
+        return True
+
+    def _pump(self, capture: _Capture) -> str | None:
+        """Convert the capture ring into the model ring until stop (None) or loss (the reason); closes the stream."""
         converter = _RateConverter(capture.rate, self._ring)
+        reason = None
         while not self._stop.is_set() and (reason := capture.failure()) is None:
             start, block = capture.ring.read(capture.rate // 2, timeout=_POLL_S)
             converter.push(start, block)
@@ -130,12 +142,7 @@ class MicSource:
         while (item := capture.ring.read(capture.ring.capacity, timeout=0)) and item[1].size:
             converter.push(*item)
         converter.flush()
-        with self._lock:
-            self._capture = None
-            self._past_overruns += capture.overruns
-        if not self._stop.is_set():
-            self._set_state("waiting", f"audio device {capture.name!r}: {reason}")
-        return True
+        return reason
 
     def _skip_to_now(self, origin: float) -> None:
         """Mark the time spent without a device as a gap, so the stream clock keeps up with the wall clock."""
@@ -162,7 +169,6 @@ class _Capture:
         self._mix = np.zeros(blocksize, dtype=np.float32)
         self._overflows = 0
         self._finished = threading.Event()
-        self._closing = False
         self._last_progress = (0, time.monotonic())
         try:
             self._stream = sd.InputStream(
@@ -198,14 +204,13 @@ class _Capture:
 
     def close(self) -> None:
         """Stop and close the stream; errors from a device that is already gone are only logged."""
-        self._closing = True
         try:
             self._stream.abort()
             self._stream.close()
         except sd.PortAudioError as exc:
             log.info("closing audio device %r: %s", self.name, exc)
 
-    def _callback(self, indata: np.ndarray, frames: int, time_info, status: sd.CallbackFlags) -> None:
+    def _callback(self, indata: np.ndarray, frames: int, time_info: object, status: sd.CallbackFlags) -> None:
         # PortAudio's thread: copy only (no allocation, no logging).
         if status.input_overflow:
             self._overflows += 1
@@ -266,14 +271,10 @@ def _find_input_device(substring: str) -> dict:
 
 def _refresh_device_list() -> None:
     """Re-initialise PortAudio so that a device plugged in since start-up is listed (no stream is open here)."""
-    try:
+    with contextlib.suppress(sd.PortAudioError):  # already terminated if the last initialisation failed
         sd._terminate()
+    try:
         sd._initialize()
     except sd.PortAudioError as exc:
         log.warning("re-initialising PortAudio: %s", exc)
 
-
-def _retry_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential back-off with jitter: between half and all of ``min(max_s, initial_s * 2**attempt)``."""
-    ceiling = min(max_s, initial_s * 2.0 ** min(attempt, 32))
-    return ceiling * (0.5 + 0.5 * rng.random())

@@ -1,0 +1,82 @@
+"""Replay speed: 700 one-minute soundscapes scored end to end vs merely decoded, in the same run.
+
+The 100 bench206 test soundscapes are linked 7 times into a temporary folder (700 files, 700
+minutes), then, alternating, for --rounds rounds:
+  decode: every file decoded by a pool of one process per core (the floor: nothing can be faster
+          than reading the audio);
+  replay: `birdd replay` of the folder into a submission CSV, as a subprocess (end to end:
+          start-up, model loading, decoding, features, tokens, pooling, head, CSV).
+Prints each round and the medians, the replay/decode ratio, and the real-time factor.
+
+usage: python bench/replay_speed.py [--model out/model] [--data ../shared/bench206] [--copies 7] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from daemon.audio_io import read_audio
+
+
+def decode_all(paths: list[Path], jobs: int) -> float:
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for _ in pool.imap(_decode_length, paths, chunksize=2):
+            pass
+    return time.perf_counter() - started
+
+
+def _decode_length(path: Path) -> int:
+    return read_audio(path).size
+
+
+def replay_all(folder: Path, model: Path, output: Path) -> float:
+    birdd = Path(sys.executable).with_name("birdd")
+    started = time.perf_counter()
+    subprocess.run([str(birdd), "--log-level", "WARNING", "replay", str(folder), "-m", str(model), "-o", str(output),
+                    "--no-progress"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("out/model"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
+    parser.add_argument("--copies", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sources = sorted((args.data / "test_soundscapes").glob("*.ogg"))
+    if not sources:
+        sys.exit(f"no soundscapes under {args.data / 'test_soundscapes'}")
+    jobs = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "soundscapes"
+        folder.mkdir()
+        for copy in range(args.copies):
+            for src in sources:
+                (folder / f"c{copy}_{src.name}").symlink_to(src.resolve())
+        paths = sorted(folder.iterdir())
+        minutes = sum(read_audio(p).size for p in sources) / 32000 / 60 * args.copies
+        decode_times, replay_times = [], []
+        for i in range(args.rounds):
+            decode_times.append(decode_all(paths, jobs))
+            replay_times.append(replay_all(folder, args.model, Path(tmp) / "submission.csv"))
+            print(f"round {i + 1}: decode {decode_times[-1]:.1f} s, replay {replay_times[-1]:.1f} s, "
+                  f"ratio {replay_times[-1] / decode_times[-1]:.2f}", flush=True)
+        rows = sum(1 for _ in (Path(tmp) / "submission.csv").open()) - 1
+    d, r = statistics.median(decode_times), statistics.median(replay_times)
+    print(f"{len(paths)} files, {minutes:.0f} min of audio, {rows} rows, {jobs} processes")
+    print(f"median decode only {d:.1f} s; median replay end to end {r:.1f} s "
+          f"({minutes * 60 / r:.0f}x real time); replay/decode {r / d:.2f}")
+
+
+if __name__ == "__main__":
+    main()

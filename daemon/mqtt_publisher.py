@@ -1,0 +1,361 @@
+"""MQTT publishing: detections from the outbox (at-least-once, in order), windows, status, HA discovery.
+
+One thread owns the paho client: it connects (with jittered, capped back-off), drives ``loop()``,
+moves detections from the :class:`~daemon.outbox.Outbox` to the broker with at most
+``MAX_INFLIGHT`` unacknowledged, acks the outbox on PUBACK, and publishes status. Other threads
+only hand it work (``publish_window``, ``publish_event``) or read counters; none of them blocks.
+
+Topics under the prefix (``Config.topic_prefix``):
+
+- ``<prefix>/detections``: one JSON detection (:meth:`Detection.to_payload`) per message, QoS from config;
+- ``<prefix>/windows``: top-k scores per window, QoS 0, only while connected (not durable);
+- ``<prefix>/status``: ``online`` / ``offline``, retained, also the last will;
+- ``<prefix>/status/stats``: periodic JSON statistics, retained;
+- ``<prefix>/status/events``: JSON events and errors (``publish_event``), QoS 1.
+
+The statistics and events have their own sub-topics so that ``<prefix>/status`` carries only the two
+availability payloads Home Assistant matches against.
+
+paho's own reconnect (``reconnect_delay_set``) doubles the delay without jitter, so this module
+runs its own loop with :class:`~daemon.backoff.Backoff` instead of ``loop_start``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from daemon import __version__
+from daemon.backoff import Backoff, UniformSource
+from daemon.config import Config, MqttConfig
+from daemon.detection import iso_utc
+from daemon.errors import ConfigError
+from daemon.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 16
+"""detections published but not yet acknowledged by the broker, at most"""
+_CONTROL_INFLIGHT = 8  # room in paho's in-flight window for status, discovery and event messages
+_LOOP_TIMEOUT_S = 0.2  # network wait per loop turn: bounds the latency of new work and of stop()
+_EVENTS_KEPT = 32  # events kept while disconnected (oldest dropped)
+_WINDOWS_QUEUED = 64
+_STOP_MARGIN_S = 0.5  # part of stop()'s budget kept for closing the socket and joining
+_STABLE_CONNECTION_S = 30.0  # a connection lost after this long starts the back-off afresh; a shorter one
+# (a broker that accepts then drops us, two daemons sharing a client id) keeps growing it: no storm
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one station."""
+
+    detections: str
+    windows: str
+    status: str
+    stats: str
+    events: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> Topics:
+        """Topics under ``prefix`` (e.g. ``birdd/garden``)."""
+        return cls(f"{prefix}/detections", f"{prefix}/windows", f"{prefix}/status",
+                   f"{prefix}/status/stats", f"{prefix}/status/events")
+
+
+@dataclass(frozen=True)
+class PublisherCounters:
+    """A snapshot of the publisher's state, for status messages and metrics."""
+
+    connected: bool
+    reconnects: int
+    """connections re-established after a loss"""
+    published: int
+    """detections acknowledged by the broker"""
+    last_error: str
+    """the last connection error ("" if none yet)"""
+    inflight: int
+    """detections sent and awaiting the broker's acknowledgement"""
+
+
+def read_password(mqtt_config: MqttConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The broker password: from ``password_file`` if set, else from the ``password_env`` variable."""
+    if mqtt_config.password_file:
+        try:
+            return Path(mqtt_config.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {mqtt_config.password_file}: {exc}") from None
+    return environ.get(mqtt_config.password_env) if mqtt_config.password_env else None
+
+
+def ha_discovery_messages(config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """Home Assistant discovery ``(topic, config)`` pairs: last species, its confidence, connectivity."""
+    topics = Topics.for_prefix(config.topic_prefix)
+    uid = "birdd_" + re.sub(r"[^A-Za-z0-9_-]", "_", config.station.name)
+    base = config.mqtt.ha_prefix
+    device = {"identifiers": [uid], "name": f"birdd {config.station.name}", "manufacturer": "birdd",
+              "model": "birdd detector", "sw_version": __version__}
+    availability = {"availability_topic": topics.status, "payload_available": ONLINE,
+                    "payload_not_available": OFFLINE}
+    return [
+        (f"{base}/sensor/{uid}/last_species/config", {
+            "name": "Last species", "unique_id": f"{uid}_last_species", "icon": "mdi:bird",
+            "state_topic": topics.detections, "value_template": "{{ value_json.common_name }}",
+            "json_attributes_topic": topics.detections, "device": device, **availability}),
+        (f"{base}/sensor/{uid}/last_confidence/config", {
+            "name": "Last confidence", "unique_id": f"{uid}_last_confidence", "icon": "mdi:percent",
+            "state_topic": topics.detections, "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
+            "unit_of_measurement": "%", "state_class": "measurement", "device": device, **availability}),
+        (f"{base}/binary_sensor/{uid}/connectivity/config", {
+            "name": "Connectivity", "unique_id": f"{uid}_connectivity", "device_class": "connectivity",
+            "entity_category": "diagnostic", "state_topic": topics.status, "payload_on": ONLINE,
+            "payload_off": OFFLINE, "device": device}),
+    ]
+
+
+def _dumps(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+class MqttPublisher:
+    """Publishes the outbox and the daemon's status to one broker, on a thread of its own.
+
+    ``stats`` returns the daemon's statistics (uptime, windows, detections, overruns, real-time
+    factor, queue depths); the publisher adds its own counters and the outbox backlog. Raises
+    :class:`ConfigError` at construction for an unreadable password file or TLS file.
+    """
+
+    def __init__(self, config: Config, outbox: Outbox, stats: Callable[[], dict[str, Any]] = dict, *,
+                 rng: UniformSource | None = None) -> None:
+        self._mqtt = config.mqtt
+        self._station = config.station.name
+        self._topics = Topics.for_prefix(config.topic_prefix)
+        self._discovery = ha_discovery_messages(config) if config.mqtt.ha_discovery else []
+        self._outbox = outbox
+        self._stats = stats
+        self._backoff = Backoff(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s, rng)
+        self._client = self._make_client(config.mqtt.client_id or f"birdd-{self._station}")
+        self._stop = threading.Event()
+        self._stop_deadline = 0.0
+        self._thread: threading.Thread | None = None
+        self._windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
+        self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
+        # Owned by the MQTT thread:
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._last_sent_seq = 0
+        self._just_connected = False
+        self._ever_connected = False
+        self._connected_since: float | None = None
+        self._failure = ""
+        self._next_stats_at = 0.0
+        # Read by other threads (single assignments):
+        self._connected = False
+        self._reconnects = 0
+        self._published = 0
+        self._last_error = ""
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        cfg = self._mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        client.max_inflight_messages = MAX_INFLIGHT + _CONTROL_INFLIGHT
+        client.will_set(self._topics.status, OFFLINE, qos=1, retain=True)
+        if cfg.username:
+            client.username_pw_set(cfg.username, read_password(cfg))
+        elif cfg.password_file:
+            logger.warning("mqtt.password_file is set but mqtt.username is empty: connecting anonymously")
+        if cfg.tls:
+            for key in ("ca_file", "cert_file", "key_file"):
+                path = getattr(cfg, key)
+                if path and not os.access(path, os.R_OK):
+                    raise ConfigError(f"mqtt.{key}: cannot read {path}")
+            if cfg.key_file and not cfg.cert_file:
+                raise ConfigError("mqtt.key_file: needs mqtt.cert_file")
+            try:
+                client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                               keyfile=cfg.key_file or None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(f"mqtt.tls: cannot load ca_file/cert_file/key_file: {exc}") from None
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    # --- lifecycle and API for other threads ---------------------------------------------------
+
+    def start(self) -> None:
+        """Start the MQTT thread; it connects in the background and retries until stopped."""
+        if self._thread is not None:
+            raise RuntimeError("MqttPublisher.start: already started")
+        self._client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s)
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline``, wait for in-flight acks within ``timeout`` seconds, disconnect, join."""
+        if self._thread is None:
+            return
+        self._stop_deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("MQTT thread still running %.1f s after stop", timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the MQTT thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def publish_window(self, payload: dict[str, Any]) -> None:
+        """Queue a window's top-k scores for ``<prefix>/windows`` (dropped unless enabled and connected)."""
+        if self._mqtt.publish_windows and self._connected:
+            self._windows.append(payload)
+
+    def publish_event(self, kind: str, message: str) -> None:
+        """Queue an event (e.g. ``model_reload_failed``) for ``<prefix>/status/events``; kept while offline."""
+        self._events.append({"station": self._station, "time": iso_utc(time.time()), "kind": kind,
+                             "message": message})
+
+    def counters(self) -> PublisherCounters:
+        """A snapshot of connected, reconnects, published, last_error and inflight."""
+        return PublisherCounters(self._connected, self._reconnects, self._published, self._last_error,
+                                 len(self._inflight))
+
+    # --- paho callbacks (run on the MQTT thread, inside loop()) ---------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: mqtt.ReasonCode, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._failure = f"broker refused the connection: {reason_code}"
+        else:
+            self._connected = True
+            self._just_connected = True
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: mqtt.ReasonCode, properties: Any) -> None:
+        self._connected = False
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: mqtt.ReasonCode,
+                    properties: Any) -> None:
+        seq = self._inflight.pop(mid, None)  # None: a status, discovery or event message
+        if seq is not None:  # MQTT 3.1.1: a PUBACK (or PUBCOMP) always means the broker has it
+            self._outbox.ack(seq)
+            self._published += 1
+
+    # --- the MQTT thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        socket_open = False
+        while not self._stop.is_set():
+            if not socket_open:
+                try:
+                    self._client.reconnect()
+                    socket_open = True
+                except OSError as exc:
+                    self._retry_later(f"cannot connect: {exc}")
+                continue
+            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                socket_open = False
+                self._end_connection()
+                self._retry_later(self._failure or f"connection lost: {mqtt.error_string(rc).rstrip('.')}")
+                continue
+            if self._connected:
+                self._serve()
+        self._shutdown()
+
+    def _end_connection(self) -> None:
+        """Only a connection that lasted _STABLE_CONNECTION_S starts the back-off afresh."""
+        if self._connected_since is not None and time.monotonic() - self._connected_since >= _STABLE_CONNECTION_S:
+            self._backoff.reset()
+        self._connected_since = None
+
+    def _retry_later(self, reason: str) -> None:
+        self._failure = ""
+        self._last_error = reason
+        delay = self._backoff.next_delay()
+        logger.warning("MQTT %s:%d: %s; retrying in %.2f s", self._mqtt.host, self._mqtt.port, reason, delay)
+        self._stop.wait(delay)
+
+    def _serve(self) -> None:
+        """One turn of work while connected: greet after a connect, then events, windows, detections, stats."""
+        if self._just_connected:
+            self._greet()
+        while self._events:
+            self._client.publish(self._topics.events, _dumps(self._events.popleft()), qos=1)
+        while self._windows:
+            self._client.publish(self._topics.windows, _dumps(self._windows.popleft()), qos=0)
+        self._publish_detections()
+        if time.monotonic() >= self._next_stats_at:
+            self._publish_stats()
+
+    def _greet(self) -> None:
+        self._just_connected = False
+        if self._ever_connected:
+            self._reconnects += 1
+        self._ever_connected = True
+        self._connected_since = time.monotonic()
+        logger.info("MQTT connected to %s:%d (%d detection(s) waiting in the outbox)",
+                    self._mqtt.host, self._mqtt.port, self._outbox.backlog())
+        self._client.publish(self._topics.status, ONLINE, qos=1, retain=True)
+        for topic, config in self._discovery:
+            self._client.publish(topic, _dumps(config), qos=1, retain=True)
+        self._next_stats_at = 0.0
+
+    def _publish_detections(self) -> None:
+        """Publish the next outbox rows in seq order while fewer than MAX_INFLIGHT await a PUBACK.
+
+        Rows in flight when the connection drops stay in paho's session and are re-sent first
+        after the reconnect, so the order holds across outages.
+        """
+        free = MAX_INFLIGHT - len(self._inflight)
+        if free <= 0 or self._outbox.last_seq <= self._last_sent_seq:
+            return
+        qos = self._mqtt.qos
+        for seq, payload in self._outbox.pending(free, after=self._last_sent_seq):
+            info = self._client.publish(self._topics.detections, _dumps(payload), qos=qos)
+            if qos > 0:  # paho keeps it and re-sends it after a reconnect until the PUBACK/PUBCOMP
+                self._inflight[info.mid] = seq
+            elif info.rc == mqtt.MQTT_ERR_SUCCESS:  # QoS 0: handed to the socket is all there is
+                self._outbox.ack(seq)
+                self._published += 1
+            else:  # QoS 0 and the connection just went: try this row again after the reconnect
+                return
+            self._last_sent_seq = seq
+
+    def _publish_stats(self) -> None:
+        self._next_stats_at = time.monotonic() + self._mqtt.status_interval_s
+        try:
+            stats = dict(self._stats())
+        except Exception:
+            logger.exception("status statistics callable failed")
+            stats = {}
+        stats.update(station=self._station, time=iso_utc(time.time()), outbox_backlog=self._outbox.backlog(),
+                     outbox_dropped=self._outbox.dropped(), mqtt_reconnects=self._reconnects,
+                     mqtt_published=self._published, mqtt_inflight=len(self._inflight),
+                     mqtt_last_error=self._last_error)
+        self._client.publish(self._topics.stats, _dumps(stats), qos=0, retain=True)
+
+    def _shutdown(self) -> None:
+        """Say ``offline`` (a clean disconnect suppresses the last will), let in-flight acks land, disconnect."""
+        if self._connected:
+            offline = self._client.publish(self._topics.status, OFFLINE, qos=1, retain=True)
+            deadline = self._stop_deadline - _STOP_MARGIN_S
+            while self._connected and time.monotonic() < deadline and (self._inflight or not offline.is_published()):
+                if self._client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+            if self._inflight:
+                logger.info("MQTT stop: %d detection(s) unacknowledged, kept in the outbox", len(self._inflight))
+        self._client.disconnect()
+        self._connected = False
+        logger.info("MQTT disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
