@@ -1,8 +1,12 @@
 """Streaming log-mel front end: audio chunks in, blocks of log-mel frames out.
 
-Frame ``i`` covers samples ``[i * hop, i * hop + n_fft)`` of the stream (no centre padding, so it
-streams). Frames are computed in blocks of ``block_frames`` aligned to absolute frame indices, and a
-whole file is just one long push followed by :meth:`StreamingLogMel.flush`. Every block is therefore
+Framing is causal: frame ``i`` covers samples ``[(i + 1) * hop - n_fft, (i + 1) * hop)`` of the
+stream (the stream is preceded by ``n_fft - hop`` zeros), so frame ``i`` ends exactly at sample
+``(i + 1) * hop``. A 5-s window therefore holds exactly 500 frames (at a 10 ms hop), and its last
+frame is complete the moment its last sample arrives: no look-ahead, no centre padding.
+
+Frames are computed in blocks of ``block_frames`` aligned to absolute frame indices, and a whole
+file is just one long push followed by :meth:`StreamingLogMel.flush`. Every block is therefore
 computed from the same samples with the same array shapes however the audio was chunked, and the
 streamed frames equal the whole-file frames bit for bit.
 """
@@ -110,10 +114,8 @@ class StreamingLogMel:
         self.params = params
         self._basis = mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
         self._window = np.hanning(params.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = 0  # absolute sample index of _buffer[0]
-        self._next_frame = 0
-        self._block_samples = (params.block_frames - 1) * params.hop + params.n_fft
+        self._lead = params.n_fft - params.hop  # zeros before sample 0: frame i ends at (i + 1) * hop
+        self.reset()
 
     def push(self, samples: np.ndarray) -> list[FrameBlock]:
         """Append audio (float32 mono at ``params.sample_rate``); return the blocks it completes."""
@@ -132,8 +134,8 @@ class StreamingLogMel:
 
     def reset(self) -> None:
         """Start a new stream at sample 0."""
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = 0
+        self._buffer = np.zeros(self._lead, dtype=np.float32)
+        self._buffer_start = -self._lead  # stream index of _buffer[0]
         self._next_frame = 0
 
     @property
@@ -141,14 +143,17 @@ class StreamingLogMel:
         """Index of the next frame this stream will produce."""
         return self._next_frame
 
+    def _frame_start(self, frame: int) -> int:
+        return frame * self.params.hop - self._lead
+
     def _available_frames(self) -> int:
-        offset = self._next_frame * self.params.hop - self._buffer_start
+        offset = self._frame_start(self._next_frame) - self._buffer_start
         usable = self._buffer.shape[0] - offset - self.params.n_fft
         return 0 if usable < 0 else min(usable // self.params.hop + 1, self.params.block_frames)
 
     def _compute(self, n_frames: int) -> FrameBlock:
         p = self.params
-        offset = self._next_frame * p.hop - self._buffer_start
+        offset = self._frame_start(self._next_frame) - self._buffer_start
         span = self._buffer[offset: offset + (n_frames - 1) * p.hop + p.n_fft]
         frames = np.lib.stride_tricks.sliding_window_view(span, p.n_fft)[:: p.hop]
         spectrum = scipy.fft.rfft(frames * self._window, axis=1, workers=1)
@@ -156,7 +161,7 @@ class StreamingLogMel:
         logmel = np.log(power @ self._basis + 1e-10, dtype=np.float32)
         block = FrameBlock(self._next_frame, logmel)
         self._next_frame += n_frames
-        drop = self._next_frame * p.hop - self._buffer_start
+        drop = self._frame_start(self._next_frame) - self._buffer_start
         self._buffer = self._buffer[drop:]
         self._buffer_start += drop
         return block

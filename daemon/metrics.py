@@ -22,7 +22,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.windows = Counter("birdd_windows", "Windows scored", registry=self.registry)
         self.detections = Counter("birdd_detections", "Detections committed to the outbox", registry=self.registry)
-        self.inference_seconds = Histogram("birdd_inference_seconds", "Pooling + head time per window",
+        self.inference_seconds = Histogram("birdd_inference_seconds",
+                                           "Reading a window's last samples to its detections committed",
                                            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0),
                                            registry=self.registry)
         self.publish_latency = Histogram("birdd_publish_latency_seconds",

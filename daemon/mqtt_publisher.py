@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 MAX_INFLIGHT = 16
 """detections published but not yet acknowledged by the broker, at most"""
 _CONTROL_INFLIGHT = 8  # room in paho's in-flight window for status, discovery and event messages
-_LOOP_TIMEOUT_S = 0.2  # network wait per loop turn: bounds the latency of new work and of stop()
+_LOOP_TIMEOUT_S = 0.05  # network wait per loop turn: bounds the latency of new work and of stop()
 _EVENTS_KEPT = 32  # events kept while disconnected (oldest dropped)
 _WINDOWS_QUEUED = 64
 _STOP_MARGIN_S = 0.5  # part of stop()'s budget kept for closing the socket and joining
@@ -138,13 +138,14 @@ class MqttPublisher:
     """
 
     def __init__(self, config: Config, outbox: Outbox, stats: Callable[[], dict[str, Any]] = dict, *,
-                 rng: UniformSource | None = None) -> None:
+                 rng: UniformSource | None = None, on_acked: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._mqtt = config.mqtt
         self._station = config.station.name
         self._topics = Topics.for_prefix(config.topic_prefix)
         self._discovery = ha_discovery_messages(config) if config.mqtt.ha_discovery else []
         self._outbox = outbox
         self._stats = stats
+        self._on_acked = on_acked
         self._backoff = Backoff(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s, rng)
         self._client = self._make_client(config.mqtt.client_id or f"birdd-{self._station}")
         self._stop = threading.Event()
@@ -153,7 +154,7 @@ class MqttPublisher:
         self._windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
         self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
         # Owned by the MQTT thread:
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._inflight: dict[int, tuple[int, dict[str, Any]]] = {}  # paho mid -> (outbox seq, payload)
         self._last_sent_seq = 0
         self._just_connected = False
         self._ever_connected = False
@@ -247,10 +248,15 @@ class MqttPublisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: mqtt.ReasonCode,
                     properties: Any) -> None:
-        seq = self._inflight.pop(mid, None)  # None: a status, discovery or event message
-        if seq is not None:  # MQTT 3.1.1: a PUBACK (or PUBCOMP) always means the broker has it
-            self._outbox.ack(seq)
-            self._published += 1
+        sent = self._inflight.pop(mid, None)  # None: a status, discovery or event message
+        if sent is not None:  # MQTT 3.1.1: a PUBACK (or PUBCOMP) always means the broker has it
+            self._acked(*sent)
+
+    def _acked(self, seq: int, payload: dict[str, Any]) -> None:
+        self._outbox.ack(seq)
+        self._published += 1
+        if self._on_acked is not None:
+            self._on_acked(payload)
 
     # --- the MQTT thread -----------------------------------------------------------------------
 
@@ -325,10 +331,9 @@ class MqttPublisher:
         for seq, payload in self._outbox.pending(free, after=self._last_sent_seq):
             info = self._client.publish(self._topics.detections, _dumps(payload), qos=qos)
             if qos > 0:  # paho keeps it and re-sends it after a reconnect until the PUBACK/PUBCOMP
-                self._inflight[info.mid] = seq
+                self._inflight[info.mid] = (seq, payload)
             elif info.rc == mqtt.MQTT_ERR_SUCCESS:  # QoS 0: handed to the socket is all there is
-                self._outbox.ack(seq)
-                self._published += 1
+                self._acked(seq, payload)
             else:  # QoS 0 and the connection just went: try this row again after the reconnect
                 return
             self._last_sent_seq = seq

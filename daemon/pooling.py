@@ -92,7 +92,8 @@ class WindowFeaturizer:
 class TokenWindowPooler:
     """:class:`TokenBlock` s in, :class:`WindowVector` s out, on a :class:`WindowGrid`.
 
-    Frame ``i`` belongs to window ``w`` when its start sample ``i * hop`` lies in the window.
+    Frame ``i`` (which ends at sample ``(i + 1) * hop``, see :mod:`daemon.features`) belongs to the
+    window that holds its last sample: a 5-s window at a 10 ms hop holds frames ``500 w`` to ``500 w + 499``.
     """
 
     def __init__(self, grid: WindowGrid, frame_hop: int, block_frames: int, codebook_size: int,

@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,16 @@ class Service:
         self._reload = threading.Event()
         self._started = time.monotonic()
         self._stream_epoch = 0.0
+        self._live = config.audio.source == "mic" or config.audio.realtime
+        """audio time follows the wall clock, so window-end-to-publish latency means something"""
         self.stats = PipelineStats()
         self.metrics = Metrics()
         self.model = load_model(config.model.path)
         self._policy = DetectionPolicy(config.detection, self.model.species)
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s)
         self.outbox = Outbox(config.outbox)
-        self.publisher = MqttPublisher(config, self.outbox, self.status) if config.mqtt.enabled else None
+        self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=self._on_acked)
+                          if config.mqtt.enabled else None)
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE))
         self.source = make_source(config.audio, self.ring)
         self._queue: queue.Queue = queue.Queue(QUEUE_MESSAGES)
@@ -108,8 +112,8 @@ class Service:
         if self.publisher:
             self.publisher.stop(timeout=_left(deadline, 1.5))
         self.metrics.close()
-        log.info("birdd stopped: %d windows, %d detections, %d awaiting the broker in the outbox",
-                 self.stats.windows, self.stats.detections, self.outbox.backlog())
+        log.info("birdd stopped: %.1f s of audio, %d windows, %d detections, %d awaiting the broker in the outbox",
+                 self.stats.samples / SAMPLE_RATE, self.stats.windows, self.stats.detections, self.outbox.backlog())
         self.outbox.close()
 
     def request_stop(self) -> None:
@@ -206,6 +210,12 @@ class Service:
                         for j in top]})
         self.metrics.inference_seconds.observe(time.monotonic() - read_at)
 
+    def _on_acked(self, payload: dict[str, Any]) -> None:
+        """MQTT thread: the broker has a detection; observe window end (audio clock) to acknowledgement."""
+        if self._live:
+            end = datetime.fromisoformat(payload["end"].replace("Z", "+00:00")).timestamp()
+            self.metrics.publish_latency.observe(max(0.0, time.time() - end))
+
     # --- status -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -219,6 +229,8 @@ class Service:
             "audio_gaps": self.stats.gaps, "source_state": source.state, "source_detail": source.detail,
             "real_time_factor": round(self.stats.real_time_factor, 5),
             "queue_depth": self._queue.qsize(), "model": self.model.identity,
+            **{key: value for key, value in (("latitude", self.config.station.latitude),
+                                            ("longitude", self.config.station.longitude)) if value is not None},
         }
 
     def _register_metrics(self) -> None:

@@ -53,7 +53,7 @@ def outbox_ids(tmp_path: Path) -> list[str]:
 
 
 def logged_detections(log: Path) -> int:
-    return int(re.search(r"birdd stopped: \d+ windows, (\d+) detections", log.read_text()).group(1))
+    return int(re.search(r"birdd stopped: [\d.]+ s of audio, \d+ windows, (\d+) detections", log.read_text()).group(1))
 
 
 def test_detections_status_and_discovery(mosquitto, subscribe, run_daemon):

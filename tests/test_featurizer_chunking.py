@@ -20,12 +20,13 @@ def test_mel_filterbank_matches_librosa():
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
-def test_logmel_matches_librosa_uncentred(rng):
+def test_logmel_matches_librosa_on_a_left_padded_signal(rng):
     librosa = pytest.importorskip("librosa")
     signal = rng.standard_normal(32000).astype(np.float32) * 0.1
     params = FrontEndParams()
     ours = logmel_frames(signal, params)
-    power = librosa.feature.melspectrogram(y=signal, sr=32000, n_fft=512, hop_length=320, center=False, n_mels=64,
+    causal = np.concatenate([np.zeros(512 - 320, np.float32), signal])  # frame i ends at sample (i + 1) * hop
+    power = librosa.feature.melspectrogram(y=causal, sr=32000, n_fft=512, hop_length=320, center=False, n_mels=64,
                                            fmin=300.0, fmax=15000.0, power=2.0).T
     assert ours.shape == power.shape
     np.testing.assert_allclose(ours, np.log(power + 1e-10), atol=2e-3)
@@ -35,8 +36,9 @@ def test_frame_count_and_alignment():
     params = FrontEndParams()
     signal = np.zeros(32000 * 2, dtype=np.float32)
     frames = logmel_frames(signal, params)
-    assert frames.shape == ((signal.size - params.n_fft) // params.hop + 1, params.n_mels)
-    assert logmel_frames(signal[: params.n_fft - 1], params).shape == (0, params.n_mels)
+    assert frames.shape == (signal.size // params.hop, params.n_mels)  # frame i ends at sample (i + 1) * hop
+    assert logmel_frames(signal[: params.hop - 1], params).shape == (0, params.n_mels)
+    assert logmel_frames(signal[: params.hop], params).shape == (1, params.n_mels)
 
 
 @pytest.mark.parametrize("largest", [1, 317, 4096, 50_000])

@@ -19,7 +19,7 @@ def token_blocks(n_frames: int, k: int, rng) -> list[TokenBlock]:
 
 
 def run(grid: WindowGrid, seconds: float, rng, k: int = 8):
-    n_frames = int((seconds * 32000 - 512) // HOP + 1)
+    n_frames = int(seconds * 32000) // HOP  # causal frames: frame i ends at sample (i + 1) * HOP
     pooler = TokenWindowPooler(grid, HOP, BLOCK, k, WindowFeaturizer(["mel_mean", "tfidf"], None, np.ones(k)))
     windows = []
     for block in token_blocks(n_frames, k, rng):

@@ -17,6 +17,7 @@ from daemon.audio_io import SAMPLE_RATE, read_audio
 from daemon.bundle import write_bundle
 from daemon.errors import AudioError, DatasetError
 from daemon.features import FrameBlock, StreamingLogMel
+from daemon.head import LinearHead
 from daemon.model import embed_signal
 from daemon.pooling import WindowFeaturizer
 from daemon.stsg import NAME as STSG
@@ -74,16 +75,23 @@ def decode_dataset(dataset: Dataset, progress: bool) -> DecodedAudio:
     return decoded
 
 
-def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = None, progress: bool = True) -> Path:
-    """Train an STSG model on the BirdCLEF-style dataset at ``data_dir`` and write the bundle to ``out_dir``."""
-    recipe = recipe or Recipe()
+@dataclass
+class FittedSTSG:
+    """An STSG backend fitted on decoded audio, its arrays, and the training windows it was fitted on."""
+
+    backend: STSGBackend
+    arrays: dict[str, np.ndarray]
+    n_windows: int
+
+    def head(self) -> LinearHead:
+        """The fitted head, as the runtime loads it."""
+        return LinearHead(self.arrays["head_mean"], self.arrays["head_scale"], self.arrays["head_weights"],
+                          self.arrays["head_bias"])
+
+
+def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool = False) -> FittedSTSG:
+    """Codebook, token embeddings, idf and linear head from decoded audio (no files read or written)."""
     rng = np.random.default_rng(recipe.seed)
-    started = time.perf_counter()
-    dataset = load_dataset(data_dir)
-    log.info("dataset %s: %d species, %d recordings, %d soundscapes", dataset.root, len(dataset.species),
-             len(dataset.recordings), len(dataset.soundscapes))
-    with stage("decode audio"):
-        audio = decode_dataset(dataset, progress)
     signals = audio.clips + audio.soundscapes
     params = recipe.tokenizer
     with stage("log-mel frames"):
@@ -103,9 +111,22 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
     featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
     backend = STSGBackend(recipe.front_end, codebook, featurizer)
     with stage("training windows"):
-        features, labels = _window_features(backend, audio, len(dataset.species), recipe, rng, progress)
+        features, labels = _window_features(backend, audio, n_species, recipe, rng, progress)
     with stage("linear head"):
         arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
+    return FittedSTSG(backend, arrays, int(features.shape[0]))
+
+
+def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = None, progress: bool = True) -> Path:
+    """Train an STSG model on the BirdCLEF-style dataset at ``data_dir`` and write the bundle to ``out_dir``."""
+    recipe = recipe or Recipe()
+    started = time.perf_counter()
+    dataset = load_dataset(data_dir)
+    log.info("dataset %s: %d species, %d recordings, %d soundscapes", dataset.root, len(dataset.species),
+             len(dataset.recordings), len(dataset.soundscapes))
+    with stage("decode audio"):
+        audio = decode_dataset(dataset, progress)
+    fitted = fit_stsg(audio, len(dataset.species), recipe, progress)
     manifest = {
         "name": Path(out_dir).name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -114,7 +135,7 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
         "window_seconds": WINDOW_SECONDS,
         "species": [{"code": s.code, "common_name": s.common_name, "scientific_name": s.scientific_name}
                     for s in dataset.species],
-        "backend_params": {"front_end": recipe.front_end.to_dict(), "tokenizer": params.to_dict(),
+        "backend_params": {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
                            "pooling": {"blocks": list(recipe.pooling)}},
         "recipe": recipe.to_dict(),
         "training_data": {
@@ -123,11 +144,11 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
             "soundscapes": len(audio.soundscapes),
             "skipped_files": audio.failed,
             "species_with_audio": len(set(audio.labels)),
-            "training_windows": int(features.shape[0]),
-            "audio_seconds": round(sum(x.size for x in signals) / SAMPLE_RATE, 1),
+            "training_windows": fitted.n_windows,
+            "audio_seconds": round(sum(x.size for x in audio.clips + audio.soundscapes) / SAMPLE_RATE, 1),
         },
     }
-    path = write_bundle(out_dir, manifest, arrays)
+    path = write_bundle(out_dir, manifest, fitted.arrays)
     log.info("model written to %s in %.1f s (%d files skipped)", path, time.perf_counter() - started,
              len(audio.failed))
     return path
