@@ -37,11 +37,16 @@ class Backend(Protocol):
         ...
 
 
-def _backend_from_bundle(name: str, params: dict, arrays: dict[str, np.ndarray], path: Path) -> Backend:
+def _backend_from_bundle(name: str, params: dict, arrays: dict[str, np.ndarray], path: Path,
+                         threads: int = 1) -> Backend:
     if name == "stsg":
         from daemon.stsg import STSGBackend
 
         return STSGBackend.from_bundle(params, arrays)
+    if name == "tflite":
+        from daemon.tflite_backend import TFLiteBackend
+
+        return TFLiteBackend.from_bundle(params, path, threads)
     raise BundleError(f"{path / 'manifest.json'}: unknown backend {name!r}")
 
 

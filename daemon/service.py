@@ -107,8 +107,7 @@ class Service:
         sdnotify.notify("STOPPING=1")
         self.source.stop(timeout=_left(deadline, 0.5))
         for worker in (self.tokenizer, self.classifier):
-            if not worker.join(_left(deadline, 1.5)):
-                log.warning("%s still running at shutdown", type(worker).__name__)
+            worker.join(_left(deadline, 1.5))
         if self.publisher:
             self.publisher.stop(timeout=_left(deadline, 1.5))
         self.metrics.close()
@@ -144,9 +143,9 @@ class Service:
         return 0
 
     def _failure(self) -> str:
-        for worker in (self.tokenizer, self.classifier):
-            if worker.error is not None:
-                return f"{type(worker).__name__} died: {worker.error!r}"
+        for thread in (self.source, self.tokenizer, self.classifier):
+            if thread.error is not None:
+                return f"{thread.name} died: {thread.error!r}"
         if self.classifier.is_alive() is False and self.tokenizer.is_alive():
             return "classifier worker ended unexpectedly"
         if time.monotonic() - self.stats.last_progress > STALL_S:

@@ -13,6 +13,7 @@ import numpy as np
 from daemon.audio_io import SAMPLE_RATE, find_audio_files, read_audio
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
+from daemon.lifecycle import ManagedThread
 from daemon.ring import RingBuffer
 from daemon.sources import SourceStatus
 
@@ -25,23 +26,25 @@ _SEGMENTS_KEPT = 1024
 _POLL_S = 0.1
 
 
-class FileSource:
+class FileSource(ManagedThread):
     """Plays ``config.files`` (files, or folders searched recursively, sorted) one after the other.
 
     The files form one stream: their samples follow each other in the ring without gaps. With
     ``realtime`` each block is written once the wall-clock time it would have taken a microphone
-    to record it has passed (monotonic clock, absolute deadlines: no drift; time spent decoding a
-    file is not made up by a burst); a slow consumer then overruns the ring as it would with a mic.
+    to record it has passed (monotonic clock, absolute deadlines: no drift, so sample ``n`` is due
+    ``n / 32000`` s after the start, like a microphone's; the few blocks held up while the next file is
+    decoded follow in a short burst); a slow consumer then overruns the ring as it would with a mic.
     Otherwise blocks are written as soon as the ring has room (back-pressure, nothing dropped).
     Unreadable files are logged and skipped; the ring is closed at the end of the input unless
     ``loop`` is set.
     """
 
     def __init__(self, config: AudioConfig, ring: RingBuffer) -> None:
+        super().__init__("birdd-file-source", self._run)
         self._config = config
         self._ring = ring
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._stop = self.stop_event
+        self._files: list[Path] = []
         self._lock = threading.Lock()
         self._segments: deque[tuple[int, str]] = deque(maxlen=_SEGMENTS_KEPT)
         self._state = "starting"
@@ -54,21 +57,14 @@ class FileSource:
         files = self._find_files()
         if not files:
             raise AudioError(f"audio.files: no audio files found in {', '.join(self._config.files)}")
-        self._thread = threading.Thread(target=self._run, args=(files,), name="birdd-file-source", daemon=True)
-        self._thread.start()
+        self._files = files
+        super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the replay, wait up to ``timeout`` seconds for the thread, and close the ring."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("file source thread still running after %.1f s", timeout)
+        self.request_stop()
+        self.join(timeout)
         self._ring.close()
-
-    def is_alive(self) -> bool:
-        """True while the replay thread runs."""
-        return self._thread is not None and self._thread.is_alive()
 
     def status(self) -> SourceStatus:
         """State, current file and skipped-file count."""
@@ -99,16 +95,15 @@ class FileSource:
                 self._skipped += 1
         return files
 
-    def _run(self, files: list[Path]) -> None:
+    def _run(self) -> None:
         origin = time.monotonic()
         with self._lock:
             self._state = "ok"
         while not self._stop.is_set():
             played = 0
-            for path in files:
+            for path in self._files:
                 if self._stop.is_set():
                     break
-                started = time.monotonic()
                 try:
                     audio = read_audio(path)
                 except AudioError as exc:
@@ -116,7 +111,6 @@ class FileSource:
                     with self._lock:
                         self._skipped += 1
                     continue
-                origin += time.monotonic() - started
                 with self._lock:
                     self._segments.append((self._ring.written, str(path)))
                     self._detail, self._offset = str(path), 0

@@ -28,6 +28,7 @@ from daemon.audio_io import SAMPLE_RATE
 from daemon.backoff import Backoff
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
+from daemon.lifecycle import ManagedThread
 from daemon.ring import RingBuffer
 from daemon.sources import SourceStatus
 
@@ -40,15 +41,18 @@ STALL_S = 5.0
 _POLL_S = 0.1
 
 
-class MicSource:
-    """Captures ``config.device`` at ``config.capture_rate`` into ``ring`` at the model rate."""
+class MicSource(ManagedThread):
+    """Captures ``config.device`` at ``config.capture_rate`` into ``ring`` at the model rate.
+
+    A device missing at start or lost later is not an error: it is waited for, with back-off.
+    """
 
     def __init__(self, config: AudioConfig, ring: RingBuffer, rng: random.Random | None = None) -> None:
+        super().__init__("birdd-mic-source", self._run)
         self._config = config
         self._ring = ring
         self._backoff = Backoff(config.retry_initial_s, config.retry_max_s, rng)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._stop = self.stop_event
         self._lock = threading.Lock()
         self._state = "starting"
         self._detail = ""
@@ -57,23 +61,11 @@ class MicSource:
         self._capture: _Capture | None = None
         self._label = f"mic:{config.device or 'default'}"
 
-    def start(self) -> None:
-        """Launch the capture thread; a missing device is not an error, it is waited for."""
-        self._thread = threading.Thread(target=self._run, name="birdd-mic-source", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout: float = 5.0) -> None:
         """Close the device, wait up to ``timeout`` seconds for the thread, and close the ring."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("mic source thread still running after %.1f s", timeout)
+        self.request_stop()
+        self.join(timeout)
         self._ring.close()
-
-    def is_alive(self) -> bool:
-        """True while the capture thread runs (also while it waits for a device)."""
-        return self._thread is not None and self._thread.is_alive()
 
     def status(self) -> SourceStatus:
         """ok / waiting (with the error) / stopped, re-open attempts and overruns so far."""

@@ -31,7 +31,12 @@ class SourceStatus:
 
 
 class AudioSource(Protocol):
-    """The lifecycle every source implements."""
+    """The lifecycle every source implements (see :class:`daemon.lifecycle.ManagedThread`)."""
+
+    name: str
+    """the producer thread's name"""
+    error: BaseException | None
+    """the exception that ended the producer thread, if one did"""
 
     def start(self) -> None:
         """Launch the producer thread."""

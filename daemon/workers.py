@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.audio_io import SAMPLE_RATE
+from daemon.lifecycle import ManagedThread
 from daemon.model import Model
 from daemon.ring import RingBuffer
 from daemon.sources import AudioSource
@@ -79,11 +80,12 @@ class PipelineStats:
         return (self.encode_seconds + self.score_seconds) / max(self.samples / SAMPLE_RATE, 1e-9)
 
 
-class TokenizerWorker:
-    """Reads the ring incrementally and runs the backend's encoder (audio -> tokens)."""
+class TokenizerWorker(ManagedThread):
+    """Reads the ring incrementally and runs the backend's encoder (audio -> tokens) until the ring closes."""
 
     def __init__(self, ring: RingBuffer, source: AudioSource, model: Model, out: queue.Queue,
                  stats: PipelineStats) -> None:
+        super().__init__("birdd-tokenizer", self._run)
         self._ring = ring
         self._source = source
         self._encoder = model.backend.encoder()
@@ -91,21 +93,6 @@ class TokenizerWorker:
         self._stats = stats
         self._pending_model: Model | None = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="birdd-tokenizer", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        """Launch the thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the end of the stream; True if the thread ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def is_alive(self) -> bool:
-        """True while the thread runs."""
-        return self._thread.is_alive()
 
     def switch_model(self, model: Model) -> None:
         """Use ``model`` from the next read on (the current segment is closed first)."""
@@ -115,10 +102,7 @@ class TokenizerWorker:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # reported by the service, which exits non-zero
-            log.exception("tokenizer worker failed")
-            self.error = exc
-        finally:
+        finally:  # also after a failure: the classifier drains and ends
             self._out.put(END)
 
     def _loop(self) -> None:
@@ -192,11 +176,12 @@ WindowHandler = Callable[[Segment, WindowVector, np.ndarray, float], None]
 """Called for every scored window: (segment, window, probabilities, read_at)."""
 
 
-class ClassifierWorker:
+class ClassifierWorker(ManagedThread):
     """Pools encoder output into windows, scores them with the head, hands them to ``on_window``."""
 
     def __init__(self, model: Model, grid: WindowGrid, inbox: queue.Queue, on_window: WindowHandler,
                  stats: PipelineStats, on_model: Callable[[Model], None]) -> None:
+        super().__init__("birdd-classifier", self._run)
         self._model = model
         self._grid = grid
         self._pooler = model.backend.pooler(grid)
@@ -205,30 +190,11 @@ class ClassifierWorker:
         self._on_model = on_model
         self._stats = stats
         self._segment: Segment | None = None
-        self._thread = threading.Thread(target=self._run, name="birdd-classifier", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        """Launch the thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the end of the stream; True if the thread ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def is_alive(self) -> bool:
-        """True while the thread runs."""
-        return self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            while (message := self._inbox.get()) is not END:
-                self._handle(message)
-            self._flush(time.monotonic())
-        except BaseException as exc:
-            log.exception("classifier worker failed")
-            self.error = exc
+        while (message := self._inbox.get()) is not END:
+            self._handle(message)
+        self._flush(time.monotonic())
 
     def _handle(self, message: object) -> None:
         if isinstance(message, Units):
