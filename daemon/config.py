@@ -7,6 +7,8 @@ the key (``mqtt.port: expected int, got str``).
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 import types
 import typing
@@ -168,8 +170,10 @@ def load_config(path: str | Path) -> Config:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         config = config_from_dict(data)
     except ConfigError as exc:
@@ -219,6 +223,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return {k: _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number")
     if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__}")
     return value
@@ -229,6 +235,15 @@ def _check_values(config: Config) -> None:
         if not ok:
             raise ConfigError(f"{key}: {what}")
 
+    topic_safe = re.compile(r"^[^+#/\x00]+$")
+    require(bool(topic_safe.match(config.station.name)), "station.name",
+            "must be non-empty, without '/', '+' or '#' (it is part of MQTT topics)")
+    prefix = config.mqtt.prefix
+    require(not prefix or all(topic_safe.match(part) for part in prefix.split("/")), "mqtt.prefix",
+            "must be topic levels without '+', '#' or empty levels")
+    for key, value, bound in (("station.latitude", config.station.latitude, 90),
+                              ("station.longitude", config.station.longitude, 180)):
+        require(value is None or -bound <= value <= bound, key, f"must be within -{bound}..{bound}")
     require(config.audio.source in ("mic", "file"), "audio.source", 'expected "mic" or "file"')
     require(config.audio.source != "file" or bool(config.audio.files), "audio.files",
             'required when audio.source = "file"')
@@ -245,6 +260,8 @@ def _check_values(config: Config) -> None:
     require(hop == int(hop) and 1 <= hop <= 5, "detection.window_hop_s", "must be a whole number from 1 to 5")
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
     require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")
+    require(bool(config.mqtt.host) or not config.mqtt.enabled, "mqtt.host", "required when mqtt.enabled")
+    require(config.mqtt.keepalive_s >= 5, "mqtt.keepalive_s", "must be >= 5")
     require(config.mqtt.windows_top_k >= 1, "mqtt.windows_top_k", "must be >= 1")
     require(config.mqtt.status_interval_s > 0, "mqtt.status_interval_s", "must be > 0")
     require(0 < config.mqtt.reconnect_min_s <= config.mqtt.reconnect_max_s, "mqtt.reconnect_min_s",

@@ -156,7 +156,7 @@ class Service:
 
     def reload(self) -> None:
         """Load and verify the configured bundle; switch to it at the next read, or keep the old one."""
-        sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        sdnotify.reloading()
         try:
             model = load_model(self.config.model.path)
             DetectionPolicy(self.config.detection, model.species)

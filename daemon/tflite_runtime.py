@@ -66,9 +66,11 @@ def locate_model_file(spec: TFLiteSpec, bundle_dir: Path | None = None, recorded
             return place
     name = spec.model_file or (Path(recorded_path).name if recorded_path else f"the {spec.name} model")
     looked = ", ".join(str(p.parent) for p in places) or "nowhere: the spec names no file and no path was given"
-    hint = spec.install_hint or "give its path"
-    copy = f", or copy it into {bundle_dir}" if bundle_dir is not None and spec.model_file else ""
-    raise BundleError(f"{name}: TFLite model file not found (looked in {looked}); {hint}{copy}")
+    hints = [spec.install_hint] if spec.install_hint else []
+    if bundle_dir is not None and spec.model_file:
+        hints.append(f"copy it into {bundle_dir}")
+    raise BundleError(f"{name}: TFLite model file not found (looked in {looked}); "
+                      f"{', or '.join(hints) or 'give its path'}")
 
 
 def labels_path(spec: TFLiteSpec, model_path: Path) -> Path:

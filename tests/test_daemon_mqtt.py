@@ -26,7 +26,7 @@ def run_daemon(tmp_path, trained_model, synthetic_corpus):
     daemons: list[Daemon] = []
 
     def start(broker=None, *, realtime=False, loop=False, threshold=0.3, mqtt=None, model=None, name="d",
-              port=None) -> Daemon:
+              port=None, extra=None) -> Daemon:
         files = sorted(str(p) for p in (synthetic_corpus / "test_soundscapes").glob("*.ogg"))
         mqtt_table = {"host": "127.0.0.1", "port": port or (broker.port if broker else 1),
                       "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "status_interval_s": 1.0, **(mqtt or {})}
@@ -37,6 +37,7 @@ def run_daemon(tmp_path, trained_model, synthetic_corpus):
             "detection": {"threshold": threshold},
             "mqtt": mqtt_table,
             "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+            **(extra or {}),
         })
         daemon = Daemon(config, tmp_path / f"{name}.log")
         daemons.append(daemon)
@@ -179,3 +180,27 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path):
     proc = subprocess.run([birdd, "run", "-c", str(config)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"birdd: error: {config}: mqtt.port: expected int, got str"
+
+
+def test_prometheus_metrics_are_served(mosquitto, run_daemon):
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    daemon = run_daemon(mosquitto, realtime=True, loop=True, extra={"metrics": {"port": port}})
+    daemon.wait_for_log("metrics on http://")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        if re.search(r"^birdd_windows_total [1-9]", text, re.M):
+            break
+        time.sleep(0.5)
+    for name in ("birdd_windows_total", "birdd_detections_total", "birdd_inference_seconds_bucket",
+                 "birdd_publish_latency_seconds_bucket", "birdd_mqtt_connected 1.0", "birdd_outbox_backlog",
+                 "birdd_audio_overruns"):
+        assert name in text, name
+    assert re.search(r"^birdd_windows_total [1-9]", text, re.M)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0

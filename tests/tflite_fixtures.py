@@ -14,7 +14,10 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from daemon.bundle import write_bundle
+from daemon.model import Species
 from daemon.tflite_spec import TFLiteSpec
+from trainer.tflite_train import bundle_manifest, open_model
 
 EMBEDDING = "tiny/embedding"
 LOGITS = "tiny/logits"
@@ -104,3 +107,15 @@ def write_tiny_model(path: Path, chunk_samples: int, *, dim: int = 4, n_logits: 
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(bytes(builder.Output()))
     return TinyModel(path, w1, b1, w2, b2)
+
+
+def write_tiny_bundle(bundle_dir: Path, model: TinyModel, spec: TFLiteSpec, *, n_species: int = 2,
+                      output: str = "embedding", seed: int = 0) -> Path:
+    """A bundle on ``model`` with a random head over ``n_species`` made-up species."""
+    backend = open_model(spec, model.path, output)
+    rng = np.random.default_rng(seed)
+    arrays = {"head_mean": np.zeros(backend.dim, np.float32), "head_scale": np.ones(backend.dim, np.float32),
+              "head_weights": rng.standard_normal((backend.dim, n_species)).astype(np.float32),
+              "head_bias": np.zeros(n_species, np.float32)}
+    species = [Species(f"sp{i}", f"Species {i}") for i in range(n_species)]
+    return write_bundle(bundle_dir, bundle_manifest(bundle_dir, backend, species), arrays)

@@ -1,0 +1,111 @@
+"""The TFLite backend's stages give the same window vectors whatever the input chunking, at the right places.
+
+Exact equality holds: the soxr stream resampler returns the same samples for any chunking, and each
+chunk goes through the interpreter alone, so nothing depends on how audio arrived.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+from tflite_fixtures import BIRDNET_LIKE, PERCH_LIKE, write_tiny_model
+
+from daemon.audio_io import SAMPLE_RATE
+from daemon.model import embed_signal
+from daemon.tflite_backend import ModelRateResampler
+from daemon.windows import WindowGrid
+from trainer.tflite_train import open_model
+
+
+@pytest.fixture(scope="module", params=[BIRDNET_LIKE, PERCH_LIKE], ids=lambda s: s.name)
+def backend(request, tmp_path_factory):
+    spec = request.param
+    model = write_tiny_model(tmp_path_factory.mktemp("tflite") / "tiny.tflite", spec.chunk_samples, dim=6, seed=4)
+    return open_model(spec, model.path), model
+
+
+def streamed(backend, samples, grid, rng):
+    encoder, pooler = backend.encoder(), backend.pooler(grid)
+    windows, i = [], 0
+    while i < samples.size:
+        n = int(rng.integers(1, 40_000))
+        for block in encoder.push(samples[i:i + n]):
+            windows += pooler.push(block)
+        i += n
+    for block in encoder.flush():
+        windows += pooler.push(block)
+    return windows + pooler.flush()
+
+
+@pytest.mark.parametrize("seconds, hop", [(23.0, 5), (17.4, 1), (12.6, 2), (1.2, 5)])
+def test_random_chunkings_give_the_batch_windows(backend, rng, seconds, hop):
+    backend, _ = backend
+    samples = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+    grid = WindowGrid.with_hop_seconds(hop)
+    batch = embed_signal(backend, samples, grid)
+    assert batch, "at least one window"
+    for _ in range(3):
+        stream = streamed(backend, samples, grid, rng)
+        assert [(w.index, w.start_sample, w.end_sample) for w in stream] == \
+               [(w.index, w.start_sample, w.end_sample) for w in batch]
+        for a, b in zip(stream, batch, strict=True):
+            np.testing.assert_array_equal(a.vector, b.vector)
+
+
+def test_resampler_is_chunking_invariant_and_time_aligned(rng):
+    samples = rng.standard_normal(3 * SAMPLE_RATE).astype(np.float32)
+    whole = ModelRateResampler(48_000)
+    expected = np.concatenate(whole.push(samples) + whole.flush())
+    pieces = ModelRateResampler(48_000)
+    out, i = [], 0
+    while i < samples.size:
+        n = int(rng.integers(1, 5_000))
+        out += pieces.push(samples[i:i + n])
+        i += n
+    got = np.concatenate(out + pieces.flush())
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(expected, soxr.resample(samples, SAMPLE_RATE, 48_000, quality="HQ"))
+    click = np.zeros(SAMPLE_RATE, np.float32)
+    click[10_000] = 1.0
+    again = ModelRateResampler(48_000)
+    assert int(np.argmax(np.concatenate(again.push(click) + again.flush()))) == 15_000
+
+
+def test_windows_average_the_chunks_at_the_spec_offsets(backend, rng):
+    backend, model = backend
+    spec = backend.spec
+    samples = (0.1 * rng.standard_normal(11 * SAMPLE_RATE)).astype(np.float32)
+    at_rate = samples if spec.sample_rate == SAMPLE_RATE else soxr.resample(samples, SAMPLE_RATE, spec.sample_rate,
+                                                                             quality="HQ")
+    windows = embed_signal(backend, samples, WindowGrid())
+    assert [w.end_sample for w in windows] == [5 * SAMPLE_RATE, 10 * SAMPLE_RATE]  # 1-s tail dropped
+    for w in windows:
+        start = w.start_sample * spec.sample_rate // SAMPLE_RATE
+        chunks = [at_rate[start + o: start + o + spec.chunk_samples] for o in spec.offset_samples()]
+        expected = np.mean([model.embedding(c.astype(np.float64)) for c in chunks], axis=0)
+        np.testing.assert_allclose(w.vector, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_overlapping_windows_share_chunks(backend, rng):
+    backend, _ = backend
+    samples = (0.1 * rng.standard_normal(20 * SAMPLE_RATE)).astype(np.float32)
+    before = backend.embedder.invocations
+    windows = embed_signal(backend, samples, WindowGrid.with_hop_seconds(1))
+    starts = {w.start_sample * backend.spec.sample_rate // SAMPLE_RATE + o
+              for w in windows for o in backend.spec.offset_samples()}
+    assert len(windows) == 18  # 16 full windows, then tails of 4 and 3 s
+    assert backend.embedder.invocations - before == len(starts)  # one invoke per distinct chunk
+    if len(backend.spec.offset_samples()) > 1:
+        assert len(starts) < len(windows) * len(backend.spec.offset_samples())
+
+
+def test_short_tail_window_is_zero_padded(backend):
+    backend, model = backend
+    spec = backend.spec
+    samples = np.full(int(1.5 * SAMPLE_RATE), 0.05, np.float32)  # shorter than a chunk: the stream's only window
+    (window,) = embed_signal(backend, samples, WindowGrid())
+    at_rate = samples if spec.sample_rate == SAMPLE_RATE else soxr.resample(samples, SAMPLE_RATE, spec.sample_rate,
+                                                                             quality="HQ")
+    chunk = np.pad(at_rate, (0, spec.chunk_samples - at_rate.size))
+    np.testing.assert_allclose(window.vector, model.embedding(chunk.astype(np.float64)), rtol=1e-4, atol=1e-3)
