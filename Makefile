@@ -35,7 +35,7 @@ test: apt venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
-bench: apt venv
+bench: demo
 	$(VENV)/bin/python bench/accuracy.py
 	$(VENV)/bin/python bench/replay_speed.py
 

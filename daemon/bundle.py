@@ -7,6 +7,7 @@ version and the sha256 of every file, and refuses a tampered or incompatible bun
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +25,22 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
+class ManifestParams:
+    """Mixin for frozen parameter dataclasses that travel in the manifest as JSON objects."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready parameters."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):  # -> the dataclass itself
+        """Parameters from a manifest; unknown or missing keys raise BundleError."""
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise BundleError(f"{cls.__name__}: {exc}") from None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -36,8 +53,9 @@ def sha256_file(path: Path) -> str:
 def write_bundle(directory: str | Path, manifest: dict, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` (name -> array, saved as ``<name>.npy``) and the manifest, atomically.
 
-    The bundle is assembled in a temporary sibling directory and renamed into place, so a reader
-    (or a SIGHUP reload) never sees a half-written bundle.
+    The bundle is assembled (and fsynced) in a temporary sibling directory and renamed into place, so
+    a reader (or a SIGHUP reload) never sees a half-written bundle: at worst, during the swap, no
+    bundle, which a reload reports while the old model keeps running.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +74,7 @@ def write_bundle(directory: str | Path, manifest: dict, arrays: dict[str, np.nda
         for path in staging.iterdir():
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
-        if directory.exists():
+        if directory.exists():  # two renames: a reader in between finds no bundle and keeps its old model
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             directory.rename(old)
@@ -64,6 +82,11 @@ def write_bundle(directory: str | Path, manifest: dict, arrays: dict[str, np.nda
             shutil.rmtree(old, ignore_errors=True)
         else:
             staging.rename(directory)
+        parent = os.open(directory.parent, os.O_RDONLY)
+        try:
+            os.fsync(parent)
+        finally:
+            os.close(parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -110,7 +110,7 @@ class MqttConfig:
     windows_top_k: int = 5
     """how many species per window on ``<prefix>/windows``"""
     status_interval_s: float = 60.0
-    """period of the JSON statistics on ``<prefix>/status`` (seconds)"""
+    """period of the JSON statistics on ``<prefix>/status/stats`` (seconds)"""
     reconnect_min_s: float = 1.0
     """first reconnect delay (seconds); doubles per failure, with jitter"""
     reconnect_max_s: float = 120.0

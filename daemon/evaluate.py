@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,12 @@ def read_table(path: str | Path) -> Table:
                 raise SubmissionError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
             row_ids.append(row[0])
             try:
-                values.append([float(v) for v in row[1:]])
+                numbers = [float(v) for v in row[1:]]
             except ValueError:
                 raise SubmissionError(f"{path}:{line}: non-numeric value in row {row[0]!r}") from None
+            if not all(map(math.isfinite, numbers)):
+                raise SubmissionError(f"{path}:{line}: NaN or infinite value in row {row[0]!r}")
+            values.append(numbers)
     if len(set(row_ids)) != len(row_ids):
         raise SubmissionError(f"{path}: duplicate row_id values")
     array = np.array(values, dtype=np.float64).reshape(len(row_ids), len(header) - 1)

@@ -13,18 +13,19 @@ streamed frames equal the whole-file frames bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
 from daemon.audio_io import SAMPLE_RATE
+from daemon.bundle import ManifestParams
 from daemon.errors import BundleError
 
 
 @dataclass(frozen=True)
-class FrontEndParams:
+class FrontEndParams(ManifestParams):
     """Log-mel parameters; they travel in the model manifest so training and serving agree."""
 
     sample_rate: int = SAMPLE_RATE
@@ -53,18 +54,6 @@ class FrontEndParams:
         for name, ok in checks.items():
             if not ok:
                 raise BundleError(f"front end: invalid {name} in {self}")
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FrontEndParams:
-        """Parameters from a manifest; unknown or missing keys raise BundleError."""
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise BundleError(f"front end: {exc}") from None
 
 
 @dataclass(frozen=True)

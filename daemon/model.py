@@ -8,10 +8,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from daemon.audio_io import SAMPLE_RATE
 from daemon.bundle import manifest_digest, read_bundle
 from daemon.errors import BundleError
 from daemon.head import LinearHead
-from daemon.windows import Stage, WindowGrid, WindowVector
+from daemon.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,31 @@ class Model:
                 "version": self.digest}
 
 
-def load_model(path: str | Path) -> Model:
-    """Load and verify a bundle made by ``birdd train``; raises BundleError naming what is wrong."""
+def load_model(path: str | Path, threads: int = 1) -> Model:
+    """Load and verify a bundle made by ``birdd train``; raises BundleError naming what is wrong.
+
+    Beyond the checksums, the model is tried once on 5 s of silence, so a bundle whose parts do not
+    fit together (vector size vs head) is refused here rather than on the first window.
+    ``threads`` is the backend's inference thread count (TFLite).
+    """
     path = Path(path)
     manifest, arrays = read_bundle(path)
+    where = path / "manifest.json"
     try:
         species = [Species(s["code"], s["common_name"], s.get("scientific_name", "")) for s in manifest["species"]]
-        backend = _backend_from_bundle(manifest["backend"], manifest["backend_params"], arrays, path)
+        backend = _backend_from_bundle(manifest["backend"], manifest["backend_params"], arrays, path, threads)
         head = LinearHead(arrays["head_mean"], arrays["head_scale"], arrays["head_weights"], arrays["head_bias"])
     except KeyError as exc:
-        raise BundleError(f"{path / 'manifest.json'}: missing field or array {exc}") from None
+        raise BundleError(f"{where}: missing field or array {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{where}: malformed model ({exc})") from None
     if head.n_species != len(species):
         raise BundleError(f"{path}: head scores {head.n_species} species but the manifest lists {len(species)}")
+    probe = embed_signal(backend, np.zeros(WINDOW_SECONDS * SAMPLE_RATE, np.float32), WindowGrid())
+    if not probe or probe[0].vector.shape != (head.input_dim,):
+        got = probe[0].vector.shape if probe else "no window"
+        raise BundleError(f"{where}: the backend makes window vectors of shape {got}, the head expects "
+                          f"({head.input_dim},)")
     return Model(path, manifest, manifest_digest(path), species, backend, head)
 
 

@@ -106,6 +106,7 @@ class TokenWindowPooler:
         self._window_frames = grid.length // frame_hop
         self._hop_frames = grid.hop // frame_hop
         self._min_tail_frames = -(-grid.min_tail // frame_hop)
+        self._min_first_frames = max(1, -(-grid.min_first // frame_hop))
         self._k = codebook_size
         self._featurize = featurize
         self._blocks: deque[tuple[int, BlockStats]] = deque()  # (first_frame, stats) of blocks still needed
@@ -125,9 +126,14 @@ class TokenWindowPooler:
         """End of stream: emit the trailing windows that are long enough, then reset."""
         out = []
         while True:
-            start = self._first_frame(self._next_window)
-            remaining = self._frames_seen - start
-            if remaining <= 0 or (remaining < self._min_tail_frames and self._next_window > 0):
+            w = self._next_window
+            remaining = self._frames_seen - self._first_frame(w)
+            if w == 0:
+                keep = remaining >= self._min_first_frames
+            else:  # a tail window: long enough, and not already covered by the window before it
+                keep = (remaining >= self._min_tail_frames
+                        and self._first_frame(w - 1) + self._window_frames < self._frames_seen)
+            if remaining <= 0 or not keep:
                 break
             out.append(self._emit())
         self.reset()

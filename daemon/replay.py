@@ -11,13 +11,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daemon.audio_io import read_audio
-from daemon.errors import AudioError
+from daemon.errors import AudioError, BundleError
 from daemon.formats import FileScores
 from daemon.model import Model, embed_signal, load_model
 from daemon.windows import WindowGrid
 
+_worker_job: tuple[str, str, WindowGrid] | None = None  # (bundle path, its digest, grid), set per worker process
 _worker_model: Model | None = None
-_worker_grid: WindowGrid | None = None
 
 
 def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
@@ -36,16 +36,23 @@ def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:
     return score_samples(model, read_audio(path), path, grid)
 
 
-def _init_worker(model_path: str, grid: WindowGrid) -> None:
-    global _worker_model, _worker_grid
+def _init_worker(model_path: str, digest: str, grid: WindowGrid) -> None:
+    global _worker_job
     threadpool_limits(1)
-    _worker_model = load_model(model_path)
-    _worker_grid = grid
+    _worker_job = (model_path, digest, grid)
 
 
 def _score_task(path: Path) -> FileScores | str:
+    # each worker loads its own copy on its first file (native runtimes such as TFLite do not survive a
+    # fork; an error here reaches the parent, where an initializer's would make the pool respawn for ever)
+    global _worker_model
+    model_path, digest, grid = _worker_job
+    if _worker_model is None:
+        _worker_model = load_model(model_path)
+        if _worker_model.digest != digest:
+            raise BundleError(f"{model_path}: the bundle changed while replay was running")
     try:
-        return score_file(_worker_model, path, _worker_grid)
+        return score_file(_worker_model, path, grid)
     except AudioError as exc:
         return str(exc)
 
@@ -66,5 +73,5 @@ def replay_files(model: Model, paths: list[Path], grid: WindowGrid, jobs: int = 
                     yield path, str(exc)
         return
     context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, initializer=_init_worker, initargs=(str(model.path), grid)) as pool:
+    with context.Pool(jobs, initializer=_init_worker, initargs=(str(model.path), model.digest, grid)) as pool:
         yield from zip(paths, pool.imap(_score_task, paths, chunksize=2), strict=True)

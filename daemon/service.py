@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,6 @@ from daemon.audio_io import SAMPLE_RATE
 from daemon.config import Config
 from daemon.detection import Detection, iso_utc, make_detection_id
 from daemon.detector import DetectionPolicy
-from daemon.errors import BirddError
 from daemon.metrics import Metrics
 from daemon.model import Model, load_model
 from daemon.mqtt_publisher import MqttPublisher
@@ -61,9 +59,9 @@ class Service:
         """audio time follows the wall clock, so window-end-to-publish latency means something"""
         self.stats = PipelineStats()
         self.metrics = Metrics()
-        self.model = load_model(config.model.path)
+        self.model = load_model(config.model.path, config.model.threads)
         self._policy = DetectionPolicy(config.detection, self.model.species)
-        self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s)
+        self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
         self.outbox = Outbox(config.outbox)
         self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=self._on_acked)
                           if config.mqtt.enabled else None)
@@ -81,11 +79,15 @@ class Service:
         """Start everything, serve until told to stop, stop everything; 0 on a clean stop."""
         with threadpool_limits(self.config.model.threads):
             self._install_signals()
-            self.start()
             try:
+                self.start()
                 code = self._serve()
             finally:
                 self.stop()
+        failed = [t.name for t in (self.source, self.tokenizer, self.classifier) if t.error is not None]
+        if failed:
+            log.critical("exiting with an error: %s failed", ", ".join(failed))
+            return 1
         return code
 
     def start(self) -> None:
@@ -106,14 +108,16 @@ class Service:
         deadline = time.monotonic() + STOP_BUDGET_S
         sdnotify.notify("STOPPING=1")
         self.source.stop(timeout=_left(deadline, 0.5))
-        for worker in (self.tokenizer, self.classifier):
-            worker.join(_left(deadline, 1.5))
+        drained = all([worker.join(_left(deadline, 1.5)) for worker in (self.tokenizer, self.classifier)])
         if self.publisher:
             self.publisher.stop(timeout=_left(deadline, 1.5))
         self.metrics.close()
         log.info("birdd stopped: %.1f s of audio, %d windows, %d detections, %d awaiting the broker in the outbox",
                  self.stats.samples / SAMPLE_RATE, self.stats.windows, self.stats.detections, self.outbox.backlog())
-        self.outbox.close()
+        if drained:
+            self.outbox.close()
+        else:  # a worker may still commit a detection: leave the connection open (every put is already durable)
+            log.warning("workers still draining at exit: the outbox is left open")
 
     def request_stop(self) -> None:
         """Ask the main loop to stop (what SIGTERM does)."""
@@ -158,9 +162,9 @@ class Service:
         """Load and verify the configured bundle; switch to it at the next read, or keep the old one."""
         sdnotify.reloading()
         try:
-            model = load_model(self.config.model.path)
+            model = load_model(self.config.model.path, self.config.model.threads)
             DetectionPolicy(self.config.detection, model.species)
-        except BirddError as exc:
+        except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", self.model.digest, exc)
             if self.publisher:
                 self.publisher.publish_event("model_reload_failed", str(exc))
@@ -249,5 +253,4 @@ def _left(deadline: float, at_most: float) -> float:
 
 def run_service(config: Config) -> int:
     """Build and run the service (what ``birdd run`` does)."""
-    Path(config.outbox.path).parent.mkdir(parents=True, exist_ok=True)
     return Service(config).run()

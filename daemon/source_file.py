@@ -50,7 +50,6 @@ class FileSource(ManagedThread):
         self._state = "starting"
         self._detail = ""
         self._skipped = 0
-        self._offset = 0
 
     def start(self) -> None:
         """Find the input files and launch the replay thread; raises AudioError if there are none."""
@@ -70,12 +69,6 @@ class FileSource(ManagedThread):
         """State, current file and skipped-file count."""
         with self._lock:
             return SourceStatus(state=self._state, detail=self._detail, skipped_files=self._skipped)
-
-    @property
-    def position(self) -> tuple[str, int]:
-        """The file being written and the offset in it (samples at the model rate) reached so far."""
-        with self._lock:
-            return self._detail, self._offset
 
     def source_at(self, sample: int) -> str:
         """The file that stream sample ``sample`` came from."""
@@ -113,7 +106,7 @@ class FileSource(ManagedThread):
                     continue
                 with self._lock:
                     self._segments.append((self._ring.written, str(path)))
-                    self._detail, self._offset = str(path), 0
+                    self._detail = str(path)
                 played += self._play(audio, origin)
             if not self._config.loop or played == 0:
                 break
@@ -129,8 +122,6 @@ class FileSource(ManagedThread):
             if not self._wait_until_due(block.size, origin):
                 return begin
             self._ring.write(block)
-            with self._lock:
-                self._offset = begin + block.size
         return audio.size
 
     def _wait_until_due(self, n: int, origin: float) -> bool:

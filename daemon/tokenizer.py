@@ -7,11 +7,12 @@ gives the same tokens as the whole file.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
 
+from daemon.bundle import ManifestParams
 from daemon.errors import BundleError
 from daemon.features import FrameBlock
 
@@ -19,7 +20,7 @@ FRAME_NORMS = ("none", "center", "standardize")
 
 
 @dataclass(frozen=True)
-class TokenizerParams:
+class TokenizerParams(ManifestParams):
     """How frames become tokens; travels in the model manifest."""
 
     band_ema_frames: float = 0.0
@@ -38,18 +39,6 @@ class TokenizerParams:
             raise BundleError(f"tokenizer: frame_norm must be one of {FRAME_NORMS}, not {self.frame_norm!r}")
         if self.band_ema_frames < 0 or self.pca_dim < 0 or self.codebook_size < 2:
             raise BundleError(f"tokenizer: invalid parameters {self}")
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TokenizerParams:
-        """Parameters from a manifest; unknown or missing keys raise BundleError."""
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise BundleError(f"tokenizer: {exc}") from None
 
 
 @dataclass(frozen=True)

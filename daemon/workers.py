@@ -93,6 +93,7 @@ class TokenizerWorker(ManagedThread):
         self._stats = stats
         self._pending_model: Model | None = None
         self._lock = threading.Lock()
+        self._read_at = 0.0  # when the samples being encoded were read from the ring (monotonic)
 
     def switch_model(self, model: Model) -> None:
         """Use ``model`` from the next read on (the current segment is closed first)."""
@@ -113,7 +114,7 @@ class TokenizerWorker(ManagedThread):
             if got is None:
                 break
             start, samples = got
-            self._stats.last_progress = time.monotonic()
+            self._read_at = self._stats.last_progress = time.monotonic()
             if samples.size == 0:
                 continue
             with self._lock:
@@ -164,12 +165,12 @@ class TokenizerWorker(ManagedThread):
         self._stats.encode_seconds += time.perf_counter() - started
         self._stats.samples += samples.size
         if items:
-            self._out.put(Units(items, time.monotonic()))
+            self._out.put(Units(items, self._read_at))
 
     def _close_segment(self) -> None:
         items = self._encoder.flush()
         if items:
-            self._out.put(Units(items, time.monotonic()))
+            self._out.put(Units(items, self._read_at))
 
 
 WindowHandler = Callable[[Segment, WindowVector, np.ndarray, float], None]
@@ -216,9 +217,11 @@ class ClassifierWorker(ManagedThread):
 
     def _score(self, windows: list[WindowVector], read_at: float, started: float) -> None:
         """Score pooled windows; ``started`` is when pooling began (for the processing-time counter)."""
-        if windows:
-            probabilities = self._model.head.probabilities(np.stack([w.vector for w in windows]))
+        if not windows:
+            self._stats.score_seconds += time.perf_counter() - started
+            return
+        probabilities = self._model.head.probabilities(np.stack([w.vector for w in windows]))
         self._stats.score_seconds += time.perf_counter() - started
-        for window, scores in zip(windows, probabilities if windows else [], strict=True):
+        for window, scores in zip(windows, probabilities, strict=True):
             self._stats.windows += 1
             self._on_window(self._segment, window, scores, read_at)

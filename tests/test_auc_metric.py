@@ -46,3 +46,10 @@ def test_mismatched_rows_and_columns_are_named(tmp_path):
     sub = write(tmp_path / "s.csv", ["row_id", "a", "b"], [["x_5", "high", 0.7]])
     with pytest.raises(SubmissionError, match=r"s\.csv:2: non-numeric"):
         score_submission(sub, labels)
+
+
+def test_non_finite_scores_are_refused(tmp_path):
+    labels = write(tmp_path / "l.csv", ["row_id", "a"], [["x_5", 1], ["x_10", 0]])
+    sub = write(tmp_path / "s.csv", ["row_id", "a"], [["x_5", "nan"], ["x_10", 0.1]])
+    with pytest.raises(SubmissionError, match=r"s\.csv:2: NaN or infinite value in row 'x_5'"):
+        score_submission(sub, labels)

@@ -73,3 +73,21 @@ def test_not_a_bundle(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_model(tmp_path)
+
+
+def test_parts_that_do_not_fit_are_refused_at_load(bundle_copy):
+    manifest_path = bundle_copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["backend_params"]["pooling"]["blocks"] = ["mel_mean"]  # 64 values for a head of more inputs
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"window vectors of shape \(64,\), the head expects"):
+        load_model(bundle_copy)
+
+
+def test_malformed_arrays_are_bundle_errors(bundle_copy, tmp_path):
+    manifest, arrays = read_bundle(bundle_copy)
+    arrays["head_weights"] = arrays["head_weights"][:, 0]  # 1-D
+    write_bundle(tmp_path / "bad", {k: v for k, v in manifest.items() if k not in ("files", "format",
+                                                                               "format_version")}, arrays)
+    with pytest.raises(BundleError, match="malformed model"):
+        load_model(tmp_path / "bad")

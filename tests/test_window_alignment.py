@@ -41,8 +41,16 @@ def test_window_ends_for_file_lengths(rng, seconds, ends):
 
 def test_overlapping_windows_share_blocks(rng):
     windows = run(WindowGrid.with_hop_seconds(1), 10, rng)
-    assert [w.start_sample // 32000 for w in windows] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [w.start_sample // 32000 for w in windows] == [0, 1, 2, 3, 4, 5]  # none past the audio's end
     assert all(w.end_sample - w.start_sample == 5 * 32000 for w in windows)
+    windows = run(WindowGrid.with_hop_seconds(2), 10, rng)
+    assert [w.start_sample // 32000 for w in windows] == [0, 2, 4, 6]  # 6-11 s still holds audio 10 s does not
+
+
+def test_a_sliver_of_audio_gets_a_window_only_when_asked(rng):
+    assert len(run(WindowGrid(), 0.05, rng)) == 1  # a short file is still scored
+    assert run(WindowGrid(min_first=WindowGrid.min_tail), 0.05, rng) == []  # the daemon, between two gaps
+    assert len(run(WindowGrid(min_first=WindowGrid.min_tail), 3, rng)) == 1
 
 
 def test_window_counts_every_frame_once(rng):

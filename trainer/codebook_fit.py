@@ -7,17 +7,19 @@ import logging
 import faiss
 import numpy as np
 
+from daemon.errors import DatasetError
 from daemon.tokenizer import Codebook, TokenizerParams, project_frames
 
 log = logging.getLogger(__name__)
 
 
 def sample_frames(frame_sets: list[np.ndarray], n_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n_frames`` rows drawn uniformly from all sets together."""
-    frames = np.concatenate(frame_sets)
-    if frames.shape[0] > n_frames:
-        frames = frames[np.sort(rng.choice(frames.shape[0], n_frames, replace=False))]
-    return np.ascontiguousarray(frames, dtype=np.float32)
+    """Up to ``n_frames`` rows, the same share drawn at random from every set (file)."""
+    total = sum(f.shape[0] for f in frame_sets)
+    share = min(1.0, n_frames / max(total, 1))
+    picked = [f[np.sort(rng.choice(f.shape[0], round(share * f.shape[0]), replace=False))] if share < 1 else f
+              for f in frame_sets]
+    return np.ascontiguousarray(np.concatenate(picked), dtype=np.float32)
 
 
 def fit_codebook(frames: np.ndarray, params: TokenizerParams, iterations: int, seed: int
@@ -33,7 +35,8 @@ def fit_codebook(frames: np.ndarray, params: TokenizerParams, iterations: int, s
         arrays.update(pca_mean=pca_mean.astype(np.float32), pca_components=pca_components)
     projected = project_frames(frames, params, pca_mean, pca_components)
     if projected.shape[0] < params.codebook_size:
-        raise ValueError(f"k-means: {projected.shape[0]} frames cannot make {params.codebook_size} tokens")
+        raise DatasetError(f"--codebook-size {params.codebook_size}: the training audio has only "
+                           f"{projected.shape[0]} frames; use a smaller codebook or more audio")
     kmeans = faiss.Kmeans(projected.shape[1], params.codebook_size, niter=iterations, seed=seed,
                           spherical=params.l2, max_points_per_centroid=1 << 30, verbose=False)
     kmeans.train(projected)

@@ -14,7 +14,8 @@ def fit_multilabel_logistic(features: np.ndarray, labels: np.ndarray, l2: float 
                             sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Fit ``sigmoid(((x - mean) / scale) @ W + b)`` to 0/1 (or soft) labels by L-BFGS.
 
-    The loss is the mean binary cross-entropy over windows and species plus ``l2 * |W|^2 / 2``;
+    The loss is the binary cross-entropy summed over species and averaged over windows, plus
+    ``l2 * |W|^2 / 2``;
     positives of each species are weighted so they count as much as its negatives (species are
     rare). Returns the arrays of :class:`daemon.head.LinearHead`: head_mean, head_scale,
     head_weights, head_bias.

@@ -1,6 +1,6 @@
 """Zero-shot bundles: a pretrained model's own class scores, mapped onto the taxonomy, without training.
 
-The bundle's window vector is the model's logits (averaged over the window's chunks) and its head is
+The bundle's window vector is the model's logits (the max over the window's chunks) and its head is
 a 0/1 selection, so a species' probability is ``sigmoid(logit)`` of the model class with the same
 eBird code, scientific name or common name (tried in that order). A species the model does not know
 gets the constant logit :data:`UNMATCHED_LOGIT`. Useful as a sanity check and as a teacher.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from daemon.bundle import write_bundle
 from daemon.errors import BundleError
 from daemon.model import Species
 from daemon.tflite_runtime import labels_path
-from daemon.tflite_spec import TFLiteSpec
+from daemon.tflite_spec import TFLiteSpec, load_spec
 from trainer.dataset import read_taxonomy
 from trainer.tflite_train import DEFAULT_SPEC, bundle_manifest, open_model
 
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 UNMATCHED_LOGIT = -20.0
 """logit of a species the model has no class for (probability about 2e-9)"""
+
+ZERO_SHOT_POOLING = "max"
+"""chunk pooling of zero-shot bundles: on bench206, BirdNET's max over its 0-3 s and 2-5 s chunks
+scores macro ROC-AUC 0.926, their mean 0.904"""
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def match_species(labels: list[ModelLabel], species: list[Species]) -> tuple[lis
     Fields are tried in the order code, scientific name, common name, each as given and then without a
     trailing bracketed group (a subspecies or form falls back to its species).
     """
-    indices = {field: {} for field in ("code", "scientific_name", "common_name")}
+    indices: dict[str, dict[str, int]] = {field: {} for field in ("code", "scientific_name", "common_name")}
     for i, label in enumerate(labels):
         for field, index in indices.items():
             key = normalise_name(getattr(label, field))
@@ -80,14 +84,20 @@ def match_species(labels: list[ModelLabel], species: list[Species]) -> tuple[lis
     matches: list[int | None] = []
     by = Counter()
     for sp in species:
-        tries = [(field, key) for field, name in (("code", sp.code), ("scientific_name", sp.scientific_name),
-                                                  ("common_name", sp.common_name)) for key in _names(name)]
-        found = next(((field, indices[field][normalise_name(key)]) for field, key in tries
-                      if key and normalise_name(key) in indices[field]), None)
+        found = _find(indices, sp)
         if found is not None:
             by[found[0]] += 1
         matches.append(None if found is None else found[1])
     return matches, by
+
+
+def _find(indices: dict[str, dict[str, int]], sp: Species) -> tuple[str, int] | None:
+    for field in ("code", "scientific_name", "common_name"):
+        for name in _names(getattr(sp, field)):
+            index = indices[field].get(normalise_name(name))
+            if name and index is not None:
+                return field, index
+    return None
 
 
 def selection_head(matches: list[int | None], n_classes: int) -> dict[str, np.ndarray]:
@@ -104,10 +114,15 @@ def selection_head(matches: list[int | None], n_classes: int) -> dict[str, np.nd
 
 
 def zero_shot_bundle(taxonomy: str | Path, out_dir: str | Path, model_path: str | Path | None = None,
-                     spec: TFLiteSpec | str = DEFAULT_SPEC, threads: int = 1) -> Path:
-    """Write a zero-shot bundle for the species of ``taxonomy`` (a ``taxonomy.csv`` or a dataset folder)."""
+                     spec: TFLiteSpec | str = DEFAULT_SPEC, chunk_pooling: str = ZERO_SHOT_POOLING,
+                     threads: int = 1) -> Path:
+    """Write a zero-shot bundle for the species of ``taxonomy`` (a ``taxonomy.csv`` or a dataset folder).
+
+    A window's logit is the ``chunk_pooling`` (default: max) of its chunks' logits.
+    """
     taxonomy = Path(taxonomy)
     species = read_taxonomy(taxonomy / "taxonomy.csv" if taxonomy.is_dir() else taxonomy)
+    spec = replace(spec if isinstance(spec, TFLiteSpec) else load_spec(spec), chunk_pooling=chunk_pooling)
     backend = open_model(spec, model_path, "logits", threads)
     labels_file = labels_path(backend.spec, backend.model_path)
     labels = read_labels(labels_file, backend.spec)
