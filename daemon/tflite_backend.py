@@ -68,6 +68,7 @@ class ChunkWindowPooler:
     Window ``w`` uses the chunks starting at ``start(w) + offset`` for each offset of the spec. A window
     is emitted once its last chunk is complete; at the end of the stream, the trailing windows that the
     grid keeps get their chunks zero-padded (chunks that would start after the last sample are left out).
+    Sample counts are compared at the model rate, the grid's sizes converted to it.
     """
 
     def __init__(self, grid: WindowGrid, spec: TFLiteSpec, embed: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -97,14 +98,19 @@ class ChunkWindowPooler:
         return out
 
     def flush(self) -> list[WindowVector]:
-        """End of stream: emit the trailing windows that are long enough, then reset."""
+        """End of stream: emit the trailing windows the grid keeps (see :class:`WindowGrid`), then reset."""
         out = []
-        min_tail = self._model_index(self.grid.min_tail)
         while True:
-            remaining = self._seen - self._model_index(self.grid.start(self._next_window))
-            if remaining <= 0 or (remaining < min_tail and self._next_window > 0):
+            w = self._next_window
+            remaining = self._seen - self._model_index(self.grid.start(w))
+            if w == 0:
+                keep = remaining >= max(1, self._model_index(self.grid.min_first))
+            else:  # a tail window: long enough, and reaching past the window before it
+                keep = (remaining >= self._model_index(self.grid.min_tail)
+                        and self._model_index(self.grid.end(w - 1)) < self._seen)
+            if remaining <= 0 or not keep:
                 break
-            starts = self._chunk_starts(self._next_window)
+            starts = self._chunk_starts(w)
             out.append(self._emit([s for s in starts if s < self._seen] or starts[:1]))
         self.reset()
         return out

@@ -94,7 +94,7 @@ def test_overlapping_windows_share_chunks(backend, rng):
     windows = embed_signal(backend, samples, WindowGrid.with_hop_seconds(1))
     starts = {w.start_sample * backend.spec.sample_rate // SAMPLE_RATE + o
               for w in windows for o in backend.spec.offset_samples()}
-    assert len(windows) == 18  # 16 full windows, then tails of 4 and 3 s
+    assert len(windows) == 16  # full windows only: the 4-s and 3-s tails lie inside the last full window
     assert backend.embedder.invocations - before == len(starts)  # one invoke per distinct chunk
     if len(backend.spec.offset_samples()) > 1:
         assert len(starts) < len(windows) * len(backend.spec.offset_samples())
@@ -109,3 +109,17 @@ def test_short_tail_window_is_zero_padded(backend):
                                                                              quality="HQ")
     chunk = np.pad(at_rate, (0, spec.chunk_samples - at_rate.size))
     np.testing.assert_allclose(window.vector, model.embedding(chunk.astype(np.float64)), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("seconds, hop, min_first, ends", [
+    (23.0, 5, 1, [5, 10, 15, 20, 25]),  # a 3-s tail is kept
+    (22.0, 5, 1, [5, 10, 15, 20]),  # a 2-s tail is not
+    (7.0, 1, 1, [5, 6, 7]),  # tails at a 1-s hop stop once a window reaches the end
+    (1.2, 5, 1, [5]),  # a short file still gets its window
+    (1.2, 5, 2 * SAMPLE_RATE, []),  # ...unless the grid asks for more (the daemon, between gaps)
+])
+def test_trailing_windows_follow_the_grid(backend, seconds, hop, min_first, ends):
+    backend, _ = backend
+    samples = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+    windows = embed_signal(backend, samples, WindowGrid.with_hop_seconds(hop, min_first=min_first))
+    assert [w.end_sample // SAMPLE_RATE for w in windows] == ends

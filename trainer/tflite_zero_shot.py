@@ -1,9 +1,10 @@
 """Zero-shot bundles: a pretrained model's own class scores, mapped onto the taxonomy, without training.
 
-The bundle's window vector is the model's logits (the max over the window's chunks) and its head is
-a 0/1 selection, so a species' probability is ``sigmoid(logit)`` of the model class with the same
-eBird code, scientific name or common name (tried in that order). A species the model does not know
-gets the constant logit :data:`UNMATCHED_LOGIT`. Useful as a sanity check and as a teacher.
+The bundle's window vector is the model's logits (pooled over the window's chunks as the spec says:
+BirdNET's max) and its head is a 0/1 selection, so a species' probability is ``sigmoid(logit)`` of the
+model class with the same eBird code, scientific name or common name (tried in that order). A species
+the model does not know gets the constant logit :data:`UNMATCHED_LOGIT`. Useful as a sanity check and
+as a teacher.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from daemon.bundle import write_bundle
 from daemon.errors import BundleError
 from daemon.model import Species
 from daemon.tflite_runtime import labels_path
-from daemon.tflite_spec import TFLiteSpec, load_spec
+from daemon.tflite_spec import TFLiteSpec
 from trainer.dataset import read_taxonomy
 from trainer.tflite_train import DEFAULT_SPEC, bundle_manifest, open_model
 
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 
 UNMATCHED_LOGIT = -20.0
 """logit of a species the model has no class for (probability about 2e-9)"""
-
-ZERO_SHOT_POOLING = "max"
-"""chunk pooling of zero-shot bundles: on bench206, BirdNET's max over its 0-3 s and 2-5 s chunks
-scores macro ROC-AUC 0.926, their mean 0.904"""
 
 
 @dataclass(frozen=True)
@@ -114,15 +111,10 @@ def selection_head(matches: list[int | None], n_classes: int) -> dict[str, np.nd
 
 
 def zero_shot_bundle(taxonomy: str | Path, out_dir: str | Path, model_path: str | Path | None = None,
-                     spec: TFLiteSpec | str = DEFAULT_SPEC, chunk_pooling: str = ZERO_SHOT_POOLING,
-                     threads: int = 1) -> Path:
-    """Write a zero-shot bundle for the species of ``taxonomy`` (a ``taxonomy.csv`` or a dataset folder).
-
-    A window's logit is the ``chunk_pooling`` (default: max) of its chunks' logits.
-    """
+                     spec: TFLiteSpec | str = DEFAULT_SPEC, threads: int = 1) -> Path:
+    """Write a zero-shot bundle for the species of ``taxonomy`` (a ``taxonomy.csv`` or a dataset folder)."""
     taxonomy = Path(taxonomy)
     species = read_taxonomy(taxonomy / "taxonomy.csv" if taxonomy.is_dir() else taxonomy)
-    spec = replace(spec if isinstance(spec, TFLiteSpec) else load_spec(spec), chunk_pooling=chunk_pooling)
     backend = open_model(spec, model_path, "logits", threads)
     labels_file = labels_path(backend.spec, backend.model_path)
     labels = read_labels(labels_file, backend.spec)
