@@ -46,6 +46,11 @@ class ManagedThread:
         """True while the thread runs."""
         return self._thread.is_alive()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Set the stop flag and wait up to ``timeout`` seconds for the thread to end."""
+        self.request_stop()
+        self.join(timeout)
+
     def _main(self) -> None:
         try:
             self._target()

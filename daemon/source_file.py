@@ -61,8 +61,7 @@ class FileSource(ManagedThread):
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the replay, wait up to ``timeout`` seconds for the thread, and close the ring."""
-        self.request_stop()
-        self.join(timeout)
+        super().stop(timeout)
         self._ring.close()
 
     def status(self) -> SourceStatus:

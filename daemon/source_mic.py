@@ -63,8 +63,7 @@ class MicSource(ManagedThread):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the device, wait up to ``timeout`` seconds for the thread, and close the ring."""
-        self.request_stop()
-        self.join(timeout)
+        super().stop(timeout)
         self._ring.close()
 
     def status(self) -> SourceStatus:

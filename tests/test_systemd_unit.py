@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from daemon_process import write_config
+from test_source_mic_alsa_file_device import ASOUNDRC
 from unit_sandbox import UnitSandbox, directives, libseccomp
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "birdd.service"
@@ -123,19 +124,6 @@ def test_daemon_in_the_units_sandbox_notifies_systemd_and_publishes(tmp_path, mo
     assert "model reload: " in text, text
 
 
-ASOUNDRC = """
-pcm.birdtest {{
-    type plug
-    slave {{ pcm "birdfile"  format S16_LE  rate 48000  channels 1 }}
-}}
-pcm.birdfile {{
-    type file
-    slave.pcm "null"
-    file "/dev/null"
-    infile "{infile}"
-    format "raw"
-}}
-"""
 CAPTURE = """
 import sys, time
 import sounddevice as sd
@@ -157,7 +145,7 @@ def test_portaudio_capture_in_the_units_sandbox(tmp_path, rng):
     """ALSA through PortAudio, with sounddevice's cffi callback: what MemoryDenyWriteExecute=yes would break."""
     infile = tmp_path / "in.raw"
     (rng.standard_normal(48000 * 2) * 3000).astype("<i2").tofile(infile)
-    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=infile))
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(rate=48000, infile=infile))
     sandbox = UnitSandbox(UNIT.read_text(), SECCOMP)
     proc = subprocess.run([sys.executable, "-c", CAPTURE], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "HOME": str(tmp_path)}, preexec_fn=sandbox.load)
