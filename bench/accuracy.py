@@ -10,24 +10,34 @@ usage: python bench/accuracy.py [--data ../shared/bench206] [--out out/bench] [N
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import soundfile as sf
 
-def run(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of the child, stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{proc.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before) / 1024, proc.stdout
+
+def run(args: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (the child and its workers), peak RSS in MB (largest process), stdout."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{' '.join(args)} failed:\n{err.read()}")
+        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
+
+
+def bundle_mb(model: Path) -> float:
+    """Size of a model bundle folder on disk."""
+    return sum(p.stat().st_size for p in model.iterdir()) / 1e6
 
 
 def main() -> None:
@@ -37,19 +47,24 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", default=["default="])
     args = parser.parse_args()
     birdd = str(Path(sys.executable).with_name("birdd"))
-    print("| configuration | train s | train peak MB | replay s (100 min) | macro ROC-AUC |")
-    print("|---|---|---|---|---|")
+    soundscapes = sorted((args.data / "test_soundscapes").glob("*.ogg"))
+    minutes = sum(sf.info(str(p)).duration for p in soundscapes) / 60
+    print(f"| configuration | train s | train peak MB | bundle MB | replay s ({minutes:.0f} min) "
+          "| CPU ms per audio min | macro ROC-AUC |")
+    print("|---|---|---|---|---|---|---|")
     for spec in args.configs:
         name, _, options = spec.partition("=")
         model = args.out / name
-        train_s, peak, _ = run([birdd, "--log-level", "WARNING", "train", str(args.data), "-o", str(model),
-                                "--no-progress", *shlex.split(options)])
+        train_s, _, peak, _ = run([birdd, "train", str(args.data), "-o", str(model), "--no-progress",
+                                   *shlex.split(options)])
         sub = args.out / f"{name}.csv"
-        replay_s, _, _ = run([birdd, "--log-level", "WARNING", "replay", str(args.data / "test_soundscapes"),
-                              "-m", str(model), "-o", str(sub), "--no-progress"])
-        _, _, out = run([birdd, "eval", str(sub), str(args.data / "test_soundscapes_labels.csv")])
+        replay_s, replay_cpu, _, _ = run([birdd, "--log-level", "WARNING", "replay",
+                                          str(args.data / "test_soundscapes"), "-m", str(model), "-o", str(sub),
+                                          "--no-progress"])
+        _, _, _, out = run([birdd, "eval", str(sub), str(args.data / "test_soundscapes_labels.csv")])
         auc = out.split()[2]
-        print(f"| {name} {options} | {train_s:.0f} | {peak:.0f} | {replay_s:.1f} | {auc} |", flush=True)
+        print(f"| {name} `{options}` | {train_s:.0f} | {peak:.0f} | {bundle_mb(model):.1f} | {replay_s:.1f} "
+              f"| {1000 * replay_cpu / minutes:.0f} | {auc} |", flush=True)
 
 
 if __name__ == "__main__":

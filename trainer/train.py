@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from trainer.codebook_fit import fit_codebook, sample_frames
 from trainer.dataset import Dataset, load_dataset
 from trainer.head_fit import fit_multilabel_logistic
 from trainer.recipe import Recipe
-from trainer.synthesis import training_windows
+from trainer.synthesis import training_windows, window_count
 from trainer.token_embeddings import fit_idf, fit_token_vectors
 
 log = logging.getLogger(__name__)
@@ -90,19 +92,26 @@ class FittedSTSG:
 
 
 def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool = False) -> FittedSTSG:
-    """Codebook, token embeddings, idf and linear head from decoded audio (no files read or written)."""
-    rng = np.random.default_rng(recipe.seed)
-    signals = audio.clips + audio.soundscapes
+    """Codebook, token embeddings, idf and linear head from decoded audio (no files read or written).
+
+    The codebook is fitted on frames of what the model will hear: the soundscapes and the synthetic
+    training windows (calls over field background), not the clean focal clips. Skip-gram vectors and
+    idf are learnt from the soundscapes' token streams (the focal clips' streams when there are none).
+    """
     params = recipe.tokenizer
-    with stage("log-mel frames"):
-        frame_blocks = [_frame_blocks(recipe, x) for x in signals]
+    window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
+    windows = functools.partial(_training_windows, audio, n_species, recipe)
     with stage("codebook"):
-        normalised = [_normalised(recipe, blocks) for blocks in frame_blocks]
-        frames = sample_frames(normalised, recipe.codebook_frames, rng)
+        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in audio.soundscapes]
+        stride = max(1, round(window_count(len(audio.clips), recipe.synthesis) * window_frames
+                              / max(recipe.codebook_frames, 1) / 4))
+        frame_sets += [_normalised(recipe, _frame_blocks(recipe, x))
+                       for x, _ in itertools.islice(windows(), 0, None, stride)]
+        frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
         codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
-        sequences = [_tokens(codebook, recipe, blocks) for blocks in frame_blocks]
-    window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
+        streams = audio.soundscapes or audio.clips
+        sequences = [_tokens(codebook, recipe, _frame_blocks(recipe, x)) for x in streams]
     with stage("skip-gram token embeddings"):
         if any(b.startswith("emb_") for b in recipe.pooling):
             arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
@@ -111,7 +120,8 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
     backend = STSGBackend(recipe.front_end, codebook, featurizer)
     with stage("training windows"):
-        features, labels = _window_features(backend, audio, n_species, recipe, rng, progress)
+        features, labels = _window_features(backend, windows(), window_count(len(audio.clips), recipe.synthesis),
+                                            progress)
     with stage("linear head"):
         arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
     return FittedSTSG(backend, arrays, int(features.shape[0]))
@@ -169,14 +179,17 @@ def _tokens(codebook, recipe: Recipe, blocks: list[FrameBlock]) -> np.ndarray:
     return np.concatenate([tokenizer.push(b).tokens for b in blocks]) if blocks else np.zeros(0, np.int32)
 
 
-def _window_features(backend: STSGBackend, audio: DecodedAudio, n_species: int, recipe: Recipe,
-                     rng: np.random.Generator, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _training_windows(audio: DecodedAudio, n_species: int, recipe: Recipe) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The labelled training windows; the same sequence on every call (seeded), so they are never all in memory."""
+    rng = np.random.default_rng(recipe.seed + 1)
+    return training_windows(audio.clips, audio.labels, audio.soundscapes, n_species, recipe.synthesis, rng)
+
+
+def _window_features(backend: STSGBackend, windows: Iterator[tuple[np.ndarray, np.ndarray]], total: int,
+                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
     grid = WindowGrid()
-    total = len(audio.clips) * recipe.synthesis.windows_per_recording + recipe.synthesis.background_windows
     features, labels = [], []
-    windows = training_windows(audio.clips, audio.labels, audio.soundscapes, n_species, recipe.synthesis, rng)
     for samples, target in tqdm(windows, total=total, desc="windows", unit="win", disable=not progress):
-        vectors = embed_signal(backend, samples, grid)
-        features.append(vectors[0].vector)
+        features.append(embed_signal(backend, samples, grid)[0].vector)
         labels.append(target)
     return np.stack(features), np.stack(labels)
