@@ -4,11 +4,11 @@ The 100 bench206 test soundscapes are linked 7 times into a temporary folder (70
 minutes), then, alternating, for --rounds rounds:
   decode: every file decoded by a pool of one process per core (the floor: nothing can be faster
           than reading the audio);
-  replay: `birdd replay` of the folder into a submission CSV, as a subprocess (end to end:
+  replay: `birdd replay` of the folder into a submission CSV with each --model, as a subprocess (end to end:
           start-up, model loading, decoding, features, tokens, pooling, head, CSV).
 Prints each round and the medians, the replay/decode ratio, and the real-time factor.
 
-usage: python bench/replay_speed.py [--model out/model] [--data ../shared/bench206] [--copies 7] [--rounds 3]
+usage: python bench/replay_speed.py [--model out/model ...] [--data ../shared/bench206] [--copies 7] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def replay_all(folder: Path, model: Path, output: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("out/model"))
+    parser.add_argument("--model", type=Path, action="append",
+                        help="model bundle (repeat to compare several in the same run; default out/model)")
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
     parser.add_argument("--copies", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
@@ -65,18 +66,24 @@ def main() -> None:
                 (folder / f"c{copy}_{src.name}").symlink_to(src.resolve())
         paths = sorted(folder.iterdir())
         minutes = sum(read_audio(p).size for p in sources) / 32000 / 60 * args.copies
-        decode_times, replay_times = [], []
+        models = args.model or [Path("out/model")]
+        decode_times, replay_times = [], {m: [] for m in models}
         for i in range(args.rounds):
             decode_times.append(decode_all(paths, jobs))
-            replay_times.append(replay_all(folder, args.model, Path(tmp) / "submission.csv"))
-            print(f"round {i + 1}: decode {decode_times[-1]:.1f} s, replay {replay_times[-1]:.1f} s, "
-                  f"ratio {replay_times[-1] / decode_times[-1]:.2f}", flush=True)
+            line = f"round {i + 1}: decode {decode_times[-1]:.1f} s"
+            for model in models:
+                took = replay_all(folder, model, Path(tmp) / "submission.csv")
+                replay_times[model].append(took)
+                line += f"; {model.name} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
+            print(line, flush=True)
         rows = sum(1 for _ in (Path(tmp) / "submission.csv").open()) - 1
-    d, r = statistics.median(decode_times), statistics.median(replay_times)
-    print(f"{len(paths)} files, {minutes:.0f} min of audio, {rows} rows, {jobs} processes")
-    print(f"median decode only {d:.1f} s; median replay end to end {r:.1f} s "
-          f"({minutes * 60 / r:.0f}x real time); replay/decode {r / d:.2f}")
-
+    d = statistics.median(decode_times)
+    print(f"{len(paths)} files, {minutes:.0f} min of audio, {rows} rows, {jobs} processes; "
+          f"median decode only {d:.1f} s")
+    for model, times in replay_times.items():
+        r = statistics.median(times)
+        print(f"{model}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
+              f"replay/decode {r / d:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -102,11 +102,12 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
     windows = functools.partial(_training_windows, audio, n_species, recipe)
     with stage("codebook"):
-        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in audio.soundscapes]
+        # every stride-th synthetic window: about 4x the frames k-means samples, so the sample is varied
+        # without computing the frames of every window twice
         stride = max(1, round(window_count(len(audio.clips), recipe.synthesis) * window_frames
                               / max(recipe.codebook_frames, 1) / 4))
-        frame_sets += [_normalised(recipe, _frame_blocks(recipe, x))
-                       for x, _ in itertools.islice(windows(), 0, None, stride)]
+        heard = itertools.chain(audio.soundscapes, (x for x, _ in itertools.islice(windows(), 0, None, stride)))
+        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in heard]
         frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
         codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
