@@ -28,8 +28,9 @@ def cpu_seconds(model: Model, signals: list[np.ndarray]) -> float:
     grid = WindowGrid()
     started = time.process_time()
     for samples in signals:
-        vectors = np.stack([w.vector for w in embed_signal(model.backend, samples, grid)])
-        model.head.probabilities(vectors)
+        windows = embed_signal(model.backend, samples, grid)
+        if windows:
+            model.head.probabilities(np.stack([w.vector for w in windows]))
     return time.process_time() - started
 
 

@@ -66,7 +66,7 @@ def main() -> None:
                 (folder / f"c{copy}_{src.name}").symlink_to(src.resolve())
         paths = sorted(folder.iterdir())
         minutes = sum(read_audio(p).size for p in sources) / 32000 / 60 * args.copies
-        models = args.model or [Path("out/model")]
+        models = list(dict.fromkeys(args.model or [Path("out/model")]))
         decode_times, replay_times = [], {m: [] for m in models}
         for i in range(args.rounds):
             decode_times.append(decode_all(paths, jobs))
@@ -74,7 +74,7 @@ def main() -> None:
             for model in models:
                 took = replay_all(folder, model, Path(tmp) / "submission.csv")
                 replay_times[model].append(took)
-                line += f"; {model.name} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
+                line += f"; {model} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
             print(line, flush=True)
         rows = sum(1 for _ in (Path(tmp) / "submission.csv").open()) - 1
     d = statistics.median(decode_times)
@@ -84,6 +84,7 @@ def main() -> None:
         r = statistics.median(times)
         print(f"{model}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
               f"replay/decode {r / d:.2f}")
+
 
 if __name__ == "__main__":
     main()

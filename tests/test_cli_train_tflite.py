@@ -60,3 +60,10 @@ def test_options_of_the_other_backend_are_refused(synthetic_corpus, tmp_path):
     assert not (tmp_path / "m").exists()
     proc = birdd("train", synthetic_corpus, "-o", tmp_path / "m", "--set", "word2vec.windw=3", check=False)
     assert proc.returncode == 2 and "word2vec.windw: no such recipe setting" in proc.stderr
+    proc = birdd("train", synthetic_corpus, "-o", tmp_path / "m", "--set", "pooling=tfidf,bogus", check=False)
+    assert proc.returncode == 2 and "feature blocks bogus: choose from" in proc.stderr
+    proc = birdd("train", synthetic_corpus, "-o", tmp_path / "m", "--tflite-spec", "perch_style", check=False)
+    assert proc.returncode == 2 and "--tflite-spec does not apply to --backend stsg" in proc.stderr
+    proc = birdd("train", synthetic_corpus, "-o", tmp_path / "m", "--backend", "tflite", "--cache-dir", tmp_path,
+                 "--no-cache", check=False)
+    assert proc.returncode == 2 and "--cache-dir and --no-cache contradict each other" in proc.stderr

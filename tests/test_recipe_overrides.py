@@ -13,6 +13,8 @@ def test_values_are_parsed_by_the_field_type():
     assert recipe.pooling == ("emb_mean", "tfidf")
     assert recipe.synthesis.extra_call_probability == () and recipe.synthesis.snr_db == (0.0, 10.0)
     assert Recipe().word2vec.window == 10  # the default is untouched
+    assert Recipe().with_override("pooling", "").with_override("pooling", " tfidf , mel_max").pooling == (
+        "tfidf", "mel_max")  # element type from the annotation, not from the (empty) current value
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -21,6 +23,8 @@ def test_values_are_parsed_by_the_field_type():
     ("head.max_iter", "many", "head.max_iter=many: invalid literal"),
     ("tokenizer.l2", "maybe", "tokenizer.l2=maybe: expected true or false"),
     ("seed.x", "1", "seed.x: no such recipe setting"),
+    ("synthesis.snr_db", "5", "synthesis.snr_db=5: expected 2 comma-separated values"),
+    ("front_end.hop", "0", "front_end.hop=0: front end: invalid hop"),
 ])
 def test_bad_settings_name_the_key(key, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

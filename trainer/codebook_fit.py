@@ -35,8 +35,8 @@ def fit_codebook(frames: np.ndarray, params: TokenizerParams, iterations: int, s
         arrays.update(pca_mean=pca_mean.astype(np.float32), pca_components=pca_components)
     projected = project_frames(frames, params, pca_mean, pca_components)
     if projected.shape[0] < params.codebook_size:
-        raise DatasetError(f"--codebook-size {params.codebook_size}: the training audio has only "
-                           f"{projected.shape[0]} frames; use a smaller codebook or more audio")
+        raise DatasetError(f"--codebook-size {params.codebook_size}: only {projected.shape[0]} frames to cluster; "
+                           "use a smaller codebook, a larger codebook_frames or more audio")
     kmeans = faiss.Kmeans(projected.shape[1], params.codebook_size, niter=iterations, seed=seed,
                           spherical=params.l2, max_points_per_centroid=1 << 30, verbose=False)
     kmeans.train(projected)

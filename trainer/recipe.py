@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
+from daemon.errors import BirddError
 from daemon.features import FrontEndParams
 from daemon.tokenizer import TokenizerParams
 
@@ -59,7 +61,8 @@ class Recipe:
     synthesis: SynthesisParams = field(default_factory=SynthesisParams)
     head: HeadParams = field(default_factory=HeadParams)
     codebook_frames: int = 200_000
-    """frames sampled (evenly from every soundscape and synthetic window) to fit PCA and k-means"""
+    """frames sampled to fit PCA and k-means, the same share from every soundscape and from every n-th synthetic
+    window (n chosen so the windows offer about 4x this many)"""
     kmeans_iterations: int = 20
     seed: int = 0
 
@@ -83,15 +86,21 @@ def _override(obj, path: str, key: str, value: str):
     if is_dataclass(current):
         raise ValueError(f"{key}: a group of settings; name one of its fields")
     try:
-        if isinstance(current, tuple):
-            kind = type(current[0]) if current else float
-            parsed = tuple(kind(v) for v in value.split(",") if v.strip())
-        elif isinstance(current, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError("expected true or false")
-            parsed = value.lower() in ("true", "1")
-        else:
-            parsed = type(current)(value)
-        return replace(obj, **{head: parsed})
-    except (TypeError, ValueError) as exc:
+        return replace(obj, **{head: _parse(typing.get_type_hints(type(obj))[head], value)})
+    except (TypeError, ValueError, BirddError) as exc:
         raise ValueError(f"{key}={value}: {exc}") from None
+
+
+def _parse(hint: object, value: str) -> object:
+    """``value`` as the annotated type: bool, int, float, str, or a tuple of them (comma-separated)."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        items = tuple(args[0](v.strip()) for v in value.split(",") if v.strip())
+        if args[-1] is not Ellipsis and len(items) != len(args):
+            raise ValueError(f"expected {len(args)} comma-separated values")
+        return items
+    if hint is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return value.lower() in ("true", "1")
+    return hint(value)
