@@ -74,19 +74,19 @@ def train(data_dir: Path, output: Path, backend: str, seed: int, codebook_size: 
 
 def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overrides: tuple[str, ...]) -> Recipe:
     """The default recipe with the command line's changes applied (a bad one is a usage error naming it)."""
-    recipe = Recipe(seed=seed)
-    if codebook_size:
-        recipe = replace(recipe, tokenizer=replace(recipe.tokenizer, codebook_size=codebook_size))
-    if pooling:
-        recipe = replace(recipe, pooling=tuple(b.strip() for b in pooling.split(",") if b.strip()))
+    changes = [("--codebook-size", "tokenizer.codebook_size", str(codebook_size))] if codebook_size else []
+    changes += [("--pooling", "pooling", pooling)] if pooling else []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        changes.append(("--set", key.strip(), value.strip()))
+    recipe = Recipe(seed=seed)
+    for option, key, value in changes:
         try:
-            recipe = recipe.with_override(key.strip(), value.strip())
+            recipe = recipe.with_override(key, value)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--set") from None
+            raise click.BadParameter(str(exc), param_hint=option) from None
     unknown = [b for b in recipe.pooling if b not in FEATURE_BLOCKS]
     if unknown or not recipe.pooling:
         raise click.BadParameter(f"feature blocks {', '.join(unknown) or '(none)'}: choose from "

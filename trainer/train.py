@@ -101,18 +101,19 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     params = recipe.tokenizer
     window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
     windows = functools.partial(_training_windows, audio, n_species, recipe)
+    n_windows = window_count(len(audio.clips), recipe.synthesis)
     with stage("codebook"):
+        soundscape_blocks = [_frame_blocks(recipe, x) for x in audio.soundscapes]
         # every stride-th synthetic window: about 4x the frames k-means samples, so the sample is varied
         # without computing the frames of every window twice
-        stride = max(1, round(window_count(len(audio.clips), recipe.synthesis) * window_frames
-                              / max(recipe.codebook_frames, 1) / 4))
-        heard = itertools.chain(audio.soundscapes, (x for x, _ in itertools.islice(windows(), 0, None, stride)))
-        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in heard]
+        stride = max(1, round(n_windows * window_frames / max(recipe.codebook_frames, 1) / 4))
+        window_blocks = (_frame_blocks(recipe, x) for x, _ in itertools.islice(windows(), 0, None, stride))
+        frame_sets = [_normalised(recipe, b) for b in itertools.chain(soundscape_blocks, window_blocks)]
         frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
         codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
-        streams = audio.soundscapes or audio.clips
-        sequences = [_tokens(codebook, recipe, _frame_blocks(recipe, x)) for x in streams]
+        streams = soundscape_blocks or [_frame_blocks(recipe, x) for x in audio.clips]
+        sequences = [_tokens(codebook, recipe, blocks) for blocks in streams]
     with stage("skip-gram token embeddings"):
         if any(b.startswith("emb_") for b in recipe.pooling):
             arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
@@ -121,8 +122,7 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
     backend = STSGBackend(recipe.front_end, codebook, featurizer)
     with stage("training windows"):
-        features, labels = _window_features(backend, windows(), window_count(len(audio.clips), recipe.synthesis),
-                                            progress)
+        features, labels = _window_features(backend, windows(), n_windows, progress)
     with stage("linear head"):
         arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
     return FittedSTSG(backend, arrays, int(features.shape[0]))
