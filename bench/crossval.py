@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.evaluate import macro_roc_auc
-from daemon.model import embed_signal
-from daemon.windows import WindowGrid
+from daemon.batch.evaluate import macro_roc_auc
+from daemon.model.loader import embed_signal
+from daemon.model.windows import WindowGrid
 from trainer.dataset import load_dataset
 from trainer.recipe import Recipe
 from trainer.synthesis import background_crop, place_call

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio_io import SAMPLE_RATE, find_audio_files, read_audio
-from daemon.model import Model, embed_signal, load_model
-from daemon.windows import WindowGrid
+from daemon.audio.files import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.model.loader import Model, embed_signal, load_model
+from daemon.model.windows import WindowGrid
 
 
 def cpu_seconds(model: Model, signals: list[np.ndarray]) -> float:

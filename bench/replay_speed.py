@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon.audio_io import read_audio
+from daemon.audio.files import read_audio
 
 
 def decode_all(paths: list[Path], jobs: int) -> float:

@@ -16,9 +16,8 @@ import click
 from tqdm import tqdm
 
 from daemon import __version__
-from daemon.audio_io import SAMPLE_RATE, find_audio_files
-from daemon.errors import BirddError
-from daemon.formats import (
+from daemon.audio.files import SAMPLE_RATE, find_audio_files
+from daemon.batch.formats import (
     DETECTIONS_HEADER,
     FORMATS,
     RAVEN_HEADER,
@@ -29,10 +28,11 @@ from daemon.formats import (
     submission_header,
     submission_rows,
 )
+from daemon.batch.replay import replay_files
+from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
-from daemon.model import load_model
-from daemon.replay import replay_files
-from daemon.windows import WindowGrid
+from daemon.model.loader import load_model
+from daemon.model.windows import WindowGrid
 
 log = logging.getLogger("birdd")
 
@@ -130,7 +130,7 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
 @click.option("--per-species", is_flag=True, help="Also print each species' ROC-AUC (worst first).")
 def evaluate(submission: Path, labels: Path, per_species: bool) -> None:
     """Score a submission CSV against labels: macro ROC-AUC over species with a positive label."""
-    from daemon.evaluate import score_submission
+    from daemon.batch.evaluate import score_submission
 
     score, by_species = score_submission(submission, labels)
     if per_species:
@@ -145,7 +145,7 @@ def evaluate(submission: Path, labels: Path, per_species: bool) -> None:
 def run(config_path: Path) -> None:
     """Run the detector daemon: listen, detect, publish over MQTT (stops on SIGTERM, reloads the model on SIGHUP)."""
     from daemon.config import load_config
-    from daemon.service import run_service
+    from daemon.service.service import run_service
 
     config = load_config(config_path)
     setup_logging(config.logging.level)

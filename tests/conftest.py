@@ -19,7 +19,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from daemon.detection import Detection, iso_utc, make_detection_id
+from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 
 pytest_plugins = ("model_fixtures",)  # session fixtures: synthetic corpus, trained model
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from daemon.batch.evaluate import macro_roc_auc, roc_auc, score_submission
 from daemon.errors import SubmissionError
-from daemon.evaluate import macro_roc_auc, roc_auc, score_submission
 
 
 def test_auc_hand_computed():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.audio_io import find_audio_files, read_audio
+from daemon.audio.files import find_audio_files, read_audio
 from daemon.errors import AudioError, DatasetError
 from trainer.dataset import load_dataset
 

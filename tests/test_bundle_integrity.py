@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from daemon.bundle import read_bundle, write_bundle
 from daemon.errors import BundleError
-from daemon.model import load_model
+from daemon.model.bundle import read_bundle, write_bundle
+from daemon.model.loader import load_model
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from datetime import datetime
 import pytest
 from daemon_process import Daemon, write_config
 
+from daemon.batch.replay import score_file
 from daemon.config import DetectionConfig
-from daemon.detector import DetectionPolicy
-from daemon.model import load_model
-from daemon.replay import score_file
-from daemon.windows import WindowGrid
+from daemon.model.loader import load_model
+from daemon.model.windows import WindowGrid
+from daemon.pipeline.policy import DetectionPolicy
 
 pytestmark = pytest.mark.integration
 

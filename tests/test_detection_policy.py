@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from daemon.config import DetectionConfig
-from daemon.detector import DetectionPolicy
 from daemon.errors import ConfigError
-from daemon.model import Species
+from daemon.model.loader import Species
+from daemon.pipeline.policy import DetectionPolicy
 
 SPECIES = [Species(c, c.upper()) for c in ("a", "b", "c", "d")]
 SCORES = np.array([0.9, 0.4, 0.7, 0.55], dtype=np.float32)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from daemon.features import FrontEndParams, StreamingLogMel, logmel_frames, mel_filterbank
-from daemon.model import embed_signal, load_model
-from daemon.windows import WindowGrid
+from daemon.model.features import FrontEndParams, StreamingLogMel, logmel_frames, mel_filterbank
+from daemon.model.loader import embed_signal, load_model
+from daemon.model.windows import WindowGrid
 
 
 def random_chunks(signal: np.ndarray, rng: np.random.Generator, largest: int) -> list[np.ndarray]:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from daemon.evaluate import macro_roc_auc
-from daemon.head import LinearHead
+from daemon.batch.evaluate import macro_roc_auc
+from daemon.model.head import LinearHead
 from trainer.head_fit import fit_multilabel_logistic
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from daemon.config import config_from_dict
 from daemon.errors import ConfigError
-from daemon.mqtt_publisher import MqttPublisher
-from daemon.outbox import Outbox
+from daemon.sinks.mqtt import MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 USER, PASSWORD = "birdd", "correct horse"
 ATTEMPTS = 3
@@ -26,7 +26,7 @@ def test_refused_connection_is_logged_retried_and_loses_nothing(make_broker, sub
     for i in range(3):
         outbox.put(make_detection(i))
     publisher = MqttPublisher(config, outbox)
-    with caplog.at_level(logging.WARNING, logger="daemon.mqtt_publisher"):
+    with caplog.at_level(logging.WARNING, logger="daemon.sinks.mqtt"):
         publisher.start()
         for _ in range(100):
             refusals = [r for r in caplog.records if "refused the connection" in r.getMessage()]

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from daemon.config import config_from_dict
-from daemon.mqtt_publisher import MqttPublisher
-from daemon.outbox import Outbox
+from daemon.sinks.mqtt import MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 DETECTION_FIELDS = {"detection_id", "station", "source", "start", "end", "species_code", "common_name",
                     "scientific_name", "confidence", "model"}

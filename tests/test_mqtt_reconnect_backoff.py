@@ -9,8 +9,8 @@ import pytest
 
 from daemon.backoff import Backoff
 from daemon.config import config_from_dict
-from daemon.mqtt_publisher import MqttPublisher
-from daemon.outbox import Outbox
+from daemon.sinks.mqtt import MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 
 def test_delays_double_within_their_jitter_band_up_to_the_cap(rng):
@@ -42,7 +42,7 @@ def test_publisher_retries_a_down_broker_with_growing_capped_delays(config_table
     config = config_from_dict(config_table(mosquitto, reconnect_min_s=0.05, reconnect_max_s=0.4))
     outbox = Outbox(config.outbox)
     publisher = MqttPublisher(config, outbox, rng=rng)
-    with caplog.at_level(logging.WARNING, logger="daemon.mqtt_publisher"):
+    with caplog.at_level(logging.WARNING, logger="daemon.sinks.mqtt"):
         publisher.start()
         time.sleep(2.0)
         publisher.stop(timeout=2.0)

@@ -5,8 +5,8 @@ import time
 from collections.abc import Callable
 
 from daemon.config import config_from_dict
-from daemon.mqtt_publisher import MAX_INFLIGHT, MqttPublisher
-from daemon.outbox import Outbox
+from daemon.sinks.mqtt import MAX_INFLIGHT, MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 DETECTIONS = 80
 PUT_INTERVAL_S = 0.05

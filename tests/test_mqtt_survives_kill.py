@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from daemon.config import OutboxConfig, config_from_dict
-from daemon.mqtt_publisher import MqttPublisher
-from daemon.outbox import Outbox
+from daemon.sinks.mqtt import MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 REPO = Path(__file__).parents[1]
 

@@ -3,13 +3,13 @@
 import logging
 
 from daemon.config import OutboxConfig
-from daemon.outbox import Outbox
+from daemon.sinks.outbox import Outbox
 
 
 def test_max_rows_drops_the_oldest_and_counts_them(tmp_path, make_detection, caplog):
     config = OutboxConfig(path=str(tmp_path / "outbox.sqlite"), max_rows=3)
     outbox = Outbox(config)
-    with caplog.at_level(logging.WARNING, logger="daemon.outbox"):
+    with caplog.at_level(logging.WARNING, logger="daemon.sinks.outbox"):
         seqs = [outbox.put(make_detection(i)) for i in range(5)]
     assert [seq for seq, _ in outbox.pending(10)] == seqs[2:]
     assert outbox.backlog() == 3

@@ -3,7 +3,7 @@
 import threading
 
 from daemon.config import OutboxConfig
-from daemon.outbox import Outbox
+from daemon.sinks.outbox import Outbox
 
 PRODUCERS = 4
 PER_PRODUCER = 50

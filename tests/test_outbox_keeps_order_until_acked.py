@@ -3,7 +3,7 @@
 import sqlite3
 
 from daemon.config import OutboxConfig
-from daemon.outbox import Outbox
+from daemon.sinks.outbox import Outbox
 
 
 def test_rows_come_back_in_order_until_acked(tmp_path, make_detection):

@@ -8,14 +8,14 @@ import textwrap
 from pathlib import Path
 
 from daemon.config import OutboxConfig
-from daemon.outbox import Outbox
+from daemon.sinks.outbox import Outbox
 
 CONFIRMED_BEFORE_KILL = 60
 
 _CHILD = textwrap.dedent("""
     import sys
     from daemon.config import OutboxConfig
-    from daemon.outbox import Outbox
+    from daemon.sinks.outbox import Outbox
     outbox = Outbox(OutboxConfig(path=sys.argv[1]))
     i = 0
     while True:

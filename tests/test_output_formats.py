@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.formats import (
+from daemon.batch.formats import (
     AtomicWriter,
     FileScores,
     RavenTable,
@@ -13,7 +13,7 @@ from daemon.formats import (
     submission_header,
     submission_rows,
 )
-from daemon.model import Species
+from daemon.model.loader import Species
 
 SPECIES = [Species("amerob", "American Robin", "Turdus migratorius"), Species("norcar", "Northern, Cardinal")]
 

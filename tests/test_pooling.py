@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from daemon.errors import BundleError
-from daemon.pooling import BlockStats, WindowFeaturizer
-from daemon.tokenizer import TokenBlock
+from daemon.model.pooling import BlockStats, WindowFeaturizer
+from daemon.model.tokenizer import TokenBlock
 
 
 def stats_of(tokens, frames, k):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from daemon.ring import RingBuffer
+from daemon.audio.ring import RingBuffer
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100"])

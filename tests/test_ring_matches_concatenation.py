@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from daemon.ring import RingBuffer
+from daemon.audio.ring import RingBuffer
 
 
 def test_random_blocks_read_back_as_the_concatenation(rng):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from daemon.ring import RingBuffer
+from daemon.audio.ring import RingBuffer
 
 
 def test_lapped_consumer_gets_newest_samples_after_a_gap():

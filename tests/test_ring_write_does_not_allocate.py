@@ -4,7 +4,7 @@ import tracemalloc
 
 import numpy as np
 
-from daemon.ring import RingBuffer
+from daemon.audio.ring import RingBuffer
 
 
 def test_many_writes_allocate_nothing_that_grows_with_the_data():

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from daemon import sdnotify
+from daemon.service import sdnotify
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_outside_systemd_is_a_no_op(monkeypatch):
 
 def test_unreachable_socket_is_logged_not_raised(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
-    with caplog.at_level(logging.WARNING, logger="daemon.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="daemon.service.sdnotify"):
         assert sdnotify.notify("READY=1") is False
     assert "gone.sock" in caplog.text
 

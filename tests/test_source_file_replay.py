@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.file_source import BLOCK_SAMPLES, FileSource
+from daemon.audio.files import SAMPLE_RATE
+from daemon.audio.ring import RingBuffer
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
-from daemon.ring import RingBuffer
-from daemon.source_file import BLOCK_SAMPLES, FileSource
 
 
 def write_wav(path: Path, rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_unreadable_and_missing_inputs_are_logged_and_skipped(tmp_path, rng, cap
     ring = RingBuffer(10 * SAMPLE_RATE)
     config = AudioConfig(source="file", files=[str(tmp_path / "gone.wav"), str(tmp_path)], realtime=False)
     source = FileSource(config, ring)
-    with caplog.at_level(logging.WARNING, logger="daemon.source_file"):
+    with caplog.at_level(logging.WARNING, logger="daemon.audio.file_source"):
         source.start()
         samples, _ = drain(ring)
     source.stop()

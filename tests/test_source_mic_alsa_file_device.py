@@ -39,8 +39,8 @@ import sys, time
 import numpy as np
 import sounddevice as sd
 from daemon.config import AudioConfig
-from daemon.ring import RingBuffer
-from daemon.source_mic import MicSource
+from daemon.audio.ring import RingBuffer
+from daemon.audio.mic_source import MicSource
 
 if "birdtest" not in [d["name"] for d in sd.query_devices()]:
     sys.exit(77)

@@ -16,10 +16,10 @@ import pytest
 import sounddevice as sd
 import soxr
 
-from daemon import source_mic
+from daemon.audio import mic_source as source_mic
+from daemon.audio.mic_source import MicSource
+from daemon.audio.ring import RingBuffer
 from daemon.config import AudioConfig
-from daemon.ring import RingBuffer
-from daemon.source_mic import MicSource
 
 RATE = 32_000
 

@@ -7,12 +7,12 @@ import pytest
 import soxr
 from ai_edge_litert.interpreter import Interpreter
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model import embed_signal, load_model
-from daemon.tflite_runtime import labels_path, locate_model_file
-from daemon.tflite_spec import load_spec
-from daemon.windows import WindowGrid
+from daemon.model.loader import embed_signal, load_model
+from daemon.model.tflite_runtime import labels_path, locate_model_file
+from daemon.model.tflite_spec import load_spec
+from daemon.model.windows import WindowGrid
 from trainer.tflite_train import open_model
 from trainer.tflite_zero_shot import zero_shot_bundle
 

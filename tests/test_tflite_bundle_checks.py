@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_bundle, write_tiny_model
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.bundle import write_bundle
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model import embed_signal, load_model
-from daemon.tflite_spec import TFLiteSpec
-from daemon.windows import WindowGrid
+from daemon.model.bundle import write_bundle
+from daemon.model.loader import embed_signal, load_model
+from daemon.model.tflite_spec import TFLiteSpec
+from daemon.model.windows import WindowGrid
 from trainer.tflite_train import open_model
 
 

@@ -7,7 +7,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from tflite_fixtures import EMBEDDING, LOGITS, write_tiny_model
 
-from daemon.tflite_graph import GraphFormatError, read_graph, with_outputs
+from daemon.model.tflite_graph import GraphFormatError, read_graph, with_outputs
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from daemon.errors import BundleError
-from daemon.tflite_spec import load_spec, shipped_specs
+from daemon.model.tflite_spec import load_spec, shipped_specs
 
 
 def test_shipped_specs_load():

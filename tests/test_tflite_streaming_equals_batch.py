@@ -11,10 +11,10 @@ import pytest
 import soxr
 from tflite_fixtures import BIRDNET_LIKE, PERCH_LIKE, write_tiny_model
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.model import embed_signal
-from daemon.tflite_backend import ModelRateResampler
-from daemon.windows import WindowGrid
+from daemon.audio.files import SAMPLE_RATE
+from daemon.model.loader import embed_signal
+from daemon.model.tflite_backend import ModelRateResampler
+from daemon.model.windows import WindowGrid
 from trainer.tflite_train import open_model
 
 

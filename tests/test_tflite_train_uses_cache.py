@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tflite_fixtures import PERCH_LIKE, write_tiny_model
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.model import embed_signal, load_model
-from daemon.windows import WindowGrid
+from daemon.audio.files import SAMPLE_RATE
+from daemon.model.loader import embed_signal, load_model
+from daemon.model.windows import WindowGrid
 from trainer.embedding_cache import EmbeddingCache
 from trainer.recipe import HeadParams, Recipe, SynthesisParams
 from trainer.tflite_train import train_tflite

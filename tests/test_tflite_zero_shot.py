@@ -9,10 +9,10 @@ import pytest
 import soxr
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model import Species, embed_signal, load_model
-from daemon.windows import WindowGrid
+from daemon.model.loader import Species, embed_signal, load_model
+from daemon.model.windows import WindowGrid
 from trainer.tflite_zero_shot import UNMATCHED_LOGIT, ModelLabel, match_species, read_labels, zero_shot_bundle
 
 LABELS = ["Turdus migratorius_American Robin", "Toxostoma lecontei_LeConte's Thrasher",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from daemon.errors import BundleError
-from daemon.tokenizer import Codebook, FrameNormaliser, TokenizerParams, project_frames
+from daemon.model.tokenizer import Codebook, FrameNormaliser, TokenizerParams, project_frames
 
 
 def test_assign_is_the_nearest_centroid(rng):

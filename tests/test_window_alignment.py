@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from daemon.errors import BundleError
-from daemon.pooling import TokenWindowPooler, WindowFeaturizer
-from daemon.tokenizer import TokenBlock
-from daemon.windows import WindowGrid
+from daemon.model.pooling import TokenWindowPooler, WindowFeaturizer
+from daemon.model.tokenizer import TokenBlock
+from daemon.model.windows import WindowGrid
 
 HOP = 320  # samples per frame
 BLOCK = 100  # frames per block

@@ -14,9 +14,9 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from daemon.bundle import write_bundle
-from daemon.model import Species
-from daemon.tflite_spec import TFLiteSpec
+from daemon.model.bundle import write_bundle
+from daemon.model.loader import Species
+from daemon.model.tflite_spec import TFLiteSpec
 from trainer.tflite_train import bundle_manifest, open_model
 
 EMBEDDING = "tiny/embedding"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from daemon.pooling import FEATURE_BLOCKS
+from daemon.model.pooling import FEATURE_BLOCKS
 from trainer.recipe import Recipe
 
 log = logging.getLogger("trainer.cli")

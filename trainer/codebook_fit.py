@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 
 from daemon.errors import DatasetError
-from daemon.tokenizer import Codebook, TokenizerParams, project_frames
+from daemon.model.tokenizer import Codebook, TokenizerParams, project_frames
 
 log = logging.getLogger(__name__)
 

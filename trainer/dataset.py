@@ -6,9 +6,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.audio_io import find_audio_files
+from daemon.audio.files import find_audio_files
 from daemon.errors import DatasetError
-from daemon.model import Species
+from daemon.model.loader import Species
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
 from daemon.errors import BirddError
-from daemon.features import FrontEndParams
-from daemon.tokenizer import TokenizerParams
+from daemon.model.features import FrontEndParams
+from daemon.model.tokenizer import TokenizerParams
 
 
 @dataclass(frozen=True)

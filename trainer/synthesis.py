@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.windows import WINDOW_SECONDS
+from daemon.audio.files import SAMPLE_RATE
+from daemon.model.windows import WINDOW_SECONDS
 from trainer.recipe import SynthesisParams
 
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.bundle import write_bundle
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model import Species, embed_signal
-from daemon.tflite_backend import NAME as TFLITE
-from daemon.tflite_backend import TFLiteBackend
-from daemon.tflite_runtime import ModelFile, locate_model_file
-from daemon.tflite_spec import TFLiteSpec, load_spec
-from daemon.windows import WINDOW_SECONDS, WindowGrid
+from daemon.model.bundle import write_bundle
+from daemon.model.loader import Species, embed_signal
+from daemon.model.tflite_backend import NAME as TFLITE
+from daemon.model.tflite_backend import TFLiteBackend
+from daemon.model.tflite_runtime import ModelFile, locate_model_file
+from daemon.model.tflite_spec import TFLiteSpec, load_spec
+from daemon.model.windows import WINDOW_SECONDS, WindowGrid
 from trainer.dataset import load_dataset
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.head_fit import fit_multilabel_logistic

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.bundle import write_bundle
 from daemon.errors import BundleError
-from daemon.model import Species
-from daemon.tflite_runtime import labels_path
-from daemon.tflite_spec import TFLiteSpec
+from daemon.model.bundle import write_bundle
+from daemon.model.loader import Species
+from daemon.model.tflite_runtime import labels_path
+from daemon.model.tflite_spec import TFLiteSpec
 from trainer.dataset import read_taxonomy
 from trainer.tflite_train import DEFAULT_SPEC, bundle_manifest, open_model
 

@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from daemon.audio_io import SAMPLE_RATE, read_audio
-from daemon.bundle import write_bundle
+from daemon.audio.files import SAMPLE_RATE, read_audio
 from daemon.errors import AudioError, DatasetError
-from daemon.features import FrameBlock, StreamingLogMel
-from daemon.head import LinearHead
-from daemon.model import embed_signal
-from daemon.pooling import WindowFeaturizer
-from daemon.stsg import NAME as STSG
-from daemon.stsg import STSGBackend
-from daemon.tokenizer import FrameNormaliser, StreamingTokenizer
-from daemon.windows import WINDOW_SECONDS, WindowGrid
+from daemon.model.bundle import write_bundle
+from daemon.model.features import FrameBlock, StreamingLogMel
+from daemon.model.head import LinearHead
+from daemon.model.loader import embed_signal
+from daemon.model.pooling import WindowFeaturizer
+from daemon.model.stsg import NAME as STSG
+from daemon.model.stsg import STSGBackend
+from daemon.model.tokenizer import FrameNormaliser, StreamingTokenizer
+from daemon.model.windows import WINDOW_SECONDS, WindowGrid
 from trainer.codebook_fit import fit_codebook, sample_frames
 from trainer.dataset import Dataset, load_dataset
 from trainer.head_fit import fit_multilabel_logistic

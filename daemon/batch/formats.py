@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.model import Species
+from daemon.audio.files import SAMPLE_RATE
+from daemon.model.loader import Species
 
 FORMATS = ("submission", "detections", "raven", "audacity")
 

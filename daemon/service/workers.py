@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
+from daemon.audio.ring import RingBuffer
+from daemon.audio.sources import AudioSource
 from daemon.lifecycle import ManagedThread
-from daemon.model import Model
-from daemon.ring import RingBuffer
-from daemon.sources import AudioSource
-from daemon.windows import WindowGrid, WindowVector
+from daemon.model.loader import Model
+from daemon.model.windows import WindowGrid, WindowVector
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.signal
 
-from daemon.bundle import ManifestParams
 from daemon.errors import BundleError
-from daemon.features import FrameBlock
+from daemon.model.bundle import ManifestParams
+from daemon.model.features import FrameBlock
 
 FRAME_NORMS = ("none", "center", "standardize")
 

@@ -1,6 +1,6 @@
 """What birdd must know about a TFLite audio model: input rate and length, chunk placement, tensor names.
 
-A spec is a small JSON object. Specs for known models ship in ``daemon/specs/*.json``; a bundle made
+A spec is a small JSON object. Specs for known models ship in ``daemon/model/specs/*.json``; a bundle made
 with a TFLite model stores its spec in the manifest (``backend_params.spec``), so the bundle alone
 says how to run the model file it names.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import BundleError
-from daemon.windows import WINDOW_SECONDS
+from daemon.model.windows import WINDOW_SECONDS
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 """The specs that ship with birdd, one ``<name>.json`` each."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from daemon.config import DetectionConfig
 from daemon.errors import ConfigError
-from daemon.model import Species
+from daemon.model.loader import Species
 
 
 class DetectionPolicy:

@@ -19,9 +19,9 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.bundle import ManifestParams
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
+from daemon.model.bundle import ManifestParams
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.bundle import MANIFEST
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.tflite_runtime import ChunkEmbedder, ModelFile, locate_model_file
-from daemon.tflite_spec import TFLiteSpec
-from daemon.windows import WindowGrid, WindowVector
+from daemon.model.bundle import MANIFEST
+from daemon.model.tflite_runtime import ChunkEmbedder, ModelFile, locate_model_file
+from daemon.model.tflite_spec import TFLiteSpec
+from daemon.model.windows import WindowGrid, WindowVector
 
 NAME = "tflite"
 OUTPUTS = ("embedding", "logits")

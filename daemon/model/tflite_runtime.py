@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from daemon.errors import BundleError
-from daemon.tflite_graph import GraphFormatError, GraphInfo, TensorInfo, read_graph, with_outputs
-from daemon.tflite_spec import TFLiteSpec
+from daemon.model.tflite_graph import GraphFormatError, GraphInfo, TensorInfo, read_graph, with_outputs
+from daemon.model.tflite_spec import TFLiteSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.errors import BundleError
-from daemon.tokenizer import TokenBlock
-from daemon.windows import WindowGrid, WindowVector
+from daemon.model.tokenizer import TokenBlock
+from daemon.model.windows import WindowGrid, WindowVector
 
 FEATURE_BLOCKS = ("emb_mean", "emb_std", "emb_max", "tfidf", "mel_mean", "mel_std", "mel_max")
 """Named parts a window vector can be built from, in the order given by the manifest."""
@@ -92,7 +92,7 @@ class WindowFeaturizer:
 class TokenWindowPooler:
     """:class:`TokenBlock` s in, :class:`WindowVector` s out, on a :class:`WindowGrid`.
 
-    Frame ``i`` (which ends at sample ``(i + 1) * hop``, see :mod:`daemon.features`) belongs to the
+    Frame ``i`` (which ends at sample ``(i + 1) * hop``, see :mod:`daemon.model.features`) belongs to the
     window that holds its last sample: a 5-s window at a 10 ms hop holds frames ``500 w`` to ``500 w + 499``.
     """
 

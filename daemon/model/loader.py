@@ -8,11 +8,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE
-from daemon.bundle import manifest_digest, read_bundle
+from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.head import LinearHead
-from daemon.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
+from daemon.model.bundle import manifest_digest, read_bundle
+from daemon.model.head import LinearHead
+from daemon.model.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ class Backend(Protocol):
 def _backend_from_bundle(name: str, params: dict, arrays: dict[str, np.ndarray], path: Path,
                          threads: int = 1) -> Backend:
     if name == "stsg":
-        from daemon.stsg import STSGBackend
+        from daemon.model.stsg import STSGBackend
 
         return STSGBackend.from_bundle(params, arrays)
     if name == "tflite":
-        from daemon.tflite_backend import TFLiteBackend
+        from daemon.model.tflite_backend import TFLiteBackend
 
         return TFLiteBackend.from_bundle(params, path, threads)
     raise BundleError(f"{path / 'manifest.json'}: unknown backend {name!r}")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.features import FrontEndParams, StreamingLogMel
-from daemon.pooling import TokenWindowPooler, WindowFeaturizer
-from daemon.tokenizer import Codebook, StreamingTokenizer, TokenBlock, TokenizerParams
-from daemon.windows import WindowGrid
+from daemon.model.features import FrontEndParams, StreamingLogMel
+from daemon.model.pooling import TokenWindowPooler, WindowFeaturizer
+from daemon.model.tokenizer import Codebook, StreamingTokenizer, TokenBlock, TokenizerParams
+from daemon.model.windows import WindowGrid
 
 NAME = "stsg"
 

@@ -24,13 +24,13 @@ import numpy as np
 import sounddevice as sd
 import soxr
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
+from daemon.audio.ring import RingBuffer
+from daemon.audio.sources import SourceStatus
 from daemon.backoff import Backoff
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
 from daemon.lifecycle import ManagedThread
-from daemon.ring import RingBuffer
-from daemon.sources import SourceStatus
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ import paho.mqtt.client as mqtt
 from daemon import __version__
 from daemon.backoff import Backoff, UniformSource
 from daemon.config import Config, MqttConfig
-from daemon.detection import iso_utc
 from daemon.errors import ConfigError
-from daemon.outbox import Outbox
+from daemon.pipeline.detection import iso_utc
+from daemon.sinks.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 

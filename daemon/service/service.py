@@ -22,19 +22,19 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon import sdnotify
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
+from daemon.audio.ring import RingBuffer
+from daemon.audio.sources import make_source
 from daemon.config import Config
-from daemon.detection import Detection, iso_utc, make_detection_id
-from daemon.detector import DetectionPolicy
-from daemon.metrics import Metrics
-from daemon.model import Model, load_model
-from daemon.mqtt_publisher import MqttPublisher
-from daemon.outbox import Outbox
-from daemon.ring import RingBuffer
-from daemon.sources import make_source
-from daemon.windows import WindowGrid, WindowVector
-from daemon.workers import QUEUE_MESSAGES, ClassifierWorker, PipelineStats, Segment, TokenizerWorker
+from daemon.model.loader import Model, load_model
+from daemon.model.windows import WindowGrid, WindowVector
+from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
+from daemon.pipeline.policy import DetectionPolicy
+from daemon.service import sdnotify
+from daemon.service.metrics import Metrics
+from daemon.service.workers import QUEUE_MESSAGES, ClassifierWorker, PipelineStats, Segment, TokenizerWorker
+from daemon.sinks.mqtt import MqttPublisher
+from daemon.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

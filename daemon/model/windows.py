@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE
+from daemon.audio.files import SAMPLE_RATE
 
 WINDOW_SECONDS = 5
 """Length of an analysis window (seconds), as in BirdCLEF."""

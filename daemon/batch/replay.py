@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio_io import read_audio
+from daemon.audio.files import read_audio
+from daemon.batch.formats import FileScores
 from daemon.errors import AudioError, BundleError
-from daemon.formats import FileScores
-from daemon.model import Model, embed_signal, load_model
-from daemon.windows import WindowGrid
+from daemon.model.loader import Model, embed_signal, load_model
+from daemon.model.windows import WindowGrid
 
 _worker_job: tuple[str, str, WindowGrid] | None = None  # (bundle path, its digest, grid), set per worker process
 _worker_model: Model | None = None

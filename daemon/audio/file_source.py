@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio_io import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.audio.files import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.audio.ring import RingBuffer
+from daemon.audio.sources import SourceStatus
 from daemon.config import AudioConfig
 from daemon.errors import AudioError
 from daemon.lifecycle import ManagedThread
-from daemon.ring import RingBuffer
-from daemon.sources import SourceStatus
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from daemon.audio.ring import RingBuffer
 from daemon.config import AudioConfig
-from daemon.ring import RingBuffer
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class AudioSource(Protocol):
 def make_source(config: AudioConfig, ring: RingBuffer) -> AudioSource:
     """The source ``config.source`` names; PortAudio is loaded only for the mic."""
     if config.source == "mic":
-        from daemon.source_mic import MicSource
+        from daemon.audio.mic_source import MicSource
 
         return MicSource(config, ring)
-    from daemon.source_file import FileSource
+    from daemon.audio.file_source import FileSource
 
     return FileSource(config, ring)

@@ -1,0 +1,1 @@
+"""Batch work: replay of files and folders, output formats, evaluation."""

@@ -1,0 +1,1 @@
+"""The scoring pipeline shared by ``birdd replay`` and ``birdd run``: audio -> windows -> scores -> detections."""
