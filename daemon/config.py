@@ -18,6 +18,11 @@ from typing import Any
 
 from daemon.errors import ConfigError
 
+CLIP_FORMATS = ("flac", "ogg")
+"""``clips.format`` values: FLAC, or Opus in an Ogg container"""
+MAX_CLIP_MARGIN_S = 5.0
+"""upper bound of ``clips.margin_s`` (the ring buffer keeps the window plus twice the margin)"""
+
 
 @dataclass(frozen=True)
 class StationConfig:
@@ -132,6 +137,40 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    enabled: bool = True
+    """keep every detection in the detection store (read by ``birdd web``)"""
+    path: str = "/var/lib/birdd/detections.sqlite"
+    """SQLite file of the detection store"""
+    max_age_days: float = 365.0
+    """detections older than this are deleted (with their clips)"""
+    max_rows: int = 500_000
+    """bound on stored detections; the oldest are deleted (with their clips) beyond it"""
+
+
+@dataclass(frozen=True)
+class ClipsConfig:
+    enabled: bool = True
+    """keep an audio clip and a spectrogram PNG per detection (only while store.enabled)"""
+    dir: str = "/var/lib/birdd/clips"
+    """directory of the clips and spectrograms (one sub-directory per local day)"""
+    format: str = "flac"
+    """"flac" (lossless) or "ogg" (Opus in Ogg: about a fifth of the size)"""
+    margin_s: float = 1.0
+    """audio kept before and after the detection's window (seconds)"""
+    max_total_mb: float = 1024.0
+    """cap on the clips and spectrograms together (megabytes); the oldest clips are deleted first"""
+    max_age_days: float = 30.0
+    """clips older than this are deleted (the detection rows stay)"""
+    keep_per_species_per_day: int = 10
+    """keep only the N most confident clips per species and local day (0 = no limit)"""
+    never_species: list[str] = field(default_factory=list)
+    """species codes whose detections never get a clip (e.g. ["human1", "dog1"])"""
+    min_free_mb: float = 500.0
+    """no clip is written while the file system has less free space than this (megabytes; counted)"""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     port: int = 0
     """Prometheus metrics port (0 = off)"""
@@ -153,6 +192,8 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -268,6 +309,15 @@ def _check_values(config: Config) -> None:
             "must be > 0 and <= mqtt.reconnect_max_s")
     require(config.outbox.max_rows >= 1, "outbox.max_rows", "must be >= 1")
     require(config.outbox.max_age_days > 0, "outbox.max_age_days", "must be > 0")
+    require(config.store.max_age_days > 0, "store.max_age_days", "must be > 0")
+    require(config.store.max_rows >= 1, "store.max_rows", "must be >= 1")
+    require(config.clips.format in CLIP_FORMATS, "clips.format", 'expected "flac" or "ogg"')
+    require(0 <= config.clips.margin_s <= MAX_CLIP_MARGIN_S, "clips.margin_s",
+            f"must be within 0..{MAX_CLIP_MARGIN_S:g}")
+    require(config.clips.max_total_mb > 0, "clips.max_total_mb", "must be > 0")
+    require(config.clips.max_age_days > 0, "clips.max_age_days", "must be > 0")
+    require(config.clips.keep_per_species_per_day >= 0, "clips.keep_per_species_per_day", "must be >= 0")
+    require(config.clips.min_free_mb >= 0, "clips.min_free_mb", "must be >= 0")
     require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")
     require(config.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
             "expected DEBUG, INFO, WARNING or ERROR")

@@ -27,3 +27,7 @@ class DatasetError(BirddError):
 
 class SubmissionError(BirddError):
     """A submission or label CSV does not match what is expected (names the rows or columns)."""
+
+
+class StoreError(BirddError):
+    """The detection store cannot be opened or written (the message names the file)."""

@@ -14,7 +14,7 @@ from daemon.errors import ConfigError
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, mqtt, outbox, "
-                   "metrics, logging)"),
+                   "store, clips, metrics, logging)"),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"port": "1883"}}, "mqtt.port: expected int, got str"),
@@ -24,6 +24,11 @@ from daemon.errors import ConfigError
      "mqtt.reconnect_min_s: must be > 0 and <= mqtt.reconnect_max_s"),
     ({"outbox": {"max_rows": True}}, "outbox.max_rows: expected int, got bool"),
     ({"outbox": {"max_rows": 0}}, "outbox.max_rows: must be >= 1"),
+    ({"store": {"max_rows": 0}}, "store.max_rows: must be >= 1"),
+    ({"clips": {"format": "mp3"}}, 'clips.format: expected "flac" or "ogg"'),
+    ({"clips": {"margin_s": 9}}, "clips.margin_s: must be within 0..5"),
+    ({"clips": {"never_species": "dog1"}}, "clips.never_species: expected a list, got str"),
+    ({"clips": {"min_free_mb": -1}}, "clips.min_free_mb: must be >= 0"),
     ({"audio": {"source": "file"}}, 'audio.files: required when audio.source = "file"'),
     ({"audio": {"source": "radio"}}, 'audio.source: expected "mic" or "file"'),
     ({"audio": {"source": "file", "files": "a.wav"}}, "audio.files: expected a list, got str"),
