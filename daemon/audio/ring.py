@@ -11,6 +11,13 @@ Internally samples live at *physical* positions ``0, 1, 2, ...`` (modulo the cap
 index is a physical position plus an offset that grows at every skip. Skips are kept as markers
 ``(physical position, new offset)`` so that a gap costs no buffer space.
 
+Samples already read stay in the ring until the producer overwrites them: :meth:`RingBuffer.copy_past`
+hands out what is still held of any stream range (the audio clips of detections, with a margin
+before and after the window). A producer that waits for space (:meth:`RingBuffer.wait_for_space`,
+fast file replay) leaves ``history_samples`` behind the read position untouched, so the past is
+there at any replay speed; a live producer never waits, and the past it keeps is whatever the
+consumer's lag leaves of the capacity.
+
 ``write`` runs in the PortAudio callback: it allocates no arrays, never waits for data or space, and
 holds the lock only for one slice copy (at most two) and a few integer updates. The consumer holds the
 same lock for its own copy-out, at most ``max_samples`` floats (microseconds); the producer can wait
@@ -28,9 +35,13 @@ import numpy as np
 class RingBuffer:
     """Single-producer single-consumer float32 ring of ``capacity_samples`` samples, preallocated."""
 
-    def __init__(self, capacity_samples: int) -> None:
+    def __init__(self, capacity_samples: int, history_samples: int = 0) -> None:
         if isinstance(capacity_samples, bool) or not isinstance(capacity_samples, int) or capacity_samples < 1:
             raise ValueError(f"ring buffer: capacity_samples must be a positive int, got {capacity_samples!r}")
+        if not 0 <= history_samples < capacity_samples:
+            raise ValueError(f"ring buffer: history_samples must be within 0..{capacity_samples - 1}, "
+                             f"got {history_samples!r}")
+        self._history = history_samples
         self._buf = np.zeros(capacity_samples, dtype=np.float32)
         self._cap = capacity_samples
         self._lock = threading.Lock()
@@ -41,6 +52,7 @@ class RingBuffer:
         self._write_offset = 0  # stream index - physical position, producer side
         self._read_offset = 0  # the same, consumer side (lags behind while skip markers are pending)
         self._skips: deque[tuple[int, int]] = deque()  # (physical position, offset from there on)
+        self._offsets: deque[tuple[int, int]] = deque([(0, 0)])  # the same for every skip still held (past too)
         self._closed = False
         self.overruns = 0
         """times the producer overwrote samples the consumer had not read"""
@@ -87,6 +99,8 @@ class RingBuffer:
             if first < kept:
                 self._buf[:kept - first] = block[n - kept + first:]
             self._wp = end
+            while len(self._offsets) > 1 and self._offsets[1][0] <= end - self._cap:
+                self._offsets.popleft()  # the run before this marker is entirely overwritten
             self._has_data.notify()
 
     def skip(self, n_samples: int) -> None:
@@ -98,6 +112,7 @@ class RingBuffer:
         with self._lock:
             self._write_offset += n_samples
             self._skips.append((self._wp, self._write_offset))
+            self._offsets.append((self._wp, self._write_offset))
             self.skipped_samples += n_samples
             self._has_data.notify()
 
@@ -119,27 +134,41 @@ class RingBuffer:
             if self._wp == self._rp:
                 return None
             end = min(self._wp, self._rp + max_samples, self._skips[0][0] if self._skips else self._wp)
-            n = end - self._rp
-            out = np.empty(n, dtype=np.float32)
-            start = self._rp % self._cap
-            first = min(n, self._cap - start)
-            out[:first] = self._buf[start:start + first]
-            out[first:] = self._buf[:n - first]
+            out = self._copy(self._rp, end)
             index = self._rp + self._read_offset
             self._rp = end
             self._has_space.notify()
             return index, out
 
+    def copy_past(self, start: int, stop: int) -> list[tuple[int, np.ndarray]]:
+        """What the ring still holds of stream samples ``[start, stop)``: runs ``(stream index, float32 copy)``.
+
+        Read or not, a sample is held until the producer overwrites it; samples skipped, overwritten or
+        not written yet are missing, so the runs may have gaps or be empty. Never changes the read position.
+        """
+        runs = []
+        with self._lock:
+            oldest = max(0, self._wp - self._cap)
+            bounds = [position for position, _ in self._offsets][1:] + [self._wp]
+            for (first, offset), last in zip(self._offsets, bounds, strict=True):
+                low, high = max(first, oldest, start - offset), min(last, stop - offset)
+                if low < high:
+                    runs.append((low + offset, self._copy(low, high)))
+        return runs
+
     def wait_for_space(self, n_samples: int, timeout: float | None = None) -> bool:
         """Wait until ``n_samples`` can be written without overwriting unread samples (or the ring is closed).
 
-        For producers that prefer back-pressure to loss (fast file replay). Returns False on timeout.
+        For producers that prefer back-pressure to loss (fast file replay); ``history_samples`` before the
+        read position are kept as well. Returns False on timeout.
         """
-        if not 1 <= n_samples <= self._cap:
-            raise ValueError(f"ring buffer: cannot wait for {n_samples} samples of space (capacity {self._cap})")
+        if not 1 <= n_samples <= self._cap - self._history:
+            raise ValueError(f"ring buffer: cannot wait for {n_samples} samples of space (capacity {self._cap}, "
+                             f"history {self._history})")
         with self._lock:
             return self._has_space.wait_for(
-                lambda: self._cap - (self._wp - self._rp) >= n_samples or self._closed, timeout)
+                lambda: self._cap - (self._wp - max(0, self._rp - self._history)) >= n_samples or self._closed,
+                timeout)
 
     def close(self) -> None:
         """Mark the end of the stream: the consumer reads what is left, then gets None."""
@@ -147,6 +176,16 @@ class RingBuffer:
             self._closed = True
             self._has_data.notify_all()
             self._has_space.notify_all()
+
+    def _copy(self, first: int, stop: int) -> np.ndarray:
+        # Called with the lock held: a copy of physical positions [first, stop), still in the buffer.
+        n = stop - first
+        out = np.empty(n, dtype=np.float32)
+        start = first % self._cap
+        head = min(n, self._cap - start)
+        out[:head] = self._buf[start:start + head]
+        out[head:] = self._buf[:n - head]
+        return out
 
     def _apply_skips(self) -> None:
         # Called with the lock held: take on the offset of every skip the read position has reached.
