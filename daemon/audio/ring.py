@@ -149,7 +149,7 @@ class RingBuffer:
         runs = []
         with self._lock:
             oldest = max(0, self._wp - self._cap)
-            bounds = [position for position, _ in self._offsets][1:] + [self._wp]
+            bounds = [*(position for position, _ in list(self._offsets)[1:]), self._wp]
             for (first, offset), last in zip(self._offsets, bounds, strict=True):
                 low, high = max(first, oldest, start - offset), min(last, stop - offset)
                 if low < high:

@@ -115,10 +115,14 @@ class DetectionStore:
                 raise
         return row_id, released
 
-    def record_clip(self, row_id: int, nbytes: int) -> None:
-        """The clip of ``row_id`` is on disk and takes ``nbytes`` (clip and spectrogram together)."""
+    def record_clip(self, row_id: int, nbytes: int) -> bool:
+        """The clip of ``row_id`` is on disk and takes ``nbytes`` (clip and spectrogram together).
+
+        False if the row no longer expects it (deleted by retention, or its clip was given up meanwhile).
+        """
         with self._lock:
-            self._conn.execute("UPDATE detections SET clip_bytes = ? WHERE id = ?", (nbytes, row_id))
+            return self._conn.execute("UPDATE detections SET clip_bytes = ? WHERE id = ? AND clip IS NOT NULL",
+                                      (nbytes, row_id)).rowcount > 0
 
     def forget_clips(self, row_ids: Iterable[int]) -> None:
         """These rows no longer have a clip (deleted, or never written); the rows stay."""
@@ -135,12 +139,12 @@ class DetectionStore:
                                       "WHERE clip IS NOT NULL").fetchone()[0]
 
     def oldest_clips(self, limit: int, ended_before: float | None = None) -> list[ClipRow]:
-        """Up to ``limit`` rows with a clip, oldest window first (only those ending before ``ended_before``)."""
+        """Up to ``limit`` rows whose clip is on disk, oldest first (only those that ended before ``ended_before``)."""
         cutoff = float("inf") if ended_before is None else ended_before
-        return self._clip_rows("end_epoch < ? ORDER BY end_epoch LIMIT ?", (cutoff, limit))
+        return self._clip_rows("clip_bytes > 0 AND end_epoch < ? ORDER BY end_epoch LIMIT ?", (cutoff, limit))
 
     def day_clips(self, local_date: str, species_code: str) -> list[ClipRow]:
-        """Rows of one species and local day that have a clip, most confident first."""
+        """Rows of one species and local day that have a clip (on disk or coming), most confident first."""
         return self._clip_rows("local_date = ? AND species_code = ? ORDER BY confidence DESC, id",
                                (local_date, species_code))
 

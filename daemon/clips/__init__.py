@@ -1,0 +1,1 @@
+"""Audio clips of detections and their spectrograms, within a disk budget."""
