@@ -29,9 +29,9 @@ class StationConfig:
     name: str = "birdd"
     """station name: goes into every payload and the default topic prefix"""
     latitude: float | None = None
-    """degrees north, reported in the status message (optional)"""
+    """degrees north (optional; needed by detection.range_filter)"""
     longitude: float | None = None
-    """degrees east (optional)"""
+    """degrees east (optional; needed by detection.range_filter)"""
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,18 @@ class DetectionConfig:
     """minimum confidence (0..1) for a detection"""
     species_thresholds: dict[str, float] = field(default_factory=dict)
     """per-species overrides of ``threshold``, by species code"""
-    include: list[str] = field(default_factory=list)
-    """if not empty, only these species codes are reported"""
-    exclude: list[str] = field(default_factory=list)
-    """species codes never reported"""
+    include: list[str] | str = field(default_factory=list)
+    """if not empty, only these species are reported: codes, scientific names or BirdNET labels, or the path of
+    a species list file (``birdd species -o``)"""
+    exclude: list[str] | str = field(default_factory=list)
+    """species never reported (the same forms as include)"""
     window_hop_s: float = 5.0
     """hop between 5-s windows (seconds, whole seconds from 1 to 5; 5 = no overlap)"""
+    range_filter: bool = False
+    """report only the species BirdNET's range model expects at station.latitude/longitude in the current week
+    (docs/stations.md)"""
+    range_threshold: float = 0.03
+    """range model occurrence score a species needs to be expected (0..1; BirdNET-Analyzer's sf_thresh)"""
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(value, options[0], key)
+        for option in options[:-1]:
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                pass
+        return _coerce(value, options[-1], key)
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -297,6 +308,9 @@ def _check_values(config: Config) -> None:
     require(0.0 <= config.detection.threshold <= 1.0, "detection.threshold", "must be within 0..1")
     for code, value in config.detection.species_thresholds.items():
         require(0.0 <= value <= 1.0, f"detection.species_thresholds.{code}", "must be within 0..1")
+    require(0.0 <= config.detection.range_threshold <= 1.0, "detection.range_threshold", "must be within 0..1")
+    require(not config.detection.range_filter or None not in (config.station.latitude, config.station.longitude),
+            "detection.range_filter", "needs station.latitude and station.longitude")
     hop = config.detection.window_hop_s
     require(hop == int(hop) and 1 <= hop <= 5, "detection.window_hop_s", "must be a whole number from 1 to 5")
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")

@@ -17,7 +17,7 @@ log = logging.getLogger("trainer.cli")
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Model bundle folder to write.")
 @click.option("--backend", type=click.Choice(["stsg", "tflite"]), default="stsg", show_default=True,
               help="stsg: spectrogram tokens; tflite: a pretrained TFLite embedding model (see docs/tflite.md).")
@@ -34,33 +34,45 @@ log = logging.getLogger("trainer.cli")
 @click.option("--tflite-spec", default=None,
               help="tflite: a shipped spec (birdnet_v2.4, perch_style) or a spec JSON file [default: birdnet_v2.4].")
 @click.option("--zero-shot", is_flag=True,
-              help="tflite: no training; map the model's own logits onto taxonomy.csv by scientific/common name.")
+              help="tflite: no training; the model's own classes: mapped onto DATA_DIR's taxonomy.csv by code/"
+                   "scientific/common name, or without DATA_DIR every class of the model (docs/stations.md).")
+@click.option("--taxonomy", type=click.Path(path_type=Path), default=None,
+              help="tflite --zero-shot without DATA_DIR: a taxonomy.csv whose eBird codes name the classes it "
+                   "knows by scientific_name (others get a slug of the scientific name).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="tflite: embedding cache folder (default: $XDG_CACHE_HOME/birdd/embeddings).")
 @click.option("--no-cache", is_flag=True, help="tflite: do not read or write the embedding cache.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def train(data_dir: Path, output: Path, backend: str, seed: int, codebook_size: int | None, pooling: str | None,
+def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook_size: int | None, pooling: str | None,
           overrides: tuple[str, ...], tflite_model: Path | None, tflite_spec: str | None, zero_shot: bool,
-          cache_dir: Path | None, no_cache: bool, progress: bool | None) -> None:
+          taxonomy: Path | None, cache_dir: Path | None, no_cache: bool, progress: bool | None) -> None:
     """Train a model bundle from a BirdCLEF-style dataset.
 
-    DATA_DIR holds taxonomy.csv, train.csv, train_audio/ and optionally train_soundscapes/.
+    DATA_DIR holds taxonomy.csv, train.csv, train_audio/ and optionally train_soundscapes/. Without it,
+    --backend tflite --zero-shot makes a bundle over every class of the pretrained model.
     """
     show_progress = sys.stderr.isatty() if progress is None else progress
     stsg_only = {"--codebook-size": codebook_size, "--pooling": pooling, "--set": overrides}
     tflite_only = {"--tflite-model": tflite_model, "--tflite-spec": tflite_spec, "--zero-shot": zero_shot,
-                   "--cache-dir": cache_dir, "--no-cache": no_cache}
+                   "--taxonomy": taxonomy, "--cache-dir": cache_dir, "--no-cache": no_cache}
     misplaced = [name for name, value in (tflite_only if backend == "stsg" else stsg_only).items() if value]
     if misplaced:
         raise click.UsageError(f"{', '.join(misplaced)} does not apply to --backend {backend}")
+    if data_dir is None and not zero_shot:
+        raise click.UsageError("DATA_DIR is required (only --backend tflite --zero-shot makes a bundle without one)")
+    if taxonomy and data_dir is not None:
+        raise click.UsageError("--taxonomy is for the all-classes bundle (no DATA_DIR); with DATA_DIR its "
+                               "taxonomy.csv is used")
     if cache_dir and no_cache:
         raise click.UsageError("--cache-dir and --no-cache contradict each other")
     if backend == "tflite":
         from trainer.tflite_train import DEFAULT_SPEC, TFLITE_RECIPE, train_tflite
-        from trainer.tflite_zero_shot import zero_shot_bundle
+        from trainer.tflite_zero_shot import all_classes_bundle, zero_shot_bundle
 
         tflite_spec = tflite_spec or DEFAULT_SPEC
-        if zero_shot:
+        if zero_shot and data_dir is None:
+            all_classes_bundle(output, tflite_model, tflite_spec, taxonomy)
+        elif zero_shot:
             zero_shot_bundle(data_dir, output, tflite_model, tflite_spec)
         else:
             train_tflite(data_dir, output, tflite_model, tflite_spec, replace(TFLITE_RECIPE, seed=seed), cache_dir,

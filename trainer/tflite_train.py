@@ -62,8 +62,7 @@ def bundle_manifest(out_dir: str | Path, backend: TFLiteBackend, species: list[S
         "backend": TFLITE,
         "sample_rate": SAMPLE_RATE,
         "window_seconds": WINDOW_SECONDS,
-        "species": [{"code": s.code, "common_name": s.common_name, "scientific_name": s.scientific_name}
-                    for s in species],
+        "species": [s.to_manifest() for s in species],
         "backend_params": backend.params(),
         **extra,
     }

@@ -144,8 +144,7 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
         "backend": STSG,
         "sample_rate": SAMPLE_RATE,
         "window_seconds": WINDOW_SECONDS,
-        "species": [{"code": s.code, "common_name": s.common_name, "scientific_name": s.scientific_name}
-                    for s in dataset.species],
+        "species": [s.to_manifest() for s in dataset.species],
         "backend_params": {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
                            "pooling": {"blocks": list(recipe.pooling)}},
         "recipe": recipe.to_dict(),

@@ -1,4 +1,4 @@
-"""The linear classifier head shared by every backend: window vectors -> species probabilities."""
+"""Classifier heads: window vectors -> species probabilities (a linear head; a class selection for zero-shot)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,60 @@ class LinearHead:
             raise BundleError(f"head: expects vectors of dimension {self.input_dim}, got shape {vectors.shape}")
         return vectors.astype(np.float32, copy=False) @ self.weights + self.bias
 
+    def fits(self, dim: int) -> bool:
+        """Whether vectors of ``dim`` values can be scored."""
+        return dim == self.input_dim
+
+    @property
+    def expects(self) -> str:
+        """The vectors it scores, for error messages."""
+        return f"({self.input_dim},)"
+
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """Per-species probabilities in 0..1, shape ``(n_windows, n_species)``."""
-        z = self.logits(vectors)
-        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+        return sigmoid(self.logits(vectors))
+
+
+class SelectionHead:
+    """``sigmoid(x[columns] + bias)``: each species takes one input class's logit (zero-shot bundles).
+
+    ``columns[s] == -1`` marks a species without a class: it scores ``sigmoid(bias[s])``. Costs one
+    gather per window instead of a (classes x species) product, so a head over all of BirdNET's 6522
+    classes stays a few kilobytes.
+    """
+
+    def __init__(self, columns: np.ndarray, bias: np.ndarray) -> None:
+        if columns.ndim != 1 or bias.shape != columns.shape or not np.issubdtype(columns.dtype, np.integer):
+            raise BundleError(f"head: selection columns {columns.dtype} {columns.shape} and bias {bias.shape} "
+                              "must be integer and float vectors of one length")
+        self.columns = np.where(columns < 0, 0, columns).astype(np.int64)
+        self._unmatched = columns < 0
+        self.bias = bias.astype(np.float32)
+        self.n_species = columns.size
+        self.min_input_dim = int(columns.max(initial=-1)) + 1
+
+    def fits(self, dim: int) -> bool:
+        """Whether vectors of ``dim`` values can be scored."""
+        return dim >= self.min_input_dim
+
+    @property
+    def expects(self) -> str:
+        """The vectors it scores, for error messages."""
+        return f"at least {self.min_input_dim} classes"
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw scores, shape ``(n_windows, n_species)``."""
+        if vectors.ndim != 2 or not self.fits(vectors.shape[1]):
+            raise BundleError(f"head: expects vectors of {self.expects}, got shape {vectors.shape}")
+        z = vectors[:, self.columns].astype(np.float32)
+        z[:, self._unmatched] = 0.0
+        return z + self.bias
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Per-species probabilities in 0..1, shape ``(n_windows, n_species)``."""
+        return sigmoid(self.logits(vectors))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, float32, without overflow warnings."""
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)

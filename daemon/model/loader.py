@@ -11,7 +11,7 @@ import numpy as np
 from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import manifest_digest, read_bundle
-from daemon.model.head import LinearHead
+from daemon.model.head import LinearHead, SelectionHead
 from daemon.model.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
 
 
@@ -22,6 +22,20 @@ class Species:
     code: str
     common_name: str
     scientific_name: str = ""
+    non_bird: bool = False
+    """a class that is not a bird (BirdNET's "Human vocal", "Dog", "Siren", ...): scored, never a detection"""
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The species entry of a bundle manifest (``non_bird`` only when true)."""
+        entry: dict[str, Any] = {"code": self.code, "common_name": self.common_name,
+                                 "scientific_name": self.scientific_name}
+        return entry | {"non_bird": True} if self.non_bird else entry
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any]) -> Species:
+        """A species from its manifest entry (``scientific_name`` and ``non_bird`` optional)."""
+        return cls(entry["code"], entry["common_name"], entry.get("scientific_name", ""),
+                   bool(entry.get("non_bird", False)))
 
 
 class Backend(Protocol):
@@ -60,7 +74,7 @@ class Model:
     digest: str
     species: list[Species]
     backend: Backend
-    head: LinearHead
+    head: LinearHead | SelectionHead
 
     @property
     def codes(self) -> list[str]:
@@ -85,9 +99,9 @@ def load_model(path: str | Path, threads: int = 1) -> Model:
     manifest, arrays = read_bundle(path)
     where = path / "manifest.json"
     try:
-        species = [Species(s["code"], s["common_name"], s.get("scientific_name", "")) for s in manifest["species"]]
+        species = [Species.from_manifest(s) for s in manifest["species"]]
         backend = _backend_from_bundle(manifest["backend"], manifest["backend_params"], arrays, path, threads)
-        head = LinearHead(arrays["head_mean"], arrays["head_scale"], arrays["head_weights"], arrays["head_bias"])
+        head = load_head(arrays)
     except KeyError as exc:
         raise BundleError(f"{where}: missing field or array {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
@@ -95,11 +109,18 @@ def load_model(path: str | Path, threads: int = 1) -> Model:
     if head.n_species != len(species):
         raise BundleError(f"{path}: head scores {head.n_species} species but the manifest lists {len(species)}")
     probe = embed_signal(backend, np.zeros(WINDOW_SECONDS * SAMPLE_RATE, np.float32), WindowGrid())
-    if not probe or probe[0].vector.shape != (head.input_dim,):
+    if not probe or probe[0].vector.ndim != 1 or not head.fits(probe[0].vector.size):
         got = probe[0].vector.shape if probe else "no window"
         raise BundleError(f"{where}: the backend makes window vectors of shape {got}, the head expects "
-                          f"({head.input_dim},)")
+                          f"{head.expects}")
     return Model(path, manifest, manifest_digest(path), species, backend, head)
+
+
+def load_head(arrays: dict[str, np.ndarray]) -> LinearHead | SelectionHead:
+    """The bundle's head: a selection head when it has ``head_columns``, else the linear head."""
+    if "head_columns" in arrays:
+        return SelectionHead(arrays["head_columns"], arrays["head_bias"])
+    return LinearHead(arrays["head_mean"], arrays["head_scale"], arrays["head_weights"], arrays["head_bias"])
 
 
 def embed_signal(backend: Backend, samples: np.ndarray, grid: WindowGrid) -> list[WindowVector]:

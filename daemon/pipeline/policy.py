@@ -1,12 +1,22 @@
-"""Window scores -> detections: global and per-species thresholds, include and exclude lists."""
+"""Window scores -> detections: global and per-species thresholds, include and exclude lists, non-bird classes.
+
+A species marked ``non_bird`` in the bundle (BirdNET's "Human vocal", "Dog", "Siren", ...) is scored but
+never a detection. A range mask (:class:`daemon.model.range_filter.StationRange`) removes, window by
+window, the species not expected at the station in the current week.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from daemon.config import DetectionConfig
 from daemon.errors import ConfigError
 from daemon.model.loader import Species
+from daemon.pipeline.species_list import read_species_list, species_index
+
+log = logging.getLogger(__name__)
 
 
 class DetectionPolicy:
@@ -15,22 +25,48 @@ class DetectionPolicy:
     def __init__(self, config: DetectionConfig, species: list[Species]) -> None:
         codes = [s.code for s in species]
         known = set(codes)
-        for key, names in (("detection.include", config.include), ("detection.exclude", config.exclude),
-                           ("detection.species_thresholds", list(config.species_thresholds))):
-            unknown = [c for c in names if c not in known]
-            if unknown:
-                raise ConfigError(f"{key}: species code(s) not in the model: {', '.join(unknown[:5])}")
+        unknown = [c for c in config.species_thresholds if c not in known]
+        if unknown:
+            raise ConfigError(f"detection.species_thresholds: species code(s) not in the model: "
+                              f"{', '.join(unknown[:5])}")
         self.thresholds = np.array([config.species_thresholds.get(c, config.threshold) for c in codes],
                                    dtype=np.float32)
-        allowed = np.ones(len(codes), dtype=bool)
-        if config.include:
-            allowed[:] = False
-            allowed[[codes.index(c) for c in config.include]] = True
-        if config.exclude:
-            allowed[[codes.index(c) for c in config.exclude]] = False
+        allowed = np.array([not s.non_bird for s in species], dtype=bool)
+        include = _columns("detection.include", config.include, species)
+        if include is not None:
+            allowed &= np.isin(np.arange(len(species)), include)
+        exclude = _columns("detection.exclude", config.exclude, species)
+        if exclude:
+            allowed[exclude] = False
         self.thresholds[~allowed] = np.inf
 
-    def select(self, scores: np.ndarray) -> list[tuple[int, float]]:
-        """``(species index, confidence)`` pairs at or above their threshold, best first."""
-        hits = np.flatnonzero(scores >= self.thresholds)
+    def select(self, scores: np.ndarray, in_range: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """``(species index, confidence)`` pairs at or above their threshold, best first.
+
+        ``in_range`` (bool per species) leaves out the species a range filter does not expect.
+        """
+        passed = scores >= self.thresholds
+        if in_range is not None:
+            passed &= in_range
+        hits = np.flatnonzero(passed)
         return [(int(j), float(scores[j])) for j in hits[np.argsort(-scores[hits])]]
+
+
+def _columns(key: str, entries: list[str] | str, species: list[Species]) -> list[int] | None:
+    """Columns named by a config list (each must be in the model) or a species list file (others skipped)."""
+    if isinstance(entries, str):
+        found = [species_index(e, species) for e in read_species_list(entries, key)]
+        columns = [j for j in found if j is not None]
+        if not columns:
+            raise ConfigError(f"{key}: {entries}: none of its {len(found)} species is in the model")
+        if len(columns) < len(found):
+            log.info("%s: %d of the %d species of %s are not in the model", key, len(found) - len(columns),
+                     len(found), entries)
+        return columns
+    if not entries:
+        return None
+    found = [species_index(e, species) for e in entries]
+    unknown = [e for e, j in zip(entries, found, strict=True) if j is None]
+    if unknown:
+        raise ConfigError(f"{key}: species code(s) not in the model: {', '.join(unknown[:5])}")
+    return found
