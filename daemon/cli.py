@@ -6,13 +6,18 @@ group, so this package never imports it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from daemon import __version__
@@ -31,10 +36,41 @@ from daemon.batch.formats import (
 from daemon.batch.replay import replay_files
 from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
-from daemon.model.loader import load_model
+from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
 
 log = logging.getLogger("birdd")
+
+
+def place_options(required: bool) -> Callable[[Callable], Callable]:
+    """``--lat --lon [--week N | --date D] [--threshold T]``: a place and a week for BirdNET's range model."""
+    def decorate(command: Callable) -> Callable:
+        options = [
+            click.option("--lat", type=click.FloatRange(-90, 90), required=required,
+                         help="Latitude, degrees north" + ("" if required else " (turns the range filter on)")),
+            click.option("--lon", type=click.FloatRange(-180, 180), required=required,
+                         help="Longitude, degrees east."),
+            click.option("--week", type=click.IntRange(-1, 48), default=None,
+                         help="BirdNET week, 1..48 (four per month), or -1 for the whole year [default: -1]."),
+            click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                         help="Date whose week to use (YYYY-MM-DD), instead of --week."),
+            click.option("--range-threshold" if not required else "--threshold", "threshold",
+                         type=click.FloatRange(0, 1), default=0.03, show_default=True,
+                         help="Occurrence score a species needs (BirdNET-Analyzer's sf_thresh)."),
+        ]
+        return functools.reduce(lambda f, option: option(f), reversed(options), command)
+    return decorate
+
+
+def chosen_week(week: int | None, day: datetime | date | None) -> int:
+    """The BirdNET week of ``--week`` or ``--date`` (-1, the whole year, when neither is given)."""
+    from daemon.model.range_filter import YEAR_ROUND, week_of
+
+    if week is not None and day is not None:
+        raise click.UsageError("give --week or --date, not both")
+    if week == 0:
+        raise click.BadParameter("0 is not a week: 1..48, or -1 for the whole year", param_hint="--week")
+    return week_of(day) if day is not None else YEAR_ROUND if week is None else week
 
 
 class BirddGroup(click.Group):
@@ -69,14 +105,19 @@ def cli(log_level: str) -> None:
               help="Seconds between window starts (5 = BirdCLEF's non-overlapping windows).")
 @click.option("-j", "--jobs", type=click.IntRange(0), default=0, help="Worker processes (0 = one per core).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, jobs: int,
-           progress: bool | None) -> None:
+           progress: bool | None, lat: float | None, lon: float | None, week: int | None, day: datetime | None,
+           threshold: float) -> None:
     """Score recordings (files or folders, recursive) into a submission CSV or detection tables.
 
     One row per 5-s window, named <file stem>_<end second>; a trailing partial window of 2.5 s or more
     is scored and named by its nominal end (a 63-s file ends with _65); a shorter tail is dropped.
+    With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
+    --date, default the whole year) score 0 in the submission and are left out of detection tables.
     """
     model = load_model(model_path)
+    in_range = _range_mask(model, lat, lon, week, day, threshold)
     files = find_audio_files(list(paths))
     if not files:
         raise BirddError(f"no audio files under {', '.join(map(str, paths))}")
@@ -98,6 +139,8 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
                 failed.append(result)
                 continue
             audio_seconds += float(result.ends[-1]) / SAMPLE_RATE if len(result.ends) else 0.0
+            if in_range is not None:
+                result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)))
             if fmt == "submission":
                 writer.write(submission_rows(result))
             elif fmt == "detections":
@@ -122,6 +165,48 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
         for message in failed:
             click.echo(f"  {message}", err=True)
         sys.exit(1)
+
+
+def _range_mask(model: Model, lat: float | None, lon: float | None, week: int | None, day: datetime | None,
+                threshold: float) -> np.ndarray | None:
+    """The bundle species BirdNET's range model expects at ``lat, lon`` that week (None without a place)."""
+    if (lat is None) != (lon is None):
+        raise click.UsageError("--lat and --lon go together")
+    if lat is None:
+        if week is not None or day is not None:
+            raise click.UsageError("--week and --date need --lat and --lon (the range filter's place)")
+        return None
+    from daemon.model.range_filter import RangeFilter, StationRange
+
+    station = StationRange(RangeFilter.open(model.path), model.species, lat, lon, threshold)
+    return station.for_week(chosen_week(week, day))
+
+
+@cli.command()
+@place_options(required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the list to this file (default: standard output).")
+def species(lat: float, lon: float, week: int | None, day: datetime | None, threshold: float,
+            output: Path | None) -> None:
+    """List the species BirdNET's range model expects at a place and week, best first.
+
+    One line per species: its BirdNET label (Scientific name_Common name), a tab and its occurrence
+    score, as BirdNET-Analyzer's species command keeps them (score >= --threshold). The output is a
+    species list that detection.include accepts (docs/stations.md).
+    """
+    from daemon.model.range_filter import RangeFilter
+
+    chosen = chosen_week(week, day)
+    expected = RangeFilter.open().expected(lat, lon, chosen, threshold)
+    text = (f"# birdd species --lat {lat:g} --lon {lon:g} --week {chosen} --threshold {threshold:g}: "
+            f"{len(expected)} species\n" + "".join(f"{s.line()}\n" for s in expected))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    writer = AtomicWriter(output)
+    writer.write(text)
+    writer.commit()
+    log.info("%d species expected at %g, %g in week %d -> %s", len(expected), lat, lon, chosen, output)
 
 
 @cli.command("eval")

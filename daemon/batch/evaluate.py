@@ -93,4 +93,6 @@ def _require_same(got: list[str], want: list[str], what: str, submission: Path |
             parts.append(f"{len(missing)} {what}(s) missing from {submission} (e.g. {', '.join(missing[:3])})")
         if extra:
             parts.append(f"{len(extra)} {what}(s) not in {labels} (e.g. {', '.join(extra[:3])})")
-        raise SubmissionError("; ".join(parts))
+        shared = len(set(got) & set(want))
+        raise SubmissionError(f"the {what}s differ ({len(got)} in {submission}, {len(want)} in {labels}, "
+                              f"{shared} shared): " + "; ".join(parts))

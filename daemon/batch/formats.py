@@ -47,12 +47,16 @@ def submission_rows(result: FileScores) -> str:
 
 
 def detections(result: FileScores, species: list[Species], min_conf: float) -> Iterable[tuple]:
-    """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf``, best first per window."""
+    """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf``, best first per window.
+
+    Non-bird classes (``Species.non_bird``) are never listed, like the daemon never publishes them.
+    """
     for start, end, scores in zip(result.starts, result.ends, result.scores, strict=True):
         for j in np.argsort(-scores):
             if scores[j] < min_conf:
                 break
-            yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])
+            if not species[j].non_bird:
+                yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])
 
 
 def detection_rows(result: FileScores, species: list[Species], min_conf: float) -> str:
