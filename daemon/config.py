@@ -22,6 +22,14 @@ CLIP_FORMATS = ("flac", "ogg")
 """``clips.format`` values: FLAC, or Opus in an Ogg container"""
 MAX_CLIP_MARGIN_S = 5.0
 """upper bound of ``clips.margin_s`` (the ring buffer keeps the window plus twice the margin)"""
+MAX_CAPTURE_RATE = 768_000
+"""highest device sample rate accepted (hertz)"""
+MAX_BLOCK_MS = 10_000
+MAX_RING_SECONDS = 600
+"""ring buffer bound (seconds): 77 MB of float32 at 32 kHz"""
+MAX_DELAY_S = 86_400
+"""cap on every configured delay and period (seconds): longer waits overflow the thread timers"""
+MAX_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise ConfigError(f"{key}: must be a finite number")
     if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__}")
+    if hint is str and "\x00" in value:
+        raise ConfigError(f"{key}: must not contain a NUL character")
     return value
 
 
@@ -299,12 +309,15 @@ def _check_values(config: Config) -> None:
     require(config.audio.source in ("mic", "file"), "audio.source", 'expected "mic" or "file"')
     require(config.audio.source != "file" or bool(config.audio.files), "audio.files",
             'required when audio.source = "file"')
-    require(config.audio.capture_rate >= 0, "audio.capture_rate", "must be >= 0")
-    require(config.audio.block_ms > 0, "audio.block_ms", "must be > 0")
-    require(config.audio.ring_seconds >= 6, "audio.ring_seconds", "must be >= 6 (more than one window)")
+    require(0 <= config.audio.capture_rate <= MAX_CAPTURE_RATE, "audio.capture_rate",
+            f"must be within 0..{MAX_CAPTURE_RATE}")
+    require(0 < config.audio.block_ms <= MAX_BLOCK_MS, "audio.block_ms", f"must be within 1..{MAX_BLOCK_MS}")
+    require(6 <= config.audio.ring_seconds <= MAX_RING_SECONDS, "audio.ring_seconds",
+            f"must be within 6..{MAX_RING_SECONDS} (more than one window)")
     require(0 < config.audio.retry_initial_s <= config.audio.retry_max_s, "audio.retry_initial_s",
             "must be > 0 and <= audio.retry_max_s")
-    require(config.model.threads >= 1, "model.threads", "must be >= 1")
+    require(config.audio.retry_max_s <= MAX_DELAY_S, "audio.retry_max_s", f"must be <= {MAX_DELAY_S}")
+    require(1 <= config.model.threads <= MAX_THREADS, "model.threads", f"must be within 1..{MAX_THREADS}")
     require(0.0 <= config.detection.threshold <= 1.0, "detection.threshold", "must be within 0..1")
     for code, value in config.detection.species_thresholds.items():
         require(0.0 <= value <= 1.0, f"detection.species_thresholds.{code}", "must be within 0..1")
@@ -316,11 +329,13 @@ def _check_values(config: Config) -> None:
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
     require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")
     require(bool(config.mqtt.host) or not config.mqtt.enabled, "mqtt.host", "required when mqtt.enabled")
-    require(config.mqtt.keepalive_s >= 5, "mqtt.keepalive_s", "must be >= 5")
+    require(5 <= config.mqtt.keepalive_s <= 65535, "mqtt.keepalive_s", "must be within 5..65535")
     require(config.mqtt.windows_top_k >= 1, "mqtt.windows_top_k", "must be >= 1")
-    require(config.mqtt.status_interval_s > 0, "mqtt.status_interval_s", "must be > 0")
+    require(0 < config.mqtt.status_interval_s <= MAX_DELAY_S, "mqtt.status_interval_s",
+            f"must be > 0 and <= {MAX_DELAY_S}")
     require(0 < config.mqtt.reconnect_min_s <= config.mqtt.reconnect_max_s, "mqtt.reconnect_min_s",
             "must be > 0 and <= mqtt.reconnect_max_s")
+    require(config.mqtt.reconnect_max_s <= MAX_DELAY_S, "mqtt.reconnect_max_s", f"must be <= {MAX_DELAY_S}")
     require(config.outbox.max_rows >= 1, "outbox.max_rows", "must be >= 1")
     require(config.outbox.max_age_days > 0, "outbox.max_age_days", "must be > 0")
     require(config.store.max_age_days > 0, "store.max_age_days", "must be > 0")

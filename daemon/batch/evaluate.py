@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,28 +50,39 @@ def read_table(path: str | Path) -> Table:
     """Read a submission-format CSV (``row_id`` then one numeric column per species)."""
     path = Path(path)
     if not path.is_file():
-        raise SubmissionError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or header[0] != "row_id":
-            raise SubmissionError(f"{path}: the first column must be row_id")
-        row_ids, values = [], []
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(header):
-                raise SubmissionError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
-            row_ids.append(row[0])
-            try:
-                numbers = [float(v) for v in row[1:]]
-            except ValueError:
-                raise SubmissionError(f"{path}:{line}: non-numeric value in row {row[0]!r}") from None
-            if not all(map(math.isfinite, numbers)):
-                raise SubmissionError(f"{path}:{line}: NaN or infinite value in row {row[0]!r}")
-            values.append(numbers)
+        raise SubmissionError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark is fine
+            header, row_ids, values = _read_rows(path, csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise SubmissionError(f"{path}: not a CSV file ({exc})") from None
+    if len(set(header)) != len(header):
+        raise SubmissionError(f"{path}: duplicate column names in the header")
     if len(set(row_ids)) != len(row_ids):
         raise SubmissionError(f"{path}: duplicate row_id values")
     array = np.array(values, dtype=np.float64).reshape(len(row_ids), len(header) - 1)
     return Table(row_ids, header[1:], array)
+
+
+def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[str], list[str], list[list[float]]]:
+    header = next(reader, None)
+    if not header or header[0] != "row_id":
+        raise SubmissionError(f"{path}: the first column must be row_id")
+    row_ids, values = [], []
+    for line, row in enumerate(reader, start=2):
+        if len(row) != len(header):
+            raise SubmissionError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
+        row_ids.append(row[0])
+        try:
+            numbers = [float(v) for v in row[1:]]
+        except ValueError:
+            raise SubmissionError(f"{path}:{line}: non-numeric value in row {row[0]!r}") from None
+        if not all(map(math.isfinite, numbers)):
+            raise SubmissionError(f"{path}:{line}: NaN or infinite value in row {row[0]!r}")
+        values.append(numbers)
+    return header, row_ids, values
 
 
 def score_submission(submission: str | Path, labels: str | Path) -> tuple[float, dict[str, float]]:
@@ -81,7 +93,10 @@ def score_submission(submission: str | Path, labels: str | Path) -> tuple[float,
     rows = {r: i for i, r in enumerate(sub.row_ids)}
     cols = {c: j for j, c in enumerate(sub.columns)}
     aligned = sub.values[[rows[r] for r in truth.row_ids]][:, [cols[c] for c in truth.columns]]
-    return macro_roc_auc(truth.values, aligned, truth.columns)
+    try:
+        return macro_roc_auc(truth.values, aligned, truth.columns)
+    except SubmissionError as exc:
+        raise SubmissionError(f"{labels}: {exc}") from None
 
 
 def _require_same(got: list[str], want: list[str], what: str, submission: Path | str, labels: Path | str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.files import read_audio
+from daemon.audio.files import SAMPLE_RATE, read_audio
 from daemon.batch.formats import FileScores
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, embed_signal, load_model
@@ -32,8 +32,13 @@ def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGri
 
 
 def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:
-    """Decode and score one file (raises AudioError naming the file)."""
-    return score_samples(model, read_audio(path), path, grid)
+    """Decode and score one file (raises AudioError naming the file, also when it is too short for one frame)."""
+    samples = read_audio(path)
+    scores = score_samples(model, samples, path, grid)
+    if not len(scores.ends):
+        raise AudioError(f"{path}: too short to score ({samples.size} samples at {SAMPLE_RATE} Hz, not one "
+                         f"analysis frame)")
+    return scores
 
 
 def _init_worker(model_path: str, digest: str, grid: WindowGrid) -> None:

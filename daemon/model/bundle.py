@@ -108,8 +108,13 @@ def read_bundle(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{manifest_path}: format_version {manifest.get('format_version')!r} is not supported "
                           f"(this birdd reads version {FORMAT_VERSION}); retrain or upgrade birdd")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(meta, dict) for meta in files.values()):
+        raise BundleError(f"{manifest_path}: 'files' must map each array file to its sha256")
     arrays = {}
-    for filename, meta in manifest.get("files", {}).items():
+    for filename, meta in files.items():
+        if Path(filename).name != filename or not filename.endswith(".npy") or "\x00" in filename:
+            raise BundleError(f"{manifest_path}: {filename!r} is not the name of an .npy file in the bundle")
         path = directory / filename
         if not path.is_file():
             raise BundleError(f"{path}: listed in the manifest but missing")
@@ -117,7 +122,7 @@ def read_bundle(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             raise BundleError(f"{path}: sha256 does not match the manifest (file changed or corrupted)")
         try:
             arrays[filename.removesuffix(".npy")] = np.load(path, allow_pickle=False)
-        except ValueError as exc:
+        except (ValueError, EOFError, OSError) as exc:
             raise BundleError(f"{path}: not a plain numpy array ({exc})") from None
     return manifest, arrays
 

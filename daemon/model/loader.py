@@ -10,7 +10,7 @@ import numpy as np
 
 from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model.bundle import manifest_digest, read_bundle
+from daemon.model.bundle import MANIFEST, manifest_digest, read_bundle
 from daemon.model.head import LinearHead, SelectionHead
 from daemon.model.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
 
@@ -97,15 +97,26 @@ def load_model(path: str | Path, threads: int = 1) -> Model:
     """
     path = Path(path)
     manifest, arrays = read_bundle(path)
-    where = path / "manifest.json"
+    where = path / MANIFEST
+    try:
+        return _assemble(path, manifest, arrays, threads)
+    except BundleError as exc:
+        if str(path) in str(exc):
+            raise
+        raise BundleError(f"{where}: {exc}") from None
+    except Exception as exc:  # whatever a malformed field or array makes a backend or the head raise
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise BundleError(f"{where}: malformed model ({reason})") from None
+
+
+def _assemble(path: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], threads: int) -> Model:
+    where = path / MANIFEST
     try:
         species = [Species.from_manifest(s) for s in manifest["species"]]
         backend = _backend_from_bundle(manifest["backend"], manifest["backend_params"], arrays, path, threads)
         head = load_head(arrays)
     except KeyError as exc:
         raise BundleError(f"{where}: missing field or array {exc}") from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise BundleError(f"{where}: malformed model ({exc})") from None
     if head.n_species != len(species):
         raise BundleError(f"{path}: head scores {head.n_species} species but the manifest lists {len(species)}")
     probe = embed_signal(backend, np.zeros(WINDOW_SECONDS * SAMPLE_RATE, np.float32), WindowGrid())
