@@ -18,6 +18,13 @@ availability payloads Home Assistant matches against.
 
 paho's own reconnect (``reconnect_delay_set``) doubles the delay without jitter, so this module
 runs its own loop with :class:`~daemon.backoff.Backoff` instead of ``loop_start``.
+
+The protocol is MQTT 5: a broker whose ACL denies a topic acknowledges a QoS 1 publish with a
+failure reason code (MQTT 3.1.1 has no way to say no, and mosquitto acknowledges and drops it). A
+refused detection stays in the outbox; the publisher logs why and starts a fresh session after the
+back-off, beginning again at the refused detection. That, and every failed connection (refused, TLS
+certificate not trusted, expired or for another host), logs one line and queues an ``mqtt_error``
+event (once while an event with the same reason waits), published when a connection succeeds.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -147,7 +155,8 @@ class MqttPublisher:
         self._stats = stats
         self._on_acked = on_acked
         self._backoff = Backoff(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s, rng)
-        self._client = self._make_client(config.mqtt.client_id or f"birdd-{self._station}")
+        self._client_id = config.mqtt.client_id or f"birdd-{self._station}"
+        self._client = self._make_client()
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -160,6 +169,8 @@ class MqttPublisher:
         self._ever_connected = False
         self._connected_since: float | None = None
         self._failure = ""
+        self._refused_seq: int | None = None  # the first detection the broker refused in this session
+        self._control_refusal_logged = False
         self._next_stats_at = 0.0
         # Read by other threads (single assignments):
         self._connected = False
@@ -167,9 +178,9 @@ class MqttPublisher:
         self._published = 0
         self._last_error = ""
 
-    def _make_client(self, client_id: str) -> mqtt.Client:
+    def _make_client(self) -> mqtt.Client:
         cfg = self._mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=mqtt.MQTTv5)
         client.max_inflight_messages = MAX_INFLIGHT + _CONTROL_INFLIGHT
         client.will_set(self._topics.status, OFFLINE, qos=1, retain=True)
         if cfg.username:
@@ -249,8 +260,19 @@ class MqttPublisher:
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: mqtt.ReasonCode,
                     properties: Any) -> None:
         sent = self._inflight.pop(mid, None)  # None: a status, discovery or event message
-        if sent is not None:  # MQTT 3.1.1: a PUBACK (or PUBCOMP) always means the broker has it
-            self._acked(*sent)
+        if not reason_code.is_failure:
+            if sent is not None:
+                self._acked(*sent)
+        elif sent is None:
+            if not self._control_refusal_logged:
+                self._control_refusal_logged = True
+                logger.warning("MQTT broker refused a status, event or discovery message: %s (does its ACL allow "
+                               "%s/# and %s/#?)", reason_code, self._topics.status.rsplit("/", 1)[0],
+                               self._mqtt.ha_prefix)
+        elif self._refused_seq is None or sent[0] < self._refused_seq:
+            self._refused_seq = sent[0]
+            self._failure = (f"broker refused detection {sent[0]} on {self._topics.detections}: {reason_code} "
+                             f"(kept in the outbox; does the broker's ACL allow this topic?)")
 
     def _acked(self, seq: int, payload: dict[str, Any]) -> None:
         self._outbox.ack(seq)
@@ -267,10 +289,16 @@ class MqttPublisher:
                 try:
                     self._client.reconnect()
                     socket_open = True
+                except ssl.SSLCertVerificationError as exc:
+                    self._retry_later(f"TLS: the broker's certificate is refused: {exc.verify_message} (checked "
+                                      f"against {self._mqtt.ca_file or 'the system CAs'} for host {self._mqtt.host})")
                 except OSError as exc:
                     self._retry_later(f"cannot connect: {exc}")
                 continue
             rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            if rc == mqtt.MQTT_ERR_SUCCESS and self._refused_seq is not None:
+                self._new_session()
+                rc = mqtt.MQTT_ERR_NO_CONN
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 socket_open = False
                 self._end_connection()
@@ -286,8 +314,20 @@ class MqttPublisher:
             self._backoff.reset()
         self._connected_since = None
 
+    def _new_session(self) -> None:
+        """After a refused detection: drop the connection and paho's queue; publish again from the refused row."""
+        self._last_sent_seq = min([self._refused_seq, *(seq for seq, _ in self._inflight.values())]) - 1
+        self._inflight.clear()
+        self._refused_seq = None
+        self._client.disconnect()
+        self._connected = False
+        self._client = self._make_client()
+        self._client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s)
+
     def _retry_later(self, reason: str) -> None:
         self._failure = ""
+        if not any(event["message"] == reason for event in list(self._events)):  # once while it waits
+            self.publish_event("mqtt_error", reason)
         self._last_error = reason
         delay = self._backoff.next_delay()
         logger.warning("MQTT %s:%d: %s; retrying in %.2f s", self._mqtt.host, self._mqtt.port, reason, delay)
