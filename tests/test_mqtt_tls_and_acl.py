@@ -10,6 +10,7 @@ with MQTT 3.1.1 mosquitto would acknowledge and drop it).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import subprocess
@@ -167,7 +168,7 @@ def test_failure_is_one_line_kept_backed_off_and_reported(mode, tls_broker, pki,
         retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(retries) >= 3, [r.getMessage() for r in caplog.records]
     assert all(says in r.getMessage() and "\n" not in r.getMessage() for r in retries), retries[0].getMessage()
-    for previous, record in zip(retries, retries[1:], strict=False):  # never faster than the announced delay
+    for previous, record in itertools.pairwise(retries):  # never faster than the announced delay
         announced = float(re.search(r"retrying in ([0-9.]+) s", previous.getMessage()).group(1))
         assert record.created - previous.created >= announced - 0.02
     assert len(retries) <= FAILING_S / (RECONNECT_MIN_S / 2) + 1
