@@ -125,13 +125,18 @@ def _config(broker: TlsBroker, pki: Pki, tmp_path: Path, prefix: str = ""):
     })
 
 
+def _outbox_holding(config, payloads: list[dict]) -> Outbox:
+    outbox = Outbox(config.outbox)
+    for payload in payloads:
+        outbox.put(payload)
+    return outbox
+
+
 def test_publishing_over_tls_with_a_password_and_an_acl_works(tls_broker, pki, tmp_path, subscribe, make_detection):
     tls_broker.start("good")
     sub = subscribe(tls_broker.plain, "birdd/garden/#", auth=WATCHER)
     config = _config(tls_broker, pki, tmp_path)
-    outbox = Outbox(config.outbox)
-    for i in range(5):
-        outbox.put(make_detection(i))
+    outbox = _outbox_holding(config, [make_detection(i) for i in range(5)])
     publisher = MqttPublisher(config, outbox)
     publisher.start()
     got = sub.wait_for(lambda ms: len(ms) >= 5, topic="birdd/garden/detections")
@@ -158,9 +163,7 @@ def test_failure_is_one_line_kept_backed_off_and_reported(mode, tls_broker, pki,
     tls_broker.start(cert)
     sub = subscribe(tls_broker.plain, f"{prefix_in_force}/#", auth=WATCHER)  # a persistent session: it stays
     config = _config(tls_broker, pki, tmp_path, prefix)
-    outbox = Outbox(config.outbox)
-    for i in range(3):
-        outbox.put(make_detection(i))
+    outbox = _outbox_holding(config, [make_detection(i) for i in range(3)])
     publisher = MqttPublisher(config, outbox)
     with caplog.at_level(logging.WARNING, logger="daemon.sinks.mqtt"):
         publisher.start()
