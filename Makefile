@@ -4,7 +4,7 @@
 VENV        ?= .venv
 PYTHON      ?= python3
 BIRDD       := $(VENV)/bin/birdd
-APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd
+APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DATA        ?= ../shared/bench206
 OUT         ?= out

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -34,6 +35,7 @@ from daemon.batch.formats import (
     submission_rows,
 )
 from daemon.batch.replay import replay_files
+from daemon.config import Config, load_config
 from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
@@ -224,17 +226,33 @@ def evaluate(submission: Path, labels: Path, per_species: bool) -> None:
     click.echo(f"macro ROC-AUC {score:.4f} over {len(by_species)} species")
 
 
-@cli.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="TOML configuration (see config.toml).")
-def run(config_path: Path) -> None:
-    """Run the detector daemon: listen, detect, publish over MQTT (stops on SIGTERM, reloads the model on SIGHUP)."""
-    from daemon.config import load_config
-    from daemon.service.service import run_service
+CONFIG_OPTION = click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path),
+                             help="TOML configuration (see config.toml).")
 
+
+def _run_configured(config_path: Path, runner: Callable[[Config], int]) -> NoReturn:
+    """Load the configuration, set logging up from it, run ``runner`` and exit with its status."""
     config = load_config(config_path)
     setup_logging(config.logging.level)
-    sys.exit(run_service(config))
+    sys.exit(runner(config))
+
+
+@cli.command()
+@CONFIG_OPTION
+def run(config_path: Path) -> None:
+    """Run the detector daemon: listen, detect, publish over MQTT (stops on SIGTERM, reloads the model on SIGHUP)."""
+    from daemon.service.service import run_service
+
+    _run_configured(config_path, run_service)
+
+
+@cli.command()
+@CONFIG_OPTION
+def web(config_path: Path) -> None:
+    """Serve the page and the BirdNET-Go-compatible /api/v2 from the detection store, read-only (docs/web.md)."""
+    from daemon.web.server import run_web
+
+    _run_configured(config_path, run_web)
 
 
 @cli.command()
@@ -258,7 +276,19 @@ def _register_plugins() -> None:
             log.debug("command %s unavailable: %s", entry.name, exc)
 
 
+def _command_word(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (None if none), skipping the group's options."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main() -> None:
     """Console-script entry point."""
-    _register_plugins()
+    if _command_word(sys.argv[1:]) not in cli.commands:  # a plugin command or help: load the plugins (heavy)
+        _register_plugins()
     cli(prog_name="birdd")

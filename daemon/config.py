@@ -30,6 +30,7 @@ MAX_RING_SECONDS = 600
 MAX_DELAY_S = 86_400
 """cap on every configured delay and period (seconds): longer waits overflow the thread timers"""
 MAX_THREADS = 64
+WEB_AUTH_MODES = ("none", "token", "basic")
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,28 @@ class ClipsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    bind: str = "127.0.0.1"
+    """address ``birdd web`` listens on ("0.0.0.0" = every interface)"""
+    port: int = 8080
+    """TCP port of the page and the ``/api/v2`` API (8080, as BirdNET-Go)"""
+    auth: str = "none"
+    """"none", "token" (``Authorization: Bearer <password>``) or "basic" (user name and password)"""
+    username: str = ""
+    """basic auth: the user name"""
+    password_file: str = ""
+    """file holding the token or password (never put it in this file)"""
+    password_env: str = "BIRDD_WEB_PASSWORD"
+    """environment variable holding the token or password, used when ``password_file`` is empty"""
+    read_only: bool = True
+    """serve the store read-only (the only mode: nothing in the API writes)"""
+    sse_poll_s: float = 0.25
+    """how often the live stream looks for new detections in the store (seconds)"""
+    max_streams: int = 16
+    """bound on simultaneous live-stream (SSE) clients; more get 503"""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     port: int = 0
     """Prometheus metrics port (0 = off)"""
@@ -208,6 +231,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -347,6 +371,12 @@ def _check_values(config: Config) -> None:
     require(config.clips.max_age_days > 0, "clips.max_age_days", "must be > 0")
     require(config.clips.keep_per_species_per_day >= 0, "clips.keep_per_species_per_day", "must be >= 0")
     require(config.clips.min_free_mb >= 0, "clips.min_free_mb", "must be >= 0")
+    require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
+    require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
+    require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')
+    require(config.web.read_only, "web.read_only", "must be true (birdd web never writes)")
+    require(0 < config.web.sse_poll_s <= 1, "web.sse_poll_s", "must be within 0..1 (exclusive of 0)")
+    require(config.web.max_streams >= 1, "web.max_streams", "must be >= 1")
     require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")
     require(config.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
             "expected DEBUG, INFO, WARNING or ERROR")

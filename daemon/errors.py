@@ -31,3 +31,7 @@ class SubmissionError(BirddError):
 
 class StoreError(BirddError):
     """The detection store cannot be opened or written (the message names the file)."""
+
+
+class WebError(BirddError):
+    """``birdd web`` cannot serve (the address is taken or not allowed; the message names it)."""

@@ -14,7 +14,7 @@ from daemon.errors import ConfigError
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, mqtt, outbox, "
-                   "store, clips, metrics, logging)"),
+                   "store, clips, web, metrics, logging)"),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"port": "1883"}}, "mqtt.port: expected int, got str"),
@@ -29,6 +29,9 @@ from daemon.errors import ConfigError
     ({"clips": {"margin_s": 9}}, "clips.margin_s: must be within 0..5"),
     ({"clips": {"never_species": "dog1"}}, "clips.never_species: expected a list, got str"),
     ({"clips": {"min_free_mb": -1}}, "clips.min_free_mb: must be >= 0"),
+    ({"web": {"auth": "digest"}}, 'web.auth: expected "none", "token" or "basic"'),
+    ({"web": {"port": 0}}, "web.port: must be within 1..65535"),
+    ({"web": {"sse_poll_s": 5}}, "web.sse_poll_s: must be within 0..1 (exclusive of 0)"),
     ({"audio": {"source": "file"}}, 'audio.files: required when audio.source = "file"'),
     ({"audio": {"source": "radio"}}, 'audio.source: expected "mic" or "file"'),
     ({"audio": {"source": "file", "files": "a.wav"}}, "audio.files: expected a list, got str"),

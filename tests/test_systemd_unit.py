@@ -24,6 +24,8 @@ from test_source_mic_alsa_file_device import ASOUNDRC
 from unit_sandbox import UnitSandbox, directives, libseccomp
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "birdd.service"
+UNITS = ("birdd.service", "birdd-web.service")
+"""the detector's unit and the web's (tests/test_systemd_web_unit.py checks the web's own directives)"""
 EXEC_START = "/opt/birdd/.venv/bin/birdd"
 SECCOMP = libseccomp()
 
@@ -31,18 +33,20 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=
 needs_seccomp = pytest.mark.skipif(SECCOMP is None, reason="libseccomp not installed")
 
 
-def test_unit_verifies(tmp_path):
-    unit = tmp_path / "birdd.service"  # verify wants ExecStart to exist: point a copy at one that does
-    unit.write_text(UNIT.read_text().replace(EXEC_START, shutil.which("true")))
+@pytest.mark.parametrize("name", UNITS)
+def test_unit_verifies(tmp_path, name):
+    unit = tmp_path / name  # verify wants ExecStart to exist: point a copy at one that does
+    unit.write_text((UNIT.parent / name).read_text().replace(EXEC_START, shutil.which("true")))
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "birdd.service" not in proc.stderr, proc.stderr  # no warning about our unit
+    assert name not in proc.stderr, proc.stderr  # no warning about our unit
 
 
-def test_security_exposure_below_3():
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)], capture_output=True,
-                          text=True, timeout=60)
-    match = re.search(r"Overall exposure level for birdd\.service: ([\d.]+)", proc.stdout)
+@pytest.mark.parametrize("name", UNITS)
+def test_security_exposure_below_3(name):
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT.parent / name)],
+                          capture_output=True, text=True, timeout=60)
+    match = re.search(rf"Overall exposure level for {re.escape(name)}: ([\d.]+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
     assert float(match.group(1)) < 3.0, proc.stdout
 

@@ -39,7 +39,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -48,6 +47,7 @@ from daemon import __version__
 from daemon.backoff import Backoff, UniformSource
 from daemon.config import Config, MqttConfig
 from daemon.errors import ConfigError
+from daemon.passwords import read_password as read_secret
 from daemon.pipeline.detection import iso_utc
 from daemon.sinks.outbox import Outbox
 
@@ -100,12 +100,7 @@ class PublisherCounters:
 
 def read_password(mqtt_config: MqttConfig, environ: Mapping[str, str] = os.environ) -> str | None:
     """The broker password: from ``password_file`` if set, else from the ``password_env`` variable."""
-    if mqtt_config.password_file:
-        try:
-            return Path(mqtt_config.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {mqtt_config.password_file}: {exc}") from None
-    return environ.get(mqtt_config.password_env) if mqtt_config.password_env else None
+    return read_secret(mqtt_config.password_file, mqtt_config.password_env, "mqtt", environ)
 
 
 def ha_discovery_messages(config: Config) -> list[tuple[str, dict[str, Any]]]:
