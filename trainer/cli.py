@@ -66,7 +66,7 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
     if cache_dir and no_cache:
         raise click.UsageError("--cache-dir and --no-cache contradict each other")
     if backend == "tflite":
-        from trainer.tflite_train import DEFAULT_SPEC, TFLITE_RECIPE, train_tflite
+        from trainer.tflite_model import DEFAULT_SPEC
         from trainer.tflite_zero_shot import all_classes_bundle, zero_shot_bundle
 
         tflite_spec = tflite_spec or DEFAULT_SPEC
@@ -75,6 +75,8 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
         elif zero_shot:
             zero_shot_bundle(data_dir, output, tflite_model, tflite_spec)
         else:
+            from trainer.tflite_train import TFLITE_RECIPE, train_tflite  # the training extra's libraries
+
             train_tflite(data_dir, output, tflite_model, tflite_spec, replace(TFLITE_RECIPE, seed=seed), cache_dir,
                          not no_cache, progress=show_progress)
     else:

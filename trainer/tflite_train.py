@@ -12,60 +12,31 @@ import functools
 import logging
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from daemon.audio.files import SAMPLE_RATE
-from daemon.errors import BundleError
 from daemon.model.bundle import write_bundle
-from daemon.model.loader import Species, embed_signal
-from daemon.model.tflite_backend import NAME as TFLITE
+from daemon.model.loader import embed_signal
 from daemon.model.tflite_backend import TFLiteBackend
-from daemon.model.tflite_runtime import ModelFile, locate_model_file
-from daemon.model.tflite_spec import TFLiteSpec, load_spec
-from daemon.model.windows import WINDOW_SECONDS, WindowGrid
+from daemon.model.tflite_spec import TFLiteSpec
+from daemon.model.windows import WindowGrid
 from trainer.dataset import load_dataset
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.head_fit import fit_multilabel_logistic
 from trainer.recipe import HeadParams, Recipe, SynthesisParams
 from trainer.synthesis import training_windows, window_count
+from trainer.tflite_model import DEFAULT_SPEC, bundle_manifest, open_model
 from trainer.train import DecodedAudio, decode_dataset, stage
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SPEC = "birdnet_v2.4"
 
 TFLITE_RECIPE = Recipe(synthesis=SynthesisParams(windows_per_recording=4, extra_call_probability=(),
                                                  background_windows=600), head=HeadParams(l2=1e-3))
 """Training windows and head for a pretrained embedding: a third of STSG's windows suffice (the model already
 generalises; embedding is ~10x dearer per window), with the lighter penalty its 1024 dense dimensions favour."""
-
-
-def open_model(spec: TFLiteSpec | str, model_path: str | Path | None = None, output: str = "embedding",
-               threads: int = 1) -> TFLiteBackend:
-    """The TFLite backend for ``spec`` (a spec or a spec name/file), on ``model_path`` or the spec's installed file."""
-    spec = spec if isinstance(spec, TFLiteSpec) else load_spec(spec)
-    if model_path is not None and not Path(model_path).is_file():
-        raise BundleError(f"{model_path}: no such TFLite model file")
-    path = Path(model_path) if model_path is not None else locate_model_file(spec)
-    return TFLiteBackend.open(ModelFile.read(path), spec, output, threads)
-
-
-def bundle_manifest(out_dir: str | Path, backend: TFLiteBackend, species: list[Species], **extra: object) -> dict:
-    """The manifest of a TFLite bundle (the arrays' checksums are added by ``write_bundle``)."""
-    return {
-        "name": Path(out_dir).name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "backend": TFLITE,
-        "sample_rate": SAMPLE_RATE,
-        "window_seconds": WINDOW_SECONDS,
-        "species": [s.to_manifest() for s in species],
-        "backend_params": backend.params(),
-        **extra,
-    }
 
 
 def window_vectors(backend: TFLiteBackend, samples: np.ndarray, grid: WindowGrid) -> np.ndarray:

@@ -28,7 +28,7 @@ from daemon.model.tflite_backend import TFLiteBackend
 from daemon.model.tflite_runtime import labels_path
 from daemon.model.tflite_spec import TFLiteSpec
 from trainer.dataset import read_taxonomy
-from trainer.tflite_train import DEFAULT_SPEC, bundle_manifest, open_model
+from trainer.tflite_model import DEFAULT_SPEC, bundle_manifest, open_model
 
 log = logging.getLogger(__name__)
 

@@ -107,19 +107,6 @@ class RangeFilter:
                  for label, score in zip(self.labels, scores, strict=True) if score >= threshold]
         return sorted(found, key=lambda s: (-s.score, s.scientific_name))
 
-    def allowed(self, species: list[Species], latitude: float, longitude: float, week: int,
-                threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-        """Which of ``species`` may be detected there and then: bool ``(n_species,)``.
-
-        A species matched to a class (code, scientific name, then common name) is allowed when the class
-        scores at least ``threshold``. Non-bird classes and species the meta-model does not know are
-        always allowed: the filter only removes what it knows to be out of range.
-        """
-        scores = self.occurrence(latitude, longitude, week)
-        matches, _ = match_species(self.labels, species)
-        return np.array([sp.non_bird or m is None or bool(scores[m] >= threshold)
-                         for sp, m in zip(species, matches, strict=True)], dtype=bool)
-
 
 def _labels(spec: TFLiteSpec, model_path: Path) -> list[ModelLabel]:
     try:
@@ -129,22 +116,30 @@ def _labels(spec: TFLiteSpec, model_path: Path) -> list[ModelLabel]:
 
 
 class StationRange:
-    """One station's allowed-species mask, by the week of a date; each week computed once and kept."""
+    """One station's allowed-species mask, by the week of a date; each week computed once and kept.
+
+    A bundle species matched to a range-model class (code, scientific name, then common name) is allowed
+    when the class scores at least ``threshold``. Non-bird classes and species the range model does not
+    know are always allowed: the filter only removes what it knows to be out of range.
+    """
 
     def __init__(self, range_filter: RangeFilter, species: list[Species], latitude: float, longitude: float,
                  threshold: float = DEFAULT_THRESHOLD) -> None:
         check_place(latitude, longitude, YEAR_ROUND)
         self._filter = range_filter
-        self._species = species
         self.latitude, self.longitude, self.threshold = latitude, longitude, threshold
+        matches, _ = match_species(range_filter.labels, species)
+        self._classes = np.array([-1 if m is None else m for m in matches], dtype=np.int64)
+        self._always = np.array([sp.non_bird for sp in species], dtype=bool) | (self._classes < 0)
+        self.unknown = int((self._classes < 0).sum())
         self._masks: dict[int, np.ndarray] = {}
-        self.unknown = sum(m is None for m in match_species(range_filter.labels, species)[0])
 
     def for_week(self, week: int) -> np.ndarray:
         """The mask of ``week`` (1..48, or -1 for the whole year)."""
         mask = self._masks.get(week)
         if mask is None:
-            mask = self._filter.allowed(self._species, self.latitude, self.longitude, week, self.threshold)
+            scores = self._filter.occurrence(self.latitude, self.longitude, week)
+            mask = self._always | (scores[np.maximum(self._classes, 0)] >= self.threshold)
             self._masks[week] = mask
             log.info("range filter: week %d at %.4f, %.4f: %d of %d species allowed (%d unknown to the range "
                      "model, always allowed)", week, self.latitude, self.longitude, int(mask.sum()), mask.size,
