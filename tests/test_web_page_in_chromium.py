@@ -1,8 +1,8 @@
 """The page at / in Debian's headless chromium (Selenium + chromium-driver) against a real ``birdd web``.
 
 It loads with no console errors, lists the store's species, shows a detection committed while it is open
-(from the SSE stream), loads its spectrogram, and its clip URL answers with audio. Set
-``BIRDD_WEB_SCREENSHOT=path.png`` to keep the screenshot (the README's is made so: docs/web.md).
+(from the SSE stream), loads its spectrogram, its clip URL answers with audio and plays, and the page fits a
+phone's width. Set ``BIRDD_WEB_SCREENSHOT=path.png`` to keep the screenshot (the README's: docs/web.md).
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def test_page_shows_species_and_a_live_detection_with_its_spectrogram_and_clip(t
         driver.find_element(By.LINK_TEXT, "Carolina Wren").click()
         wait.until(lambda d: d.find_element(By.ID, "species-title").text == "Carolina Wren")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#species-detections li"))
+        driver.set_window_size(390, 844)  # a phone: everything fits the width, nothing scrolls sideways
+        driver.get(web.url + "/")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#latest li"))
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == [], errors
         assert seen_after < 5.0
