@@ -107,3 +107,16 @@ def test_head_has_the_headers_and_no_body(url):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     conn.close()
+
+
+def test_an_internal_fault_is_a_500_without_a_trace(url, monkeypatch, caplog):
+    from daemon.web.api import BirdnetGoApi
+
+    def broken(self, query, authenticated):
+        raise RuntimeError("secret internals at /var/lib/birdd")
+
+    monkeypatch.setattr(BirdnetGoApi, "kpis", broken)
+    status, body = status_and_body(url + "/api/v2/dashboard/kpis")
+    assert (status, json.loads(body)) == (500, {"error": "internal error", "message": "internal error", "code": 500})
+    assert b"secret" not in body and b"Traceback" not in body
+    assert "secret internals" in caplog.text  # the operator sees it in the journal
