@@ -36,7 +36,7 @@ def test_web_unit_shares_the_detectors_user_and_state_but_no_devices():
 @pytest.mark.skipif(SECCOMP is None, reason="libseccomp not installed")
 def test_birdd_web_serves_in_the_units_sandbox(tmp_path, rng):
     store = fill_store(tmp_path / "station", rng, count=4)
-    web = WebProcess(tmp_path, store, preexec_fn=UnitSandbox(UNIT.read_text(), SECCOMP).load)
+    web = WebProcess(tmp_path, store.path, store.clips, preexec_fn=UnitSandbox(UNIT.read_text(), SECCOMP).load)
     try:
         for path in ("/api/v2/detections/recent", "/api/v2/health", "/api/v2/system/info", "/"):
             with urllib.request.urlopen(web.url + path, timeout=10) as response:

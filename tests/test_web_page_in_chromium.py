@@ -41,7 +41,7 @@ def chromium(profile: Path, width: int = WIDTH, height: int = HEIGHT):
 
 def test_page_shows_species_and_a_live_detection_with_its_spectrogram_and_clip(tmp_path, rng):
     store = fill_store(tmp_path / "station", rng, count=60)
-    web = WebProcess(tmp_path, store)
+    web = WebProcess(tmp_path, store.path, store.clips)
     driver = chromium(tmp_path / "profile")
     wait = WebDriverWait(driver, 20)
     try:

@@ -39,7 +39,7 @@ async def read_station(port: int, clip_id: int, store) -> dict:
 
 def test_aiobirdnetgo_reads_birdd_web(tmp_path, rng):
     store = fill_store(tmp_path / "station", rng, count=20)
-    web = WebProcess(tmp_path, store)
+    web = WebProcess(tmp_path, store.path, store.clips)
     try:
         clip_id = store.ids[-2]  # today, with a clip
         found = asyncio.run(asyncio.wait_for(read_station(web.port, clip_id, store), 60))

@@ -123,14 +123,14 @@ class ServerThread:
 
 
 class WebProcess:
-    """A real ``birdd web -c CONFIG`` subprocess serving ``store``; its stderr goes to ``log``."""
+    """A real ``birdd web -c CONFIG`` subprocess serving a store and its clips; its stderr goes to ``log``."""
 
-    def __init__(self, tmp_path: Path, store: FilledStore, preexec_fn=None, **web: object):
+    def __init__(self, tmp_path: Path, store: Path, clips: Path, preexec_fn=None, **web: object):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log = tmp_path / "birdd-web.log"
         config = write_config(tmp_path / "web.toml", {
-            "store": {"path": str(store.path)}, "clips": {"dir": str(store.clips)},
+            "store": {"path": str(store)}, "clips": {"dir": str(clips)},
             "web": {"bind": HOST, "port": self.port, **web}})
         with self.log.open("wb") as stderr:
             self.process = subprocess.Popen([str(Path(sys.executable).with_name("birdd")), "web", "-c", str(config)],
