@@ -188,6 +188,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def _not_allowed(self) -> None:
+        self.close_connection = True  # a request body may follow, unread: never parse it as the next request
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed: birdd web is read-only",
                     {"Allow": "GET, HEAD"})
 
