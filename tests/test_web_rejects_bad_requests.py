@@ -120,3 +120,16 @@ def test_an_internal_fault_is_a_500_without_a_trace(url, monkeypatch, caplog):
     assert (status, json.loads(body)) == (500, {"error": "internal error", "message": "internal error", "code": 500})
     assert b"secret" not in body and b"Traceback" not in body
     assert "secret internals" in caplog.text  # the operator sees it in the journal
+
+
+def test_a_refused_request_body_is_never_read_as_the_next_request(url):
+    host, port = url.removeprefix("http://").split(":")
+    smuggled = b"GET /api/v2/ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /api/v2/detections HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(smuggled), smuggled))
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 405") and b"Connection: close" in reply
+    assert reply.count(b"HTTP/1.1") == 1  # the body was not answered as a request of its own
