@@ -264,7 +264,8 @@ def info(model_path: Path) -> None:
     click.echo(f"model    {model.path} ({m.get('name')}, {model.backend.name}, version {model.digest})")
     click.echo(f"created  {m.get('created')} by birdd {m.get('package_version')}")
     click.echo(f"species  {len(model.species)}")
-    for key, value in m.get("training_data", {}).items():
+    training = m.get("training_data")
+    for key, value in (training.items() if isinstance(training, dict) else ()):
         click.echo(f"training {key}: {value}")
 
 

@@ -173,6 +173,7 @@ SPECIAL_CASES = {  # name -> (make(path) -> path, readable?)
     "zero_samples": (lambda p: _write(p, np.zeros(0, np.float32)), False),
     "one_sample": (lambda p: _write(p, np.zeros(1, np.float32)), True),
     "one_sample_at_1khz": (lambda p: _write(p, np.zeros(1, np.float32), 1000), True),
+    "one_sample_at_192khz": (lambda p: _write(p, np.zeros(1, np.float32), 192000), False),  # resamples to none
     "half_a_second": (lambda p: _write(p, np.zeros(16000, np.float32)), True),
     "nan": (lambda p: _write(p, np.full(8000, np.nan, np.float32)), False),
     "inf": (lambda p: _write(p, np.full(8000, np.inf, np.float32)), False),

@@ -136,10 +136,10 @@ def test_fuzzed_bundles(trained_model: Path, pristine: tuple[dict, list[str]]) -
 
 def test_every_field_removed_and_every_array_truncated(trained_model: Path, pristine: tuple[dict, list[str]],
                                                        tmp_path: Path) -> None:
-    """Exhaustive single mutations: each top-level or second-level manifest field removed, and each array
+    """Exhaustive single mutations: each top-level or second-level manifest field removed or set to null, each array
     truncated to half (checksum updated), then replaced by a 0-d array (checksum updated)."""
     manifest, arrays = pristine
-    cases = [[("remove", path, None)] for path in _paths(manifest) if len(path) <= 2]
+    cases = [[(kind, path, None)] for path in _paths(manifest) if len(path) <= 2 for kind in ("remove", "retype")]
     cases += [[("truncate", name, 0.5, True)] for name in arrays]
     cases += [[("array", name, np.zeros(()), True)] for name in arrays]
     for i, mutations in enumerate(cases):

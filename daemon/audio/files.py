@@ -36,11 +36,11 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             data = fh.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: no audio samples")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if rate != sample_rate:
+    if rate != sample_rate and mono.size:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    if mono.size == 0:  # also a few samples at a high rate, which resample to none
+        raise AudioError(f"{path}: no audio samples" + (f" at {sample_rate} Hz" if data.shape[0] else ""))
     if not np.isfinite(mono).all():
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
     if np.abs(mono).max() > MAX_AMPLITUDE:
