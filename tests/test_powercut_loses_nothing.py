@@ -1,13 +1,14 @@
 """Power cuts in a loop: the daemon SIGKILLed at random instants loses no committed detection.
 
 Each cycle runs ``birdd run`` on a looped replay of a soundscape (threshold 0: every species of every
-window is a detection, so the outbox is written, acknowledged and checkpointed all the time), kills it
-with SIGKILL at a random instant (a quarter during start-up, the rest while detections are written), checks ``PRAGMA integrity_check`` on the outbox
-as the kill left it, and records the rows waiting in it. Every cycle replays the file under its own
-name (a symlink), so each detection's ``source`` says which cycle made it. The outbox's AUTOINCREMENT
-counter is the number of detections ever committed; at the end a last daemon drains the outbox, and a
-subscriber must have received exactly that many distinct detections of the killed cycles, every row
-that waited in the outbox at a kill among them, each source's detections in stream order.
+window is a detection, so the outbox is written, acknowledged and checkpointed all the time) and
+SIGKILLs it at a random instant (a quarter during start-up, the rest while detections are written);
+then ``PRAGMA integrity_check`` runs on the outbox as the kill left it, and the rows waiting in it are
+recorded. Every cycle replays the file under its own name (a symlink), so each detection's ``source``
+says which cycle made it. The outbox's AUTOINCREMENT counter is the number of detections ever
+committed; at the end a last daemon drains the outbox, and a subscriber must have received exactly
+that many distinct detections of the killed cycles, every row that waited in the outbox at a kill
+among them, each source's detections in stream order.
 
 ``BIRDD_POWERCUT_CYCLES`` sets the number of cycles (10 in the suite; ``bench/powercut.py`` runs 200).
 """
