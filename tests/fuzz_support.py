@@ -1,6 +1,6 @@
 """Shared by the fuzz tests: the budget, the count of inputs tried by kind, a hang guard, the CLI check.
 
-The in-suite budget is small; ``bench/fuzz.py`` multiplies it with ``BIRDD_FUZZ_SCALE``. Every
+The in-suite budget is small; ``bench/robustness.py fuzz`` multiplies it with ``BIRDD_FUZZ_SCALE``. Every
 example is counted in :data:`TRIED` under its kind, so the bench can print the figures table.
 """
 

@@ -10,7 +10,7 @@ committed; at the end a last daemon drains the outbox, and a subscriber must hav
 that many distinct detections of the killed cycles, every row that waited in the outbox at a kill
 among them, each source's detections in stream order.
 
-``BIRDD_POWERCUT_CYCLES`` sets the number of cycles (10 in the suite; ``bench/powercut.py`` runs 200).
+``BIRDD_POWERCUT_CYCLES`` sets the number of cycles (10 in the suite; ``bench/robustness.py powercut`` runs 200).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ STARTUP_KILL_S = 1.0
 RUNNING_KILL_S = 1.5
 """the other cycles are killed uniformly within this long after "birdd running": detections are being written"""
 RESULTS: dict[str, int] = {}
-"""the last run's figures, for bench/powercut.py"""
+"""the last run's figures, for bench/robustness.py"""
 
 
 def _outbox_state(path: Path) -> tuple[str, int, list[tuple[int, dict]]]:
