@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.files import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.audio.files import find_audio_files, read_audio
 from daemon.config import DetectionConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import Model, embed_signal, load_model
 from daemon.model.range_filter import RangeFilter, StationRange
 from daemon.model.windows import WindowGrid

@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from daemon import __version__
-from daemon.audio.files import SAMPLE_RATE, find_audio_files
+from daemon.atomic import AtomicWriter
+from daemon.audio.files import find_audio_files
 from daemon.batch.formats import (
     DETECTIONS_HEADER,
     FORMATS,
     RAVEN_HEADER,
-    AtomicWriter,
     RavenTable,
     audacity_labels,
     detection_rows,
@@ -36,12 +36,13 @@ from daemon.batch.formats import (
 )
 from daemon.batch.replay import replay_files
 from daemon.config import Config, load_config
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
 
-log = logging.getLogger("birdd")
+log = logging.getLogger(__name__)
 
 
 def place_options(required: bool) -> Callable[[Callable], Callable]:

@@ -16,9 +16,21 @@ class BundleError(BirddError):
 
 
 class ConfigError(BirddError):
-    """The configuration is invalid (the message names the key)."""
+    """The configuration is invalid (the message names the key); exit 2, which systemd does not restart.
+
+    Only for what editing the configuration fixes: runtime faults (disk full, port taken, device lost)
+    are other types, so that ``Restart=on-failure`` brings the service back.
+    """
 
     exit_code = 2
+
+
+class StorageError(BirddError):
+    """A database or file the service writes cannot be opened or written (a runtime fault: exit 1, restarted)."""
+
+
+class ServiceError(BirddError):
+    """A runtime resource of the service is unavailable, e.g. a port already taken (exit 1, restarted)."""
 
 
 class DatasetError(BirddError):

@@ -1,12 +1,35 @@
-"""One thread with an explicit lifecycle: start, a stop flag, a bounded join, and the error that ended it."""
+"""The one component lifecycle of the service: start, stop within a time budget, the error that ended it.
+
+Every part of the daemon that owns a thread or a server (sources, the pipeline and sink workers, the
+MQTT publisher, the metrics endpoint) is a :class:`Component`; the service starts them from a list
+and stops them in reverse order. :class:`ManagedThread` is the usual way to be one.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """What the service starts, watches and stops."""
+
+    name: str
+    error: BaseException | None
+    """the exception that ended the component, if one did (the service then exits 1)"""
+
+    def start(self) -> None:
+        """Begin work; raise a :class:`~daemon.errors.BirddError` if the component cannot start."""
+
+    def stop(self, timeout: float) -> None:
+        """End work within ``timeout`` seconds (log what could not end in time)."""
+
+    def is_alive(self) -> bool:
+        """True while the component works."""
 
 
 class ManagedThread:

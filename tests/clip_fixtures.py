@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.audio.ring import RingBuffer
 from daemon.clips.recorder import ClipRecorder
 from daemon.config import ClipsConfig, StoreConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import DetectionStore, epoch_of, local_date_time
 from tests.conftest import detection_payload

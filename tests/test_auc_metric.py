@@ -3,15 +3,32 @@
 import numpy as np
 import pytest
 
-from daemon.batch.evaluate import macro_roc_auc, roc_auc, score_submission
+from daemon.batch.evaluate import macro_roc_auc, score_submission
 from daemon.errors import SubmissionError
+
+
+def auc(labels: list[int], scores: list[float]) -> float:
+    return macro_roc_auc(np.array(labels)[:, None], np.array(scores)[:, None], ["x"])[0]
 
 
 def test_auc_hand_computed():
     # positives at 0.9 and 0.4; negatives 0.5, 0.1: pairs (0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1) -> 3/4
-    assert roc_auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.5, 0.4, 0.1])) == pytest.approx(0.75)
-    assert roc_auc(np.array([1, 0]), np.array([0.3, 0.3])) == pytest.approx(0.5)  # a tie counts one half
-    assert roc_auc(np.array([0, 1, 1]), np.array([0.9, 0.1, 0.2])) == 0.0
+    assert auc([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1]) == pytest.approx(0.75)
+    assert auc([1, 0], [0.3, 0.3]) == pytest.approx(0.5)  # a tie counts one half
+    assert auc([0, 1, 1], [0.9, 0.1, 0.2]) == 0.0
+
+
+def test_equals_the_competition_metric():
+    """BirdCLEF's metric: sklearn's macro roc_auc_score over the columns that have a positive."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    labels = (rng.random((60, 8)) < 0.2).astype(int)
+    labels[:, 3] = 0  # a column with no positive is left out
+    scores = rng.random((60, 8))
+    keep = labels.sum(axis=0) > 0
+    expected = roc_auc_score(labels[:, keep], scores[:, keep], average="macro")
+    assert macro_roc_auc(labels, scores, list("abcdefgh"))[0] == pytest.approx(expected, abs=1e-12)
 
 
 def test_macro_skips_species_without_positives():

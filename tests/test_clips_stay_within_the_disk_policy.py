@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.store import queries
 from daemon.store.schema import open_store
 from tests.clip_fixtures import WINDOW, DiskUsage, Station, detection_epoch

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.atomic import AtomicWriter
 from daemon.batch.formats import (
-    AtomicWriter,
     FileScores,
     RavenTable,
     audacity_labels,

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.config import DetectionConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
 from daemon.model.labels import read_labels
 from daemon.model.range_filter import YEAR_ROUND, RangeFilter, StationRange, week_of

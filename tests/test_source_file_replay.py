@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from daemon.audio.file_source import BLOCK_SAMPLES, FileSource
-from daemon.audio.files import SAMPLE_RATE
 from daemon.audio.ring import RingBuffer
 from daemon.config import AudioConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
 
 

@@ -7,7 +7,7 @@ import pytest
 import soxr
 from ai_edge_litert.interpreter import Interpreter
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.loader import embed_signal, load_model
 from daemon.model.tflite_runtime import labels_path, locate_model_file

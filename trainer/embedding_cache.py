@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from daemon.atomic import AtomicWriter
 
 
 def default_cache_dir() -> Path:
@@ -51,13 +52,6 @@ class EmbeddingCache:
             pass
         self.misses += 1
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, staging = tempfile.mkstemp(prefix=".", suffix=".npy", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, value, allow_pickle=False)
-            os.replace(staging, path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+        with AtomicWriter(path, binary=True) as out:
+            np.save(out.file, value, allow_pickle=False)
         return value

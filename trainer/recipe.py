@@ -50,8 +50,21 @@ class HeadParams:
     """L-BFGS iterations"""
 
 
+class Overridable:
+    """A frozen recipe dataclass whose fields the command line's ``--set KEY=VALUE`` can change."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready description for the manifest."""
+        return asdict(self)
+
+    def with_override(self, key: str, value: str):  # -> the same recipe type
+        """A copy with the field at dotted ``key`` (e.g. ``word2vec.window``) set to ``value``, parsed by the
+        field's type (tuples: comma-separated, empty for none). Raises ``ValueError`` naming the key."""
+        return _override(self, key, key, value)
+
+
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(Overridable):
     """A full STSG training configuration."""
 
     front_end: FrontEndParams = field(default_factory=FrontEndParams)
@@ -66,14 +79,17 @@ class Recipe:
     kmeans_iterations: int = 20
     seed: int = 0
 
-    def to_dict(self) -> dict:
-        """JSON-ready description for the manifest."""
-        return asdict(self)
 
-    def with_override(self, key: str, value: str) -> Recipe:
-        """A copy with the field at dotted ``key`` (e.g. ``word2vec.window``) set to ``value``, parsed by the
-        field's type (tuples: comma-separated, empty for none). Raises ``ValueError`` naming the key."""
-        return _override(self, key, key, value)
+@dataclass(frozen=True)
+class TFLiteRecipe(Overridable):
+    """A linear head on a pretrained model's embeddings: a third of STSG's training windows suffice (the model
+    already generalises; embedding is ~10x dearer per window), with the lighter penalty its 1024 dense
+    dimensions favour."""
+
+    synthesis: SynthesisParams = field(default_factory=lambda: SynthesisParams(
+        windows_per_recording=4, extra_call_probability=(), background_windows=600))
+    head: HeadParams = field(default_factory=lambda: HeadParams(l2=1e-3))
+    seed: int = 0
 
 
 def _override(obj, path: str, key: str, value: str):

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
-from daemon.model.windows import WINDOW_SECONDS
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from trainer.recipe import SynthesisParams
 
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE

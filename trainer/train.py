@@ -9,23 +9,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from daemon.audio.files import SAMPLE_RATE, read_audio
+from daemon.audio.files import read_audio
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.errors import AudioError, DatasetError
 from daemon.model.bundle import write_bundle
 from daemon.model.features import FrameBlock, StreamingLogMel
 from daemon.model.head import LinearHead
-from daemon.model.loader import embed_signal
+from daemon.model.loader import build_manifest, embed_signal
 from daemon.model.pooling import WindowFeaturizer
 from daemon.model.stsg import NAME as STSG
 from daemon.model.stsg import STSGBackend
 from daemon.model.tokenizer import FrameNormaliser, StreamingTokenizer
-from daemon.model.windows import WINDOW_SECONDS, WindowGrid
+from daemon.model.windows import WindowGrid
 from trainer.codebook_fit import fit_codebook, sample_frames
 from trainer.dataset import Dataset, load_dataset
 from trainer.head_fit import fit_multilabel_logistic
@@ -138,17 +138,10 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
     with stage("decode audio"):
         audio = decode_dataset(dataset, progress)
     fitted = fit_stsg(audio, len(dataset.species), recipe, progress)
-    manifest = {
-        "name": Path(out_dir).name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "backend": STSG,
-        "sample_rate": SAMPLE_RATE,
-        "window_seconds": WINDOW_SECONDS,
-        "species": [s.to_manifest() for s in dataset.species],
-        "backend_params": {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
-                           "pooling": {"blocks": list(recipe.pooling)}},
-        "recipe": recipe.to_dict(),
-        "training_data": {
+    manifest = build_manifest(
+        Path(out_dir).name, STSG, {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
+                                   "pooling": {"blocks": list(recipe.pooling)}},
+        dataset.species, recipe=recipe.to_dict(), training_data={
             "root": str(dataset.root),
             "recordings": len(audio.clips),
             "soundscapes": len(audio.soundscapes),
@@ -156,8 +149,7 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
             "species_with_audio": len(set(audio.labels)),
             "training_windows": fitted.n_windows,
             "audio_seconds": round(sum(x.size for x in audio.clips + audio.soundscapes) / SAMPLE_RATE, 1),
-        },
-    }
+        })
     path = write_bundle(out_dir, manifest, fitted.arrays)
     log.info("model written to %s in %.1f s (%d files skipped)", path, time.perf_counter() - started,
              len(audio.failed))

@@ -10,20 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE, find_audio_files, read_audio
+from daemon.audio.files import find_audio_files, read_audio
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import SourceStatus
 from daemon.config import AudioConfig
+from daemon.constants import BLOCK_SAMPLES, POLL_S, SAMPLE_RATE
 from daemon.errors import AudioError
 from daemon.lifecycle import ManagedThread
 
 log = logging.getLogger(__name__)
 
-BLOCK_SAMPLES = SAMPLE_RATE // 10
-"""samples written at a time (100 ms, the mic's default block)"""
 _SEGMENTS_KEPT = 1024
 """file boundaries remembered for :meth:`FileSource.source_at` (far more than a ring can hold)"""
-_POLL_S = 0.1
 
 
 class FileSource(ManagedThread):
@@ -128,7 +126,7 @@ class FileSource(ManagedThread):
         if self._config.realtime:
             due = origin + (self._ring.written + n) / SAMPLE_RATE
             return not self._stop.wait(max(0.0, due - time.monotonic()))
-        while not self._ring.wait_for_space(n, timeout=_POLL_S):
+        while not self._ring.wait_for_space(n, timeout=POLL_S):
             if self._stop.is_set():
                 return False
         return not self._stop.is_set()

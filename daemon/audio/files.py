@@ -9,10 +9,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
-
-SAMPLE_RATE = 32_000
-"""The model's sample rate (hertz); every stage downstream of a source works at this rate."""
 
 MAX_AMPLITUDE = 1e6
 """largest sample magnitude accepted (full scale is 1): beyond it the log-mel power overflows float32"""

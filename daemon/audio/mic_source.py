@@ -24,11 +24,11 @@ import numpy as np
 import sounddevice as sd
 import soxr
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import SourceStatus
 from daemon.backoff import Backoff
 from daemon.config import AudioConfig
+from daemon.constants import POLL_S, SAMPLE_RATE
 from daemon.errors import AudioError
 from daemon.lifecycle import ManagedThread
 
@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 
 CAPTURE_RING_S = 2.0
 """capacity of the capture ring (seconds at the device rate): how long the converter thread may stall"""
-STALL_S = 5.0
+DEVICE_STALL_S = 5.0
 """a stream that delivers nothing for this long is treated as lost (seconds)"""
-_POLL_S = 0.1
 
 
 class MicSource(ManagedThread):
@@ -127,7 +126,7 @@ class MicSource(ManagedThread):
         converter = _RateConverter(capture.rate, self._ring)
         reason = None
         while not self._stop.is_set() and (reason := capture.failure()) is None:
-            start, block = capture.ring.read(capture.rate // 2, timeout=_POLL_S)
+            start, block = capture.ring.read(capture.rate // 2, timeout=POLL_S)
             converter.push(start, block)
         capture.close()
         while (item := capture.ring.read(capture.ring.capacity, timeout=0)) and item[1].size:
@@ -189,7 +188,7 @@ class _Capture:
         now = time.monotonic()
         if self.ring.written != written:
             self._last_progress = (self.ring.written, now)
-        elif now - since > STALL_S:
+        elif now - since > DEVICE_STALL_S:
             return f"no audio for {now - since:.0f} s"
         return None
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
-from daemon.errors import SubmissionError
+from daemon.errors import BirddError, SubmissionError
 
 
 @dataclass(frozen=True)
@@ -23,24 +22,18 @@ class Table:
     values: np.ndarray
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve of 0/1 ``labels`` by ``scores`` (ties count one half)."""
-    labels = np.asarray(labels, dtype=bool)
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("ROC-AUC needs at least one positive and one negative")
-    ranks = scipy.stats.rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def macro_roc_auc(labels: np.ndarray, scores: np.ndarray, columns: list[str]) -> tuple[float, dict[str, float]]:
-    """BirdCLEF metric: mean AUC over columns with at least one positive; also per-column AUCs."""
+    """BirdCLEF metric: mean of scikit-learn's ``roc_auc_score`` over columns with a positive (and a negative)
+    label, as the competition's own metric computes it; also the per-column AUCs."""
+    try:
+        from sklearn.metrics import roc_auc_score
+    except ImportError:
+        raise BirddError("birdd eval needs scikit-learn: pip install 'birdd[train]'") from None
     per_species = {}
     for j, name in enumerate(columns):
         positives = labels[:, j] > 0.5
         if positives.any() and not positives.all():
-            per_species[name] = roc_auc(positives, scores[:, j])
+            per_species[name] = float(roc_auc_score(positives, scores[:, j]))
     if not per_species:
         raise SubmissionError("no species column has a positive label: the score is undefined")
     return float(np.mean(list(per_species.values()))), per_species

@@ -5,15 +5,13 @@ Times are derived from sample indices here, at the edge.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import Species
 
 FORMATS = ("submission", "detections", "raven", "audacity")
@@ -98,31 +96,3 @@ def audacity_labels(result: FileScores, species: list[Species], min_conf: float)
 
 def _csv(text: str) -> str:
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(ch in text for ch in ',"\n') else text
-
-
-class AtomicWriter:
-    """Write a text file through a temporary sibling that is renamed over the target on :meth:`commit`."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        self._tmp = Path(name)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-    def write(self, text: str) -> None:
-        """Append text."""
-        self._fh.write(text)
-
-    def commit(self) -> Path:
-        """Flush, fsync and rename into place."""
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._tmp.replace(self.path)
-        return self.path
-
-    def discard(self) -> None:
-        """Remove the temporary file (the target is left as it was)."""
-        self._fh.close()
-        self._tmp.unlink(missing_ok=True)

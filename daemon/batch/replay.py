@@ -10,25 +10,27 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.files import SAMPLE_RATE, read_audio
+from daemon.audio.files import read_audio
 from daemon.batch.formats import FileScores
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
-from daemon.model.loader import Model, embed_signal, load_model
+from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
 _worker_job: tuple[str, str, WindowGrid] | None = None  # (bundle path, its digest, grid), set per worker process
 _worker_model: Model | None = None
 
 
 def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
-    """Window scores of a decoded signal."""
-    windows = embed_signal(model.backend, samples, grid)
-    if not windows:
+    """Window scores of a decoded signal, through the same :class:`ScoringPipeline` as the daemon."""
+    pipeline = ScoringPipeline(model, grid)
+    results = pipeline.push(AudioBlock(0, samples, str(path))) + pipeline.flush()
+    if not results:
         empty = np.zeros(0, dtype=np.int64)
         return FileScores(path, empty, empty, np.zeros((0, len(model.species)), dtype=np.float32))
-    scores = model.head.probabilities(np.stack([w.vector for w in windows]))
-    return FileScores(path, np.array([w.start_sample for w in windows]), np.array([w.end_sample for w in windows]),
-                      scores)
+    return FileScores(path, np.array([r.start_sample for r in results]), np.array([r.end_sample for r in results]),
+                      np.stack([r.scores for r in results]))
 
 
 def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.audio.ring import RingBuffer
 from daemon.clips.directory import ClipDirectory
 from daemon.clips.encode import encode_clip
 from daemon.clips.policy import ClipCounters, DiskPolicy, DiskUsage
 from daemon.clips.spectrogram import render_spectrogram
 from daemon.config import ClipsConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.model.features import FrontEndParams
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import ClipFiles, DetectionStore

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon import __version__
+from daemon.atomic import fsync_directory
 from daemon.errors import BundleError
 
 FORMAT_NAME = "birdd-model"
@@ -82,11 +83,7 @@ def write_bundle(directory: str | Path, manifest: dict, arrays: dict[str, np.nda
             shutil.rmtree(old, ignore_errors=True)
         else:
             staging.rename(directory)
-        parent = os.open(directory.parent, os.O_RDONLY)
-        try:
-            os.fsync(parent)
-        finally:
-            os.close(parent)
+        fsync_directory(directory.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

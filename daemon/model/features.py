@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import ManifestParams
 
@@ -126,11 +126,6 @@ class StreamingLogMel:
         self._buffer = np.zeros(self._lead, dtype=np.float32)
         self._buffer_start = -self._lead  # stream index of _buffer[0]
         self._next_frame = 0
-
-    @property
-    def next_frame(self) -> int:
-        """Index of the next frame this stream will produce."""
-        return self._next_frame
 
     def _frame_start(self, frame: int) -> int:
         return frame * self.params.hop - self._lead

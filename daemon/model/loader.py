@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST, manifest_digest, read_bundle
 from daemon.model.head import LinearHead, SelectionHead
-from daemon.model.windows import WINDOW_SECONDS, Stage, WindowGrid, WindowVector
+from daemon.model.windows import Stage, WindowGrid, WindowVector
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,22 @@ class Model:
                 "version": self.digest}
 
 
+def build_manifest(name: str, backend: str, backend_params: dict, species: list[Species], **sections: Any) -> dict:
+    """The manifest every trainer writes (``write_bundle`` adds the format and checksums): what the runtime
+    depends on (sample rate, window length, backend and its parameters, species in column order), checked by
+    :func:`load_model`, plus free-form ``sections`` (recipe, training data, teacher, ...)."""
+    return {"name": name, "created": datetime.now(UTC).isoformat(timespec="seconds"), "backend": backend,
+            "sample_rate": SAMPLE_RATE, "window_seconds": WINDOW_SECONDS, "species": [s.to_manifest() for s in species],
+            "backend_params": backend_params, **sections}
+
+
+def _check_runtime_fields(manifest: dict, where: Path) -> None:
+    """Refuse a bundle made for another sample rate or window length than this runtime's."""
+    for key, expected in (("sample_rate", SAMPLE_RATE), ("window_seconds", WINDOW_SECONDS)):
+        if manifest.get(key) != expected:
+            raise BundleError(f"{where}: {key} is {manifest.get(key)!r}, this birdd runs at {expected}")
+
+
 def load_model(path: str | Path, threads: int = 1) -> Model:
     """Load and verify a bundle made by ``birdd train``; raises BundleError naming what is wrong.
 
@@ -98,6 +115,7 @@ def load_model(path: str | Path, threads: int = 1) -> Model:
     path = Path(path)
     manifest, arrays = read_bundle(path)
     where = path / MANIFEST
+    _check_runtime_fields(manifest, where)
     try:
         return _assemble(path, manifest, arrays, threads)
     except BundleError as exc:

@@ -105,8 +105,6 @@ class TokenWindowPooler:
         self._frame_hop = frame_hop
         self._window_frames = grid.length // frame_hop
         self._hop_frames = grid.hop // frame_hop
-        self._min_tail_frames = -(-grid.min_tail // frame_hop)
-        self._min_first_frames = max(1, -(-grid.min_first // frame_hop))
         self._k = codebook_size
         self._featurize = featurize
         self._blocks: deque[tuple[int, BlockStats]] = deque()  # (first_frame, stats) of blocks still needed
@@ -123,21 +121,16 @@ class TokenWindowPooler:
         return out
 
     def flush(self) -> list[WindowVector]:
-        """End of stream: emit the trailing windows that are long enough, then reset."""
+        """End of stream: emit the trailing windows the grid keeps (see :class:`WindowGrid`), then reset."""
         out = []
-        while True:
-            w = self._next_window
-            remaining = self._frames_seen - self._first_frame(w)
-            if w == 0:
-                keep = remaining >= self._min_first_frames
-            else:  # a tail window: long enough, and not already covered by the window before it
-                keep = (remaining >= self._min_tail_frames
-                        and self._first_frame(w - 1) + self._window_frames < self._frames_seen)
-            if remaining <= 0 or not keep:
-                break
+        frames = self._frames_seen
+        while self.grid.keeps_at_end(self._next_window, frames, self._to_frames):
             out.append(self._emit())
         self.reset()
         return out
+
+    def _to_frames(self, samples: int) -> int:
+        return -(-samples // self._frame_hop)
 
     def reset(self) -> None:
         """A new stream."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST
 from daemon.model.tflite_runtime import ChunkEmbedder, ModelFile, locate_model_file
@@ -100,17 +100,8 @@ class ChunkWindowPooler:
     def flush(self) -> list[WindowVector]:
         """End of stream: emit the trailing windows the grid keeps (see :class:`WindowGrid`), then reset."""
         out = []
-        while True:
-            w = self._next_window
-            remaining = self._seen - self._model_index(self.grid.start(w))
-            if w == 0:
-                keep = remaining >= max(1, self._model_index(self.grid.min_first))
-            else:  # a tail window: long enough, and reaching past the window before it
-                keep = (remaining >= self._model_index(self.grid.min_tail)
-                        and self._model_index(self.grid.end(w - 1)) < self._seen)
-            if remaining <= 0 or not keep:
-                break
-            starts = self._chunk_starts(w)
+        while self.grid.keeps_at_end(self._next_window, self._seen, self._model_index):
+            starts = self._chunk_starts(self._next_window)
             out.append(self._emit([s for s in starts if s < self._seen] or starts[:1]))
         self.reset()
         return out

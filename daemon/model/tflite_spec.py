@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from daemon.constants import WINDOW_SECONDS
 from daemon.errors import BundleError
-from daemon.model.windows import WINDOW_SECONDS
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 """The specs that ship with birdd, one ``<name>.json`` each."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
-
-WINDOW_SECONDS = 5
-"""Length of an analysis window (seconds), as in BirdCLEF."""
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,20 @@ class WindowGrid:
     def end(self, index: int) -> int:
         """Nominal end sample (exclusive) of window ``index``."""
         return index * self.hop + self.length
+
+    def keeps_at_end(self, index: int, seen: int, to_unit: Callable[[int], int] = int) -> bool:
+        """The trailing-window rule: at the end of a stream of ``seen`` units, is window ``index`` scored?
+
+        ``to_unit`` converts the grid's sample counts to the caller's unit (frames, model-rate samples),
+        so that every backend applies this one rule in its own unit.
+        """
+        remaining = seen - to_unit(self.start(index))
+        if remaining <= 0:
+            return False
+        if index == 0:
+            return remaining >= to_unit(self.min_first)
+        # a tail window: long enough, and reaching past the window before it
+        return remaining >= to_unit(self.min_tail) and to_unit(self.end(index - 1)) < seen
 
 
 @dataclass(frozen=True)

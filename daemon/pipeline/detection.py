@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+
+from daemon.constants import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,22 @@ def make_detection_id(station: str, source: str, stream_start_epoch: float, wind
     """A stable id: the same inputs always give the same id."""
     key = f"{station}|{source}|{stream_start_epoch:.3f}|{window_end_sample}|{species_code}"
     return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+class StreamClock:
+    """Maps stream sample indices to wall-clock time: sample 0 was heard at :attr:`epoch` (seconds since 1970).
+
+    The service starts it right before the source, so that every timestamp stays a sample index
+    until it is turned into wall-clock time at the edge.
+    """
+
+    def __init__(self, epoch: float = 0.0) -> None:
+        self.epoch = epoch
+
+    def start(self) -> None:
+        """Sample 0 is now."""
+        self.epoch = time.time()
+
+    def at(self, sample: int) -> float:
+        """Wall-clock time (epoch seconds) of stream sample ``sample``."""
+        return self.epoch + sample / SAMPLE_RATE

@@ -1,4 +1,4 @@
-"""Window scores -> detections: global and per-species thresholds, include and exclude lists, non-bird classes.
+"""Window scores -> detections (named, timed, stable ids): thresholds, include and exclude lists, non-bird classes.
 
 A species marked ``non_bird`` in the bundle (BirdNET's "Human vocal", "Dog", "Siren", ...) is scored but
 never a detection. A range mask (:class:`daemon.model.range_filter.StationRange`) removes, window by
@@ -13,7 +13,8 @@ import numpy as np
 
 from daemon.config import DetectionConfig
 from daemon.errors import ConfigError
-from daemon.model.loader import Species
+from daemon.model.loader import Model, Species
+from daemon.pipeline.detection import Detection, StreamClock, iso_utc, make_detection_id
 from daemon.pipeline.species_list import read_species_list, species_index
 
 log = logging.getLogger(__name__)
@@ -70,3 +71,27 @@ def _columns(key: str, entries: list[str] | str, species: list[Species]) -> list
     if unknown:
         raise ConfigError(f"{key}: species code(s) not in the model: {', '.join(unknown[:5])}")
     return found
+
+
+class DetectionMaker:
+    """Window scores -> :class:`Detection` s: the policy's choice, named, timed and given a stable id."""
+
+    def __init__(self, config: DetectionConfig, station: str, model: Model, clock: StreamClock) -> None:
+        self.policy = DetectionPolicy(config, model.species)
+        self._station = station
+        self._species = model.species
+        self._identity = model.identity
+        self._clock = clock
+
+    def detect(self, source: str, start_sample: int, end_sample: int, scores: np.ndarray) -> tuple[Detection, ...]:
+        """The detections of one window (best first); empty when nothing passes its threshold."""
+        found = []
+        for j, confidence in self.policy.select(scores):
+            species = self._species[j]
+            found.append(Detection(
+                detection_id=make_detection_id(self._station, source, self._clock.epoch, end_sample, species.code),
+                station=self._station, source=source, start=iso_utc(self._clock.at(start_sample)),
+                end=iso_utc(self._clock.at(end_sample)), species_code=species.code,
+                common_name=species.common_name, scientific_name=species.scientific_name,
+                confidence=round(confidence, 4), model=self._identity))
+        return tuple(found)

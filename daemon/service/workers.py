@@ -1,9 +1,10 @@
-"""The daemon's two pipeline threads: audio -> tokens (tokenizer worker), tokens -> detections (classifier worker).
+"""The daemon's two data threads; they only move data: ring -> pipeline -> queue -> sinks.
 
-Both run the same stage objects as ``birdd replay`` (the backend's encoder and pooler, the linear
-head), so the daemon scores a file exactly as replay does. Between them is a bounded queue of
-messages: encoder output, the start of a new segment (a new file, or the stream after a gap), a
-model switch (SIGHUP), and the end of the stream.
+- :class:`PipelineWorker` reads the ring in 100-ms blocks, labels each with the input it came from,
+  pushes it through the :class:`~daemon.pipeline.scoring.ScoringPipeline` (the same object ``birdd
+  replay`` runs) and queues the window results. A model reload swaps the pipeline between two reads.
+- :class:`SinkWorker` hands every window result to the window sinks and every detection to the
+  detection sinks, in order; a sink that fails is logged and counted, the others still get the item.
 """
 
 from __future__ import annotations
@@ -12,216 +13,129 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import AudioSource
+from daemon.constants import BLOCK_SAMPLES, POLL_S
 from daemon.lifecycle import ManagedThread
 from daemon.model.loader import Model
-from daemon.model.windows import WindowGrid, WindowVector
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
+from daemon.sinks.base import Sink, WindowSink
 
 log = logging.getLogger(__name__)
 
-READ_SAMPLES = SAMPLE_RATE // 10
-"""largest read from the ring (100 ms): keeps the per-read latency low"""
-QUEUE_MESSAGES = 256
-"""bound of the tokenizer -> classifier queue (about 4 minutes of audio in 1-s frame blocks)"""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A run of contiguous stream samples from one input; windows are aligned to its start."""
-
-    start_sample: int
-    source: str
-
-
-@dataclass(frozen=True)
-class Units:
-    """Encoder output for the classifier; ``read_at`` is when the samples behind it were read (monotonic)."""
-
-    items: list
-    read_at: float
-
-
-@dataclass(frozen=True)
-class SwitchModel:
-    """From here on, use this model."""
-
-    model: Model
-
-
+QUEUE_ITEMS = 256
+"""bound of the pipeline -> sinks queue (window results: over 20 minutes of audio at a 5-s hop)"""
 END = object()
-"""The end of the stream."""
+"""Queued after the last window result."""
 
 
-@dataclass
-class PipelineStats:
-    """Counters each written by one thread, read by anyone (status message, metrics)."""
-
-    samples: int = 0
-    windows: int = 0
-    detections: int = 0
-    segments: int = 0
-    gaps: int = 0
-    encode_seconds: float = 0.0
-    """tokenizer thread: time in the encoder"""
-    score_seconds: float = 0.0
-    """classifier thread: time pooling and scoring"""
-    last_progress: float = field(default_factory=time.monotonic)
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing time per second of audio (0.01 = 1 % of one core)."""
-        return (self.encode_seconds + self.score_seconds) / max(self.samples / SAMPLE_RATE, 1e-9)
+def blocks_by_source(start: int, samples: np.ndarray, source_at: Callable[[int], str],
+                     read_at: float) -> list[AudioBlock]:
+    """Split one ring read where the input changes (file replay plays its files back to back)."""
+    blocks = []
+    offset = 0
+    while offset < samples.size:
+        source = source_at(start + offset)
+        stop = offset + _run_length(start + offset, samples.size - offset, source, source_at)
+        blocks.append(AudioBlock(start + offset, samples[offset:stop], source, read_at))
+        offset = stop
+    return blocks
 
 
-class TokenizerWorker(ManagedThread):
-    """Reads the ring incrementally and runs the backend's encoder (audio -> tokens) until the ring closes."""
+def _run_length(first: int, n: int, source: str, source_at: Callable[[int], str]) -> int:
+    """How many samples from ``first`` on come from ``source`` (binary search for the first that does not)."""
+    if source_at(first + n - 1) == source:
+        return n
+    low, high = 1, n - 1
+    while low < high:
+        mid = (low + high) // 2
+        if source_at(first + mid) == source:
+            low = mid + 1
+        else:
+            high = mid
+    return low
 
-    def __init__(self, ring: RingBuffer, source: AudioSource, model: Model, out: queue.Queue,
-                 stats: PipelineStats) -> None:
-        super().__init__("birdd-tokenizer", self._run)
+
+class PipelineWorker(ManagedThread):
+    """Ring -> :class:`ScoringPipeline` -> queue of :class:`WindowResult` s, until the ring closes."""
+
+    def __init__(self, ring: RingBuffer, source: AudioSource, model: Model,
+                 make_pipeline: Callable[[Model], ScoringPipeline], out: queue.Queue) -> None:
+        super().__init__("birdd-pipeline", self._run)
         self._ring = ring
         self._source = source
-        self._encoder = model.backend.encoder()
+        self._make_pipeline = make_pipeline
+        self.pipeline = make_pipeline(model)
         self._out = out
-        self._stats = stats
-        self._pending_model: Model | None = None
+        self._pending: Model | None = None
         self._lock = threading.Lock()
-        self._read_at = 0.0  # when the samples being encoded were read from the ring (monotonic)
+        self.last_read = time.monotonic()
+        """monotonic time of the last ring read (the service's stall check)"""
+
+    @property
+    def model(self) -> Model:
+        """The model in use."""
+        return self.pipeline.model
 
     def switch_model(self, model: Model) -> None:
-        """Use ``model`` from the next read on (the current segment is closed first)."""
+        """Use ``model`` from the next read on (the current segment is scored with the old one first)."""
         with self._lock:
-            self._pending_model = model
+            self._pending = model
 
     def _run(self) -> None:
         try:
-            self._loop()
-        finally:  # also after a failure: the classifier drains and ends
+            while (got := self._ring.read(BLOCK_SAMPLES, timeout=5 * POLL_S)) is not None:
+                self.last_read = time.monotonic()
+                self._swap_if_asked()
+                start, samples = got
+                for block in blocks_by_source(start, samples, self._source.source_at, self.last_read):
+                    self._emit(self.pipeline.push(block))
+            self._emit(self.pipeline.flush())
+        finally:  # also after a failure: the sink worker drains and ends
             self._out.put(END)
 
-    def _loop(self) -> None:
-        segment: Segment | None = None
-        expected = 0
-        while True:
-            got = self._ring.read(READ_SAMPLES, timeout=0.5)
-            if got is None:
-                break
-            start, samples = got
-            self._read_at = self._stats.last_progress = time.monotonic()
-            if samples.size == 0:
-                continue
-            with self._lock:
-                model, self._pending_model = self._pending_model, None
-            if model is not None:
-                self._close_segment()
-                self._encoder = model.backend.encoder()
-                self._out.put(SwitchModel(model))
-                segment = None
-            if segment is not None and start != expected:
-                log.warning("audio gap of %d samples at sample %d: windows realign after it", start - expected,
-                            expected)
-                self._stats.gaps += 1
-                self._close_segment()
-                segment = None
-            offset = 0
-            while offset < samples.size:
-                here = start + offset
-                source = self._source.source_at(here)
-                if segment is None or source != segment.source:
-                    if segment is not None:
-                        self._close_segment()
-                    segment = Segment(here, source)
-                    self._stats.segments += 1
-                    self._out.put(segment)
-                # a segment change inside this read: split at the first sample of the next input
-                stop = offset + self._run_length(here, samples.size - offset, segment.source)
-                self._encode(samples[offset:stop])
-                offset = stop
-            expected = start + samples.size
-        self._close_segment()
+    def _swap_if_asked(self) -> None:
+        with self._lock:
+            model, self._pending = self._pending, None
+        if model is not None:
+            self._emit(self.pipeline.flush())
+            self.pipeline = self._make_pipeline(model)
 
-    def _run_length(self, first: int, n: int, source: str) -> int:
-        if self._source.source_at(first + n - 1) == source:
-            return n
-        low, high = 1, n - 1  # first sample index (relative) whose source differs
-        while low < high:
-            mid = (low + high) // 2
-            if self._source.source_at(first + mid) == source:
-                low = mid + 1
-            else:
-                high = mid
-        return low
-
-    def _encode(self, samples: np.ndarray) -> None:
-        started = time.perf_counter()
-        items = self._encoder.push(samples)
-        self._stats.encode_seconds += time.perf_counter() - started
-        self._stats.samples += samples.size
-        if items:
-            self._out.put(Units(items, self._read_at))
-
-    def _close_segment(self) -> None:
-        items = self._encoder.flush()
-        if items:
-            self._out.put(Units(items, self._read_at))
+    def _emit(self, results: list[WindowResult]) -> None:
+        for result in results:
+            self._out.put(result)
 
 
-WindowHandler = Callable[[Segment, WindowVector, np.ndarray, float], None]
-"""Called for every scored window: (segment, window, probabilities, read_at)."""
+class SinkWorker(ManagedThread):
+    """Queue of window results -> window sinks and detection sinks, until the pipeline worker ends."""
 
-
-class ClassifierWorker(ManagedThread):
-    """Pools encoder output into windows, scores them with the head, hands them to ``on_window``."""
-
-    def __init__(self, model: Model, grid: WindowGrid, inbox: queue.Queue, on_window: WindowHandler,
-                 stats: PipelineStats, on_model: Callable[[Model], None]) -> None:
-        super().__init__("birdd-classifier", self._run)
-        self._model = model
-        self._grid = grid
-        self._pooler = model.backend.pooler(grid)
+    def __init__(self, inbox: queue.Queue, sinks: list[Sink], window_sinks: list[WindowSink],
+                 failures: Counter[str]) -> None:
+        super().__init__("birdd-sinks", self._run)
         self._inbox = inbox
-        self._on_window = on_window
-        self._on_model = on_model
-        self._stats = stats
-        self._segment: Segment | None = None
+        self._sinks = sinks
+        self._window_sinks = window_sinks
+        self.failures = failures
+        """sink class name -> calls that raised (shared with the status report)"""
 
     def _run(self) -> None:
-        while (message := self._inbox.get()) is not END:
-            self._handle(message)
-        self._flush(time.monotonic())
+        while (item := self._inbox.get()) is not END:
+            for window_sink in self._window_sinks:
+                self._call(window_sink, window_sink.put_window, item)
+            for detection in item.detections:
+                for sink in self._sinks:
+                    self._call(sink, sink.put, detection)
 
-    def _handle(self, message: object) -> None:
-        if isinstance(message, Units):
-            started = time.perf_counter()
-            windows = [w for item in message.items for w in self._pooler.push(item)]
-            self._score(windows, message.read_at, started)
-        elif isinstance(message, Segment):
-            self._flush(time.monotonic())
-            self._segment = message
-        elif isinstance(message, SwitchModel):
-            self._flush(time.monotonic())
-            self._model = message.model
-            self._pooler = message.model.backend.pooler(self._grid)
-            self._on_model(message.model)
-
-    def _flush(self, read_at: float) -> None:
-        started = time.perf_counter()
-        self._score(self._pooler.flush(), read_at, started)
-
-    def _score(self, windows: list[WindowVector], read_at: float, started: float) -> None:
-        """Score pooled windows; ``started`` is when pooling began (for the processing-time counter)."""
-        if not windows:
-            self._stats.score_seconds += time.perf_counter() - started
-            return
-        probabilities = self._model.head.probabilities(np.stack([w.vector for w in windows]))
-        self._stats.score_seconds += time.perf_counter() - started
-        for window, scores in zip(windows, probabilities, strict=True):
-            self._stats.windows += 1
-            self._on_window(self._segment, window, scores, read_at)
+    def _call(self, sink: object, method: Callable, item: object) -> None:
+        try:
+            method(item)
+        except Exception:
+            name = type(sink).__name__
+            self.failures[name] += 1
+            log.exception("%s failed (%d failure(s) so far); the other sinks still get the item", name,
+                          self.failures[name])

@@ -34,24 +34,26 @@ import logging
 import os
 import re
 import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 
 from daemon import __version__
 from daemon.backoff import Backoff, UniformSource
 from daemon.config import Config, MqttConfig
 from daemon.errors import ConfigError
+from daemon.lifecycle import ManagedThread
 from daemon.passwords import read_password as read_secret
-from daemon.pipeline.detection import iso_utc
+from daemon.pipeline.detection import StreamClock, iso_utc
+from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 16
 """detections published but not yet acknowledged by the broker, at most"""
@@ -132,8 +134,8 @@ def _dumps(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-class MqttPublisher:
-    """Publishes the outbox and the daemon's status to one broker, on a thread of its own.
+class MqttPublisher(ManagedThread):
+    """Publishes the outbox and the daemon's status to one broker, on a thread of its own (a component).
 
     ``stats`` returns the daemon's statistics (uptime, windows, detections, overruns, real-time
     factor, queue depths); the publisher adds its own counters and the outbox backlog. Raises
@@ -152,9 +154,9 @@ class MqttPublisher:
         self._backoff = Backoff(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s, rng)
         self._client_id = config.mqtt.client_id or f"birdd-{self._station}"
         self._client = self._make_client()
-        self._stop = threading.Event()
+        super().__init__("birdd-mqtt", self._run)
+        self._stop = self.stop_event
         self._stop_deadline = 0.0
-        self._thread: threading.Thread | None = None
         self._windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
         self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
         # Owned by the MQTT thread:
@@ -181,7 +183,7 @@ class MqttPublisher:
         if cfg.username:
             client.username_pw_set(cfg.username, read_password(cfg))
         elif cfg.password_file:
-            logger.warning("mqtt.password_file is set but mqtt.username is empty: connecting anonymously")
+            log.warning("mqtt.password_file is set but mqtt.username is empty: connecting anonymously")
         if cfg.tls:
             for key in ("ca_file", "cert_file", "key_file"):
                 path = getattr(cfg, key)
@@ -203,25 +205,13 @@ class MqttPublisher:
 
     def start(self) -> None:
         """Start the MQTT thread; it connects in the background and retries until stopped."""
-        if self._thread is not None:
-            raise RuntimeError("MqttPublisher.start: already started")
         self._client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s)
-        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline``, wait for in-flight acks within ``timeout`` seconds, disconnect, join."""
-        if self._thread is None:
-            return
         self._stop_deadline = time.monotonic() + timeout
-        self._stop.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.warning("MQTT thread still running %.1f s after stop", timeout)
-
-    def is_alive(self) -> bool:
-        """Whether the MQTT thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        super().stop(timeout)
 
     def publish_window(self, payload: dict[str, Any]) -> None:
         """Queue a window's top-k scores for ``<prefix>/windows`` (dropped unless enabled and connected)."""
@@ -261,7 +251,7 @@ class MqttPublisher:
         elif sent is None:
             if not self._control_refusal_logged:
                 self._control_refusal_logged = True
-                logger.warning("MQTT broker refused a status, event or discovery message: %s (does its ACL allow "
+                log.warning("MQTT broker refused a status, event or discovery message: %s (does its ACL allow "
                                "%s/# and %s/#?)", reason_code, self._topics.status.rsplit("/", 1)[0],
                                self._mqtt.ha_prefix)
         elif self._refused_seq is None or sent[0] < self._refused_seq:
@@ -325,7 +315,7 @@ class MqttPublisher:
             self.publish_event("mqtt_error", reason)
         self._last_error = reason
         delay = self._backoff.next_delay()
-        logger.warning("MQTT %s:%d: %s; retrying in %.2f s", self._mqtt.host, self._mqtt.port, reason, delay)
+        log.warning("MQTT %s:%d: %s; retrying in %.2f s", self._mqtt.host, self._mqtt.port, reason, delay)
         self._stop.wait(delay)
 
     def _serve(self) -> None:
@@ -346,7 +336,7 @@ class MqttPublisher:
             self._reconnects += 1
         self._ever_connected = True
         self._connected_since = time.monotonic()
-        logger.info("MQTT connected to %s:%d (%d detection(s) waiting in the outbox)",
+        log.info("MQTT connected to %s:%d (%d detection(s) waiting in the outbox)",
                     self._mqtt.host, self._mqtt.port, self._outbox.backlog())
         self._client.publish(self._topics.status, ONLINE, qos=1, retain=True)
         for topic, config in self._discovery:
@@ -378,7 +368,7 @@ class MqttPublisher:
         try:
             stats = dict(self._stats())
         except Exception:
-            logger.exception("status statistics callable failed")
+            log.exception("status statistics callable failed")
             stats = {}
         stats.update(station=self._station, time=iso_utc(time.time()), outbox_backlog=self._outbox.backlog(),
                      outbox_dropped=self._outbox.dropped(), mqtt_reconnects=self._reconnects,
@@ -395,7 +385,26 @@ class MqttPublisher:
                 if self._client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                     break
             if self._inflight:
-                logger.info("MQTT stop: %d detection(s) unacknowledged, kept in the outbox", len(self._inflight))
+                log.info("MQTT stop: %d detection(s) unacknowledged, kept in the outbox", len(self._inflight))
         self._client.disconnect()
         self._connected = False
-        logger.info("MQTT disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
+        log.info("MQTT disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
+
+
+class WindowTopicSink:
+    """Every window's top-k species and scores to ``<prefix>/windows`` (QoS 0, only while connected)."""
+
+    def __init__(self, publisher: MqttPublisher, config: Config, clock: StreamClock) -> None:
+        self._publisher = publisher
+        self._station = config.station.name
+        self._top_k = config.mqtt.windows_top_k
+        self._clock = clock
+
+    def put_window(self, result: WindowResult) -> None:
+        """Queue the window's top-k for the MQTT thread."""
+        top = np.argsort(-result.scores)[: self._top_k]
+        self._publisher.publish_window({
+            "station": self._station, "source": result.source, "start": iso_utc(self._clock.at(result.start_sample)),
+            "end": iso_utc(self._clock.at(result.end_sample)),
+            "top": [{"species_code": result.species[j].code, "confidence": round(float(result.scores[j]), 4)}
+                    for j in top]})

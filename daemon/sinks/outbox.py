@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import OutboxConfig
-from daemon.errors import ConfigError
+from daemon.errors import StorageError
+from daemon.pipeline.detection import Detection
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 _WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated: checkpoint when the WAL reaches ~4 MB
@@ -55,7 +56,7 @@ class Outbox:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"outbox.path: cannot open {self._path}: {exc}") from None
+            raise StorageError(f"outbox.path: cannot open {self._path}: {exc}") from None
         try:
             self._configure()
             self._backlog = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -66,8 +67,8 @@ class Outbox:
                 self._transaction(self._enforce_bounds, durable=True)
         except sqlite3.Error as exc:
             self._conn.close()
-            raise ConfigError(f"outbox.path: cannot use {self._path}: {exc}") from None
-        logger.info("outbox %s: %d detection(s) waiting, %d dropped so far", self._path, self._backlog, self._dropped)
+            raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
+        log.info("outbox %s: %d detection(s) waiting, %d dropped so far", self._path, self._backlog, self._dropped)
 
     def _configure(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -160,7 +161,7 @@ class Outbox:
         too_old = self._conn.execute("DELETE FROM outbox WHERE seq < ?", (limit_seq,)).rowcount
         self._count_dropped(too_old)
         if too_old:
-            logger.warning("outbox %s: dropped %d detection(s) older than max_age_days=%g (%d dropped in total)",
+            log.warning("outbox %s: dropped %d detection(s) older than max_age_days=%g (%d dropped in total)",
                            self._path, too_old, self._config.max_age_days, self._dropped)
         excess = self._backlog - self._config.max_rows
         if excess > 0:
@@ -168,7 +169,7 @@ class Outbox:
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,)
             ).rowcount
             self._count_dropped(removed)
-            logger.warning("outbox %s: full, dropped the %d oldest detection(s) beyond max_rows=%d "
+            log.warning("outbox %s: full, dropped the %d oldest detection(s) beyond max_rows=%d "
                            "(%d dropped in total)", self._path, removed, self._config.max_rows, self._dropped)
 
     def _count_dropped(self, count: int) -> None:
@@ -176,3 +177,18 @@ class Outbox:
             self._conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (count,))
             self._backlog -= count
             self._dropped += count
+
+
+class OutboxSink:
+    """Commits each detection's payload to the :class:`Outbox` (the MQTT publisher takes it from there)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def put(self, detection: Detection) -> None:
+        """Store one detection durably (fsynced before returning)."""
+        self.outbox.put(detection.to_payload())
+
+    def close(self) -> None:
+        """Close the outbox file."""
+        self.outbox.close()

@@ -1,0 +1,61 @@
+"""Atomic file writes, the one way the project replaces a file: a temporary sibling, fsynced, renamed over."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+
+class AtomicWriter:
+    """Write ``path`` through a temporary sibling that :meth:`commit` renames over it (readers see old or new).
+
+    Used as a context manager it commits on success and discards on an exception; ``binary`` opens the
+    temporary file in ``"wb"`` mode (for ``np.save``), otherwise text, UTF-8, no newline translation.
+    """
+
+    def __init__(self, path: str | Path, *, binary: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        self._tmp = Path(name)
+        self.file: IO = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, data: str | bytes) -> None:
+        """Append ``data``."""
+        self.file.write(data)
+
+    def commit(self) -> Path:
+        """Flush, fsync and rename into place; the directory entry is fsynced too."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        self._tmp.replace(self.path)
+        fsync_directory(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (the target is left as it was)."""
+        self.file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

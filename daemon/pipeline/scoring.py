@@ -1,0 +1,146 @@
+"""The one scoring pipeline: audio blocks -> backend units -> windows -> head scores -> window results.
+
+``birdd replay`` pushes a file's samples through it; the daemon's pipeline thread pushes what it
+reads from the ring. Both run the same object, so "the daemon scores a file as replay does" holds by
+construction, including segmentation: a block whose source differs from the previous one, or which
+does not start where the previous one ended (a gap), closes the current segment (its trailing
+windows are scored) and opens a new one whose windows are aligned to its first sample.
+
+A model reload is a new pipeline: the old one is flushed, the new one starts a fresh segment.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from daemon.constants import SAMPLE_RATE
+from daemon.model.loader import Model, Species
+from daemon.model.windows import Stage, WindowGrid, WindowVector
+from daemon.pipeline.detection import Detection
+from daemon.pipeline.policy import DetectionMaker
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    """Contiguous float32 mono samples at :data:`SAMPLE_RATE` from one input, placed in the stream."""
+
+    start_sample: int
+    """stream index of ``samples[0]``"""
+    samples: np.ndarray
+    source: str
+    """the input the samples came from (file path, device name)"""
+    read_at: float = 0.0
+    """monotonic time the samples were read (for the latency metric; 0 in batch)"""
+
+    @property
+    def end_sample(self) -> int:
+        """Stream index one past the last sample."""
+        return self.start_sample + self.samples.size
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One scored window: where it is in the stream, its per-species probabilities, its detections."""
+
+    source: str
+    segment_start: int
+    """stream index of the first sample of the window's segment"""
+    start_sample: int
+    """stream index of the window's first sample"""
+    end_sample: int
+    """stream index one past the window's nominal last sample"""
+    scores: np.ndarray
+    """probabilities, shape ``(n_species,)``, in the model's column order"""
+    species: list[Species]
+    """the model's columns"""
+    read_at: float
+    detections: tuple[Detection, ...] = ()
+
+
+@dataclass
+class PipelineStats:
+    """What a pipeline has done; one writer (the thread that pushes), any reader."""
+
+    samples: int = 0
+    windows: int = 0
+    detections: int = 0
+    gaps: int = 0
+    encode_seconds: float = 0.0
+    """time in the backend's encoder (front end, tokenizer or resampler)"""
+    score_seconds: float = 0.0
+    """time pooling windows and running the head"""
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time per second of audio (0.01 = 1 % of one core)."""
+        return (self.encode_seconds + self.score_seconds) / max(self.samples / SAMPLE_RATE, 1e-9)
+
+
+class ScoringPipeline:
+    """A model's stages end to end; plain object, no threads. ``detector`` adds detections to results."""
+
+    def __init__(self, model: Model, grid: WindowGrid, detector: DetectionMaker | None = None,
+                 stats: PipelineStats | None = None) -> None:
+        self.model = model
+        self.grid = grid
+        self.stats = stats or PipelineStats()
+        self._detector = detector
+        self._encoder: Stage = model.backend.encoder()
+        self._pooler: Stage = model.backend.pooler(grid)
+        self._source: str | None = None
+        self._segment_start = 0
+        self._expected = 0
+        self._read_at = 0.0
+
+    def push(self, block: AudioBlock) -> list[WindowResult]:
+        """Add a block; return the windows it completes (and those of a segment it closes)."""
+        out: list[WindowResult] = []
+        if self._source is not None and (block.source != self._source or block.start_sample != self._expected):
+            if block.start_sample != self._expected:
+                self.stats.gaps += 1
+            out = self.flush()
+        if self._source is None:
+            self._source, self._segment_start = block.source, block.start_sample
+        self._expected = block.end_sample
+        self._read_at = block.read_at
+        if block.samples.size:
+            started = time.perf_counter()
+            units = self._encoder.push(block.samples)
+            self.stats.encode_seconds += time.perf_counter() - started
+            self.stats.samples += block.samples.size
+            out += self._pool(units)
+        return out
+
+    def flush(self) -> list[WindowResult]:
+        """End the current segment: score its trailing windows; the next block starts a new segment."""
+        if self._source is None:
+            return []
+        out = self._pool(self._encoder.flush(), end_of_segment=True)
+        self._source = None
+        return out
+
+    def _pool(self, units: list, end_of_segment: bool = False) -> list[WindowResult]:
+        started = time.perf_counter()
+        windows = [w for unit in units for w in self._pooler.push(unit)]
+        if end_of_segment:
+            windows += self._pooler.flush()
+        results = self._score(windows)
+        self.stats.score_seconds += time.perf_counter() - started
+        return results
+
+    def _score(self, windows: list[WindowVector]) -> list[WindowResult]:
+        if not windows:
+            return []
+        results = []
+        for window in windows:  # one window per head call: how blocks fall never changes a score's last bit
+            scores = self.model.head.probabilities(window.vector[None, :])[0]
+            start, end = self._segment_start + window.start_sample, self._segment_start + window.end_sample
+            found = self._detector.detect(self._source, start, end, scores) if self._detector else ()
+            results.append(WindowResult(self._source, self._segment_start, start, end, scores, self.model.species,
+                                        self._read_at, found))
+            self.stats.detections += len(found)
+        self.stats.windows += len(results)
+        return results

@@ -1,0 +1,25 @@
+"""The interfaces at the far end of the pipeline: what every sink offers the service's sink thread."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from daemon.pipeline.detection import Detection
+from daemon.pipeline.scoring import WindowResult
+
+
+class Sink(Protocol):
+    """Takes detections, one at a time, in the order they were made."""
+
+    def put(self, detection: Detection) -> None:
+        """Keep, send or show one detection; must not block for long (the sink thread serves every sink)."""
+
+    def close(self) -> None:
+        """Release what the sink holds; called once, after the last ``put``."""
+
+
+class WindowSink(Protocol):
+    """Takes every scored window, detections or not (metrics, the windows topic)."""
+
+    def put_window(self, result: WindowResult) -> None:
+        """Observe one window result."""
