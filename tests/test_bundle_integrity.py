@@ -91,3 +91,13 @@ def test_malformed_arrays_are_bundle_errors(bundle_copy, tmp_path):
                                                                                "format_version")}, arrays)
     with pytest.raises(BundleError, match="malformed model"):
         load_model(tmp_path / "bad")
+
+
+@pytest.mark.parametrize(("key", "value"), [("sample_rate", 48000), ("window_seconds", 3), ("sample_rate", None)])
+def test_runtime_parameters_are_checked_at_load(bundle_copy, key, value):
+    manifest_path = bundle_copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest[key] = value
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=rf"manifest.json: {key} is {value!r}, this birdd runs at"):
+        load_model(bundle_copy)

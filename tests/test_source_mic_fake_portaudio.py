@@ -163,7 +163,7 @@ def test_device_missing_at_start_is_retried_and_its_absence_becomes_a_gap(monkey
 
 @pytest.mark.parametrize("failure", ["lost", "stalled"])
 def test_device_lost_mid_stream_is_reopened_after_a_marked_gap(monkeypatch, failure):
-    monkeypatch.setattr(source_mic, "STALL_S", 0.2)
+    monkeypatch.setattr(source_mic, "DEVICE_STALL_S", 0.2)
     fake = FakePortAudio(monkeypatch)
     ring = RingBuffer(10 * RATE)
     source = make_source(ring, retry_initial_s=0.2, retry_max_s=0.2)

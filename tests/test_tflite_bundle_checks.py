@@ -109,7 +109,8 @@ def test_manifest_without_checksum_is_refused(tmp_path):
     params = {"spec": BIRDNET_LIKE.to_dict(), "output": "embedding", "model_path": str(model.path)}
     arrays = {"head_mean": np.zeros(4, np.float32), "head_scale": np.ones(4, np.float32),
               "head_weights": np.zeros((4, 1), np.float32), "head_bias": np.zeros(1, np.float32)}
-    path = write_bundle(tmp_path / "b", {"backend": "tflite", "backend_params": params,
+    path = write_bundle(tmp_path / "b", {"backend": "tflite", "backend_params": params, "sample_rate": 32000,
+                                         "window_seconds": 5,
                                          "species": [{"code": "a", "common_name": "A"}]}, arrays)
     assert "backend_params.model_sha256" in one_line_error(path)
 
