@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import urllib.request
 
 import pytest
@@ -134,5 +135,18 @@ def test_missing_store_is_a_503_not_a_crash(tmp_path, rng):
         assert unavailable.value.code == 503
         assert json.load(unavailable.value)["error"] == "the detection store is not available"
         assert get(f"{server.url}/api/v2/health")["database_status"] == "disconnected"
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_serves_on_an_ipv6_address(tmp_path, rng):
+    store = fill_store(tmp_path, rng, count=1)
+    try:
+        server = ServerThread(web_config(store, bind="::1"))
+    except OSError as exc:
+        pytest.skip(f"IPv6 loopback unavailable: {exc}")
+    try:
+        assert server.url.startswith("http://[::1]:") and get(f"{server.url}/api/v2/ping") == {"status": "ok"}
     finally:
         server.stop()

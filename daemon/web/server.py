@@ -101,13 +101,15 @@ class WebServer(ThreadingHTTPServer):
         self._streams = threading.BoundedSemaphore(config.web.max_streams)
         self._stream_count = 0
         self._count_lock = threading.Lock()
+        if ":" in config.web.bind:
+            self.address_family = socket.AF_INET6
         super().__init__((config.web.bind, config.web.port), RequestHandler)
 
     @property
     def url(self) -> str:
         """The base URL the server answers on."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
