@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -19,28 +18,17 @@ from typing import NoReturn
 
 import click
 import numpy as np
-from tqdm import tqdm
 
 from daemon import __version__
 from daemon.atomic import AtomicWriter
 from daemon.audio.files import find_audio_files
-from daemon.batch.formats import (
-    DETECTIONS_HEADER,
-    FORMATS,
-    RAVEN_HEADER,
-    RavenTable,
-    audacity_labels,
-    detection_rows,
-    submission_header,
-    submission_rows,
-)
-from daemon.batch.replay import replay_files
+from daemon.batch.formats import FORMATS
+from daemon.batch.recording_time import TimePattern
+from daemon.batch.replay import SEGMENT_MINUTES, pool_runner
 from daemon.config import Config, load_config
-from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
-from daemon.model.windows import WindowGrid
 
 log = logging.getLogger(__name__)
 
@@ -100,72 +88,60 @@ def cli(log_level: str) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-m", "--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model bundle.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file (a folder for --format audacity: one label file per recording).")
+              help="Output file (.parquet for Parquet; a folder for --format audacity: one label file per recording).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="submission", show_default=True)
 @click.option("--min-conf", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Smallest confidence listed (detections, raven, audacity).")
 @click.option("--hop", type=click.IntRange(1, 5), default=5, show_default=True,
               help="Seconds between window starts (5 = BirdCLEF's non-overlapping windows).")
 @click.option("-j", "--jobs", type=click.IntRange(0), default=0, help="Worker processes (0 = one per core).")
+@click.option("--segment-minutes", type=click.FloatRange(min=1), default=SEGMENT_MINUTES, show_default=True,
+              help="Long recordings are cut into segments of this length, scored in parallel.")
+@click.option("--time-pattern", default=None,
+              help="strptime pattern of the recording start in file names, e.g. 'site3-%Y-%m-%d_%H%M' "
+                   "(default: GUANO, AudioMoth comment, AudioMoth / Song Meter names).")
+@click.option("--resume", is_flag=True, help="Journal finished files next to OUT and continue an interrupted run.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
+              help="Run on a Dask cluster (tcp://host:8786, or 'local' for a LocalCluster); needs birdd[dask].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, jobs: int,
+           segment_minutes: float, time_pattern: str | None, resume: bool, dask_address: str | None,
            progress: bool | None, lat: float | None, lon: float | None, week: int | None, day: datetime | None,
            threshold: float) -> None:
     """Score recordings (files or folders, recursive) into a submission CSV or detection tables.
 
     One row per 5-s window, named <file stem>_<end second>; a trailing partial window of 2.5 s or more
     is scored and named by its nominal end (a 63-s file ends with _65); a shorter tail is dropped.
+    Detection tables get ISO 8601 start/end times when a recording's start is known.
     With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
     --date, default the whole year) score 0 in the submission and are left out of detection tables.
     """
+    from daemon.batch.run import ReplayOptions, run_replay
+
+    options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern)
+    if time_pattern:
+        TimePattern(time_pattern)  # a bad pattern fails before the model loads
     model = load_model(model_path)
     in_range = _range_mask(model, lat, lon, week, day, threshold)
     files = find_audio_files(list(paths))
     if not files:
         raise BirddError(f"no audio files under {', '.join(map(str, paths))}")
-    grid = WindowGrid.with_hop_seconds(hop)
-    writer = None if fmt == "audacity" else AtomicWriter(output)
-    raven = RavenTable(min_conf)
-    if writer:
-        writer.write({"submission": submission_header(model.species), "detections": DETECTIONS_HEADER,
-                      "raven": RAVEN_HEADER}[fmt])
-    failed: list[str] = []
+    if dask_address:
+        from daemon.batch.dask_runner import dask_runner
+
+        runner = dask_runner(dask_address, jobs)
+    else:
+        runner = pool_runner(model, jobs)
     started = time.perf_counter()
-    audio_seconds = 0.0
     show = sys.stderr.isatty() if progress is None else progress
-    try:
-        results = replay_files(model, files, grid, jobs)
-        for path, result in tqdm(results, total=len(files), desc="replay", unit="file", disable=not show):
-            if isinstance(result, str):
-                log.error("skipped: %s", result)
-                failed.append(result)
-                continue
-            audio_seconds += float(result.ends[-1]) / SAMPLE_RATE if len(result.ends) else 0.0
-            if in_range is not None:
-                result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)))
-            if fmt == "submission":
-                writer.write(submission_rows(result))
-            elif fmt == "detections":
-                writer.write(detection_rows(result, model.species, min_conf))
-            elif fmt == "raven":
-                writer.write(raven.rows(result, model.species))
-            else:
-                labels = AtomicWriter(output / f"{path.stem}.txt")
-                labels.write(audacity_labels(result, model.species, min_conf))
-                labels.commit()
-    except BaseException:
-        if writer:
-            writer.discard()
-        raise
-    if writer:
-        writer.commit()
+    summary = run_replay(model, files, output, options, runner, resume, show, in_range)
     elapsed = time.perf_counter() - started
-    log.info("scored %d files (%.1f min of audio) in %.1f s (%.0fx real time) -> %s", len(files) - len(failed),
-             audio_seconds / 60, elapsed, audio_seconds / max(elapsed, 1e-9), output)
-    if failed:
-        click.echo(f"birdd: {len(failed)} file(s) could not be read:", err=True)
-        for message in failed:
+    log.info("scored %d files (%.1f min of audio) in %.1f s (%.0fx real time) -> %s", summary.scored,
+             summary.audio_seconds / 60, elapsed, summary.audio_seconds / max(elapsed, 1e-9), output)
+    if summary.failed:
+        click.echo(f"birdd: {len(summary.failed)} file(s) could not be read:", err=True)
+        for message in summary.failed:
             click.echo(f"  {message}", err=True)
         sys.exit(1)
 

@@ -47,3 +47,7 @@ class StoreError(BirddError):
 
 class WebError(BirddError):
     """``birdd web`` cannot serve (the address is taken or not allowed; the message names it)."""
+
+
+class ResumeError(BirddError):
+    """A replay run cannot resume from the journal next to its output (the message says what differs)."""

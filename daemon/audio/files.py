@@ -1,8 +1,9 @@
-"""Read audio files into the model's format: float32 mono at :data:`SAMPLE_RATE`."""
+"""Read audio files into the model's format: float32 mono at :data:`SAMPLE_RATE`, whole or in blocks."""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +19,76 @@ MAX_AMPLITUDE = 1e6
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 """File name endings that replay and training pick up when given a folder."""
 
+BLOCK_SECONDS = 10
+"""Length of the blocks :func:`read_audio_blocks` decodes at a time (seconds of the file's own rate)."""
+
+_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, ValueError)
+
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to a float32 mono array at ``sample_rate``: shape ``(n_samples,)``.
 
-    Stereo is downmixed by averaging channels; other rates are converted with soxr. An unreadable,
-    empty, truncated or non-audio file, NaN, infinite or absurdly large samples (beyond
-    :data:`MAX_AMPLITUDE`), and anything but a regular file raise :class:`AudioError` naming the file.
+    The blocks of :func:`read_audio_blocks` joined: stereo is downmixed by averaging channels; other rates are
+    converted with soxr. An unreadable, empty, truncated or non-audio file, NaN, infinite or absurdly large
+    samples (beyond :data:`MAX_AMPLITUDE`), and anything but a regular file raise :class:`AudioError` naming
+    the file.
+    """
+    blocks = list(read_audio_blocks(path, sample_rate=sample_rate))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None, sample_rate: int = SAMPLE_RATE,
+                      block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block: float32 mono arrays at ``sample_rate``, memory bounded by the block.
+
+    ``start`` and ``stop`` are sample indices at ``sample_rate`` (``stop=None``: to the end); ``start`` must
+    fall on a whole sample of the file's own rate. Joined, the blocks equal :func:`read_audio` sliced to
+    ``[start, stop)`` (the resampler is a soxr stream, which keeps its state across blocks; a stream started
+    mid-file differs from the whole-file one only within the resampler's first few milliseconds).
+    Errors raise :class:`AudioError` naming the file, at the block where they occur.
     """
     path = Path(path)
     _require_regular_file(path)
     try:
         with sf.SoundFile(path) as fh:
             rate = fh.samplerate
-            data = fh.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+            first = start * rate // sample_rate
+            if first * sample_rate != start * rate:
+                raise AudioError(f"{path}: start sample {start} does not fall on a sample at {rate} Hz")
+            if first:
+                fh.seek(first)
+            resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
+                                                                                quality="HQ")
+            block = max(1, round(block_seconds * rate))
+            done, frames = start, 0  # stream index of the next sample to yield; frames read from the file
+            while stop is None or done < stop:
+                data = fh.read(block, dtype="float32", always_2d=True)
+                frames += data.shape[0]
+                last = data.shape[0] < block
+                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+                if resampler is not None:
+                    mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
+                if stop is not None:
+                    mono = mono[: stop - done]
+                _check_samples(path, mono)
+                if mono.size:
+                    done += mono.size
+                    yield np.ascontiguousarray(mono, dtype=np.float32)
+                if last:
+                    break
+            if done == start == 0:  # also a few samples at a high rate, which resample to none
+                raise AudioError(f"{path}: no audio samples" + (f" at {sample_rate} Hz" if frames else ""))
+    except _DECODE_ERRORS as exc:
         raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if rate != sample_rate and mono.size:
-        mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
-    if mono.size == 0:  # also a few samples at a high rate, which resample to none
-        raise AudioError(f"{path}: no audio samples" + (f" at {sample_rate} Hz" if data.shape[0] else ""))
-    if not np.isfinite(mono).all():
-        raise AudioError(f"{path}: audio holds NaN or infinite samples")
-    if np.abs(mono).max() > MAX_AMPLITUDE:
-        raise AudioError(f"{path}: samples beyond +-{MAX_AMPLITUDE:g} times full scale (not a recording)")
-    return np.ascontiguousarray(mono)
+
+
+def audio_length(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:
+    """Length of ``path`` in samples at ``sample_rate``, from its header (the decoded length may differ by one)."""
+    try:
+        info = sf.info(str(path))
+    except _DECODE_ERRORS as exc:
+        raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+    return info.frames * sample_rate // info.samplerate
 
 
 def find_audio_files(paths: list[str | Path]) -> list[Path]:
@@ -61,6 +106,13 @@ def find_audio_files(paths: list[str | Path]) -> list[Path]:
         else:
             raise AudioError(f"{item}: no such file or folder")
     return found
+
+
+def _check_samples(path: Path, mono: np.ndarray) -> None:
+    if not np.isfinite(mono).all():
+        raise AudioError(f"{path}: audio holds NaN or infinite samples")
+    if mono.size and np.abs(mono).max() > MAX_AMPLITUDE:
+        raise AudioError(f"{path}: samples beyond +-{MAX_AMPLITUDE:g} times full scale (not a recording)")
 
 
 def _require_regular_file(path: Path) -> None:

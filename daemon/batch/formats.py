@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from daemon.batch.recording_time import iso_time
 from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import Species
 
@@ -25,6 +27,8 @@ class FileScores:
     starts: np.ndarray
     ends: np.ndarray
     scores: np.ndarray
+    recording_start: datetime | None = None
+    """when the recording started (see :mod:`daemon.batch.recording_time`), if known"""
 
 
 def row_id(path: Path, end_sample: int) -> str:
@@ -57,13 +61,26 @@ def detections(result: FileScores, species: list[Species], min_conf: float) -> I
                 yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])
 
 
-def detection_rows(result: FileScores, species: list[Species], min_conf: float) -> str:
-    """Detections table lines: ``start_s,end_s,file,species_code,common_name,confidence``."""
-    return "".join(f"{a:.1f},{b:.1f},{_csv(str(result.path))},{s.code},{_csv(s.common_name)},{c:.4f}\n"
+def detection_rows(result: FileScores, species: list[Species], min_conf: float, with_times: bool = False) -> str:
+    """Detections table lines: ``start_s,end_s,file,species_code,common_name,confidence`` and, ``with_times``,
+    ``start_time,end_time`` (ISO 8601; empty when the recording's start is unknown)."""
+    return "".join(f"{a:.1f},{b:.1f},{_csv(str(result.path))},{s.code},{_csv(s.common_name)},{c:.4f}"
+                   + (",{},{}".format(*absolute_times(result, a, b)) if with_times else "") + "\n"
                    for a, b, s, c in detections(result, species, min_conf))
 
 
-DETECTIONS_HEADER = "start_s,end_s,file,species_code,common_name,confidence\n"
+def absolute_times(result: FileScores, start_s: float, end_s: float) -> tuple[str, str]:
+    """ISO 8601 times of a span given in seconds into the recording ("" when its start is unknown)."""
+    if result.recording_start is None:
+        return "", ""
+    return iso_time(result.recording_start, start_s), iso_time(result.recording_start, end_s)
+
+
+DETECTIONS_COLUMNS = ("start_s", "end_s", "file", "species_code", "common_name", "confidence")
+TIME_COLUMNS = ("start_time", "end_time")
+"""absolute times of a detection, added to the detections table when some recording's start is known"""
+DETECTIONS_HEADER = ",".join(DETECTIONS_COLUMNS) + "\n"
+DETECTIONS_HEADER_WITH_TIMES = ",".join(DETECTIONS_COLUMNS + TIME_COLUMNS) + "\n"
 RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t"
                 "Species Code\tCommon Name\tConfidence\tBegin Path\tFile Offset (s)\n")
 

@@ -1,84 +1,121 @@
-"""Batch scoring of files: one process per core, one BLAS thread each, results in input order."""
+"""Batch scoring of files: recordings cut into segments, scored by worker processes, joined in input order.
+
+The same task, :func:`run_segment`, runs in a local process pool (one process per core, one BLAS thread each) or
+on a Dask cluster (:mod:`daemon.batch.dask_runner`); each worker process loads the bundle once and checks that
+its digest is the one the run started with.
+"""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.files import read_audio
+from daemon.audio.files import audio_length
 from daemon.batch.formats import FileScores
+from daemon.batch.segments import Segment, join_segments, score_segment, split_recording
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
-from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
-_worker_job: tuple[str, str, WindowGrid] | None = None  # (bundle path, its digest, grid), set per worker process
-_worker_model: Model | None = None
+log = logging.getLogger(__name__)
+
+SEGMENT_MINUTES = 10
+"""Default length of the segments long recordings are cut into (minutes): a task of a few seconds of CPU."""
+
+SegmentResult = FileScores | str
+"""A segment's window scores, or the message of the AudioError that stopped it."""
+
+Runner = Callable[["ReplayJob", list[Segment]], Iterable[SegmentResult]]
+"""Runs :func:`run_segment` over segments and yields the results in the order of the segments."""
+
+_worker_models: dict[tuple[str, str], Model] = {}  # (bundle path, digest) -> model, per worker process
 
 
-def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
-    """Window scores of a decoded signal, through the same :class:`ScoringPipeline` as the daemon."""
-    pipeline = ScoringPipeline(model, grid)
-    results = pipeline.push(AudioBlock(0, samples, str(path))) + pipeline.flush()
-    if not results:
-        empty = np.zeros(0, dtype=np.int64)
-        return FileScores(path, empty, empty, np.zeros((0, len(model.species)), dtype=np.float32))
-    return FileScores(path, np.array([r.start_sample for r in results]), np.array([r.end_sample for r in results]),
-                      np.stack([r.scores for r in results]))
+@dataclass(frozen=True)
+class ReplayJob:
+    """What every worker needs besides its segment (small and picklable)."""
+
+    model_path: str
+    digest: str
+    grid: WindowGrid
+
+
+def run_segment(job: ReplayJob, segment: Segment) -> SegmentResult:
+    """Score one segment in a worker process (the bundle is loaded on the first call and kept)."""
+    key = (job.model_path, job.digest)
+    if key not in _worker_models:
+        # loaded here rather than inherited: native runtimes such as TFLite do not survive a fork
+        threadpool_limits(1)
+        model = load_model(job.model_path)
+        if model.digest != job.digest:
+            raise BundleError(f"{job.model_path}: the bundle changed while replay was running")
+        _worker_models[key] = model
+    return _score_or_message(_worker_models[key], segment, job.grid)
 
 
 def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:
-    """Decode and score one file (raises AudioError naming the file, also when it is too short for one frame)."""
-    samples = read_audio(path)
-    scores = score_samples(model, samples, path, grid)
-    if not len(scores.ends):
-        raise AudioError(f"{path}: too short to score ({samples.size} samples at {SAMPLE_RATE} Hz, not one "
-                         f"analysis frame)")
-    return scores
+    """Decode (block by block) and score one whole file in this process (raises AudioError naming the file)."""
+    return score_segment(model, Segment(path, 0, None), grid)
 
 
-def _init_worker(model_path: str, digest: str, grid: WindowGrid) -> None:
-    global _worker_job
-    threadpool_limits(1)
-    _worker_job = (model_path, digest, grid)
-
-
-def _score_task(path: Path) -> FileScores | str:
-    # each worker loads its own copy on its first file (native runtimes such as TFLite do not survive a
-    # fork; an error here reaches the parent, where an initializer's would make the pool respawn for ever)
-    global _worker_model
-    model_path, digest, grid = _worker_job
-    if _worker_model is None:
-        _worker_model = load_model(model_path)
-        if _worker_model.digest != digest:
-            raise BundleError(f"{model_path}: the bundle changed while replay was running")
+def _score_or_message(model: Model, segment: Segment, grid: WindowGrid) -> SegmentResult:
     try:
-        return score_file(_worker_model, path, grid)
+        return score_segment(model, segment, grid)
     except AudioError as exc:
         return str(exc)
 
 
-def replay_files(model: Model, paths: list[Path], grid: WindowGrid, jobs: int = 0
-                 ) -> Iterator[tuple[Path, FileScores | str]]:
-    """Score ``paths`` in order; yields ``(path, scores)`` or ``(path, error message)`` for a bad file.
+def plan_segments(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> list[Segment]:
+    """Every file's segments, in order (a file whose header cannot be read is one segment: it fails when scored)."""
+    segments: list[Segment] = []
+    for path in paths:
+        try:
+            length = audio_length(path)
+        except AudioError:
+            length = 0
+        segments.extend(split_recording(path, length, grid, round(segment_seconds * SAMPLE_RATE)))
+    return segments
 
-    ``jobs`` worker processes (0 = one per core); each loads the bundle itself and uses one BLAS thread.
-    """
+
+def pool_runner(model: Model, jobs: int = 0) -> Runner:
+    """Run segments in ``jobs`` forked worker processes (0 = one per core), or with ``model`` in this process
+    when there is one job or one segment."""
     jobs = jobs or len(os.sched_getaffinity(0))
-    if jobs == 1 or len(paths) == 1:
-        with threadpool_limits(1):
-            for path in paths:
-                try:
-                    yield path, score_file(model, path, grid)
-                except AudioError as exc:
-                    yield path, str(exc)
-        return
-    context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, initializer=_init_worker, initargs=(str(model.path), model.digest, grid)) as pool:
-        yield from zip(paths, pool.imap(_score_task, paths, chunksize=2), strict=True)
+
+    def run(job: ReplayJob, segments: list[Segment]) -> Iterator[SegmentResult]:
+        if jobs == 1 or len(segments) == 1:
+            with threadpool_limits(1):
+                yield from (_score_or_message(model, segment, job.grid) for segment in segments)
+            return
+        context = multiprocessing.get_context("fork")
+        with context.Pool(jobs) as pool:
+            yield from pool.imap(partial(run_segment, job), segments, chunksize=1)
+
+    return run
+
+
+def replay_files(model: Model, paths: list[Path], grid: WindowGrid, runner: Runner | None = None,
+                 segment_seconds: float = SEGMENT_MINUTES * 60) -> Iterator[tuple[Path, SegmentResult]]:
+    """Score ``paths`` in order; yields ``(path, scores)`` or ``(path, error message)`` for a bad file."""
+    runner = runner or pool_runner(model)
+    job = ReplayJob(str(model.path), model.digest, grid)
+    segments = plan_segments(paths, grid, segment_seconds)
+    results = iter(runner(job, segments))
+    parts: list[FileScores] = []
+    error = None
+    for segment, result in zip(segments, results, strict=True):
+        if isinstance(result, str):
+            error = error or result
+        else:
+            parts.append(result)
+        if segment.is_last:
+            yield segment.path, error or join_segments(parts)
+            parts, error = [], None

@@ -44,6 +44,10 @@ class Backend(Protocol):
 
     name: str
 
+    def context_samples(self) -> int:
+        """Samples a stream started mid-recording needs before its first window to equal the unsplit stream."""
+        ...
+
     def encoder(self) -> Stage:
         """A new stage: float32 samples at the model rate -> backend units (tokens, chunk embeddings)."""
         ...

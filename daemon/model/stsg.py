@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ from daemon.model.tokenizer import Codebook, StreamingTokenizer, TokenBlock, Tok
 from daemon.model.windows import WindowGrid
 
 NAME = "stsg"
+EMA_SETTLE_TIME_CONSTANTS = 20
+"""time constants after which a running band mean has forgotten its start: e^-20 < float32 precision"""
 
 
 class TokenEncoder:
@@ -49,6 +52,15 @@ class STSGBackend:
         codebook = Codebook(tokenizer, arrays["codebook"], arrays.get("pca_mean"), arrays.get("pca_components"))
         featurizer = WindowFeaturizer(params["pooling"]["blocks"], arrays.get("token_vectors"), arrays.get("idf"))
         return cls(front_end, codebook, featurizer)
+
+    def context_samples(self) -> int:
+        """Audio a stream started mid-recording needs before its first window to equal the unsplit stream.
+
+        Frames are causal and span ``n_fft`` samples; a running band background (``band_ema_frames``) needs
+        20 time constants to forget where it started (to below float32 precision).
+        """
+        settle_frames = math.ceil(EMA_SETTLE_TIME_CONSTANTS * self.codebook.params.band_ema_frames)
+        return self.front_end.n_fft - self.front_end.hop + settle_frames * self.front_end.hop
 
     def encoder(self) -> TokenEncoder:
         """A new streaming encoder (audio -> token blocks)."""

@@ -31,6 +31,8 @@ from daemon.model.tflite_spec import TFLiteSpec
 from daemon.model.windows import WindowGrid, WindowVector
 
 NAME = "tflite"
+RESAMPLER_SETTLE_SAMPLES = SAMPLE_RATE // 10
+"""stream samples a soxr HQ resampler needs before its output equals a stream started earlier (100 ms, ample)"""
 OUTPUTS = ("embedding", "logits")
 """What a bundle's window vector is made of: the model's embedding tensor or its logits tensor."""
 
@@ -176,6 +178,11 @@ class TFLiteBackend:
     def dim(self) -> int:
         """Length of a window vector."""
         return self.embedder.dim
+
+    def context_samples(self) -> int:
+        """Audio a stream started mid-recording needs before its first window: the resampler's filter settles
+        within a few milliseconds (equal to the unsplit stream to float rounding, see :mod:`daemon.audio.files`)."""
+        return RESAMPLER_SETTLE_SAMPLES
 
     def encoder(self) -> ModelRateResampler:
         """A new streaming encoder (32 kHz audio -> model-rate audio)."""

@@ -1,0 +1,89 @@
+"""Long recordings cut into segments that are scored independently and joined into the unsplit result.
+
+Segment ``k`` of a file owns the windows that start in ``[start, stop)``. It is decoded from ``context`` samples
+before ``start`` (what the backend needs to reach the state the unsplit stream has there: causal frames, a
+resampler) to a little past the end of its last window, block by block, into a fresh
+:class:`~daemon.pipeline.scoring.ScoringPipeline` (the daemon's, one head call per window); windows that start
+before ``start`` or at ``stop`` and later are dropped. Segment starts are multiples of the window hop and of one
+second, so the segment's window grid and frame blocks line up with the unsplit stream's, and every segment but
+the last holds at least one whole window. For files at the model rate the joined windows and scores are
+bit-identical to the unsplit stream's (``tests/test_segments_equal_unsplit.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.audio.files import read_audio_blocks
+from daemon.batch.formats import FileScores
+from daemon.constants import SAMPLE_RATE
+from daemon.errors import AudioError
+from daemon.model.loader import Model
+from daemon.model.windows import WindowGrid
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The windows of ``path`` that start in ``[start, stop)`` (sample indices; ``stop=None``: to the end)."""
+
+    path: Path
+    start: int
+    stop: int | None
+
+    @property
+    def is_last(self) -> bool:
+        """Whether this segment runs to the end of its file."""
+        return self.stop is None
+
+
+def split_points_unit(grid: WindowGrid) -> int:
+    """Segment starts are multiples of this (samples): of the window hop and of one second."""
+    return math.lcm(grid.hop, SAMPLE_RATE)
+
+
+def split_recording(path: Path, length: int, grid: WindowGrid, segment_samples: int) -> list[Segment]:
+    """Segments of about ``segment_samples`` covering a recording of ``length`` samples (one if it is short)."""
+    unit = split_points_unit(grid)
+    step = max(unit, segment_samples // unit * unit)
+    starts = [0, *range(step, max(length - grid.length + 1, 0), step)]  # every later segment holds a whole window
+    return [Segment(path, a, b) for a, b in zip(starts, [*starts[1:], None], strict=True)]
+
+
+def score_segment(model: Model, segment: Segment, grid: WindowGrid) -> FileScores:
+    """Window scores of one segment, in stream sample indices of the whole file, through a
+    :class:`ScoringPipeline` (raises AudioError naming the file, also when a whole file is too short for one
+    frame)."""
+    context = model.backend.context_samples()
+    unit = split_points_unit(grid)
+    begin = max(0, segment.start - math.ceil(context / unit) * unit)
+    end = None if segment.is_last else segment.stop - grid.hop + grid.length + context
+    pipeline, source = ScoringPipeline(model, grid), str(segment.path)
+    results, position = [], begin
+    for block in read_audio_blocks(segment.path, begin, end):
+        results += pipeline.push(AudioBlock(position, block, source))
+        position += block.size
+    if end is None or position < end:  # the file ended: its trailing windows
+        results += pipeline.flush()
+    stop = np.iinfo(np.int64).max if segment.stop is None else segment.stop
+    kept = [r for r in results if segment.start <= r.start_sample < stop]
+    if not kept and segment.start == 0 and segment.is_last:
+        raise AudioError(f"{segment.path}: too short to score ({position} samples at {SAMPLE_RATE} Hz, not one "
+                         f"analysis frame)")
+    if not kept:
+        empty = np.zeros(0, dtype=np.int64)
+        return FileScores(segment.path, empty, empty, np.zeros((0, len(model.species)), dtype=np.float32))
+    return FileScores(segment.path, np.array([r.start_sample for r in kept]), np.array([r.end_sample for r in kept]),
+                      np.stack([r.scores for r in kept]))
+
+
+def join_segments(parts: list[FileScores]) -> FileScores:
+    """The segments of one file, in order, as one result."""
+    if len(parts) == 1:
+        return parts[0]
+    return FileScores(parts[0].path, np.concatenate([p.starts for p in parts]),
+                      np.concatenate([p.ends for p in parts]), np.concatenate([p.scores for p in parts]))
