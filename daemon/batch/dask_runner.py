@@ -62,6 +62,7 @@ def dask_runner(address: str, jobs: int = 0) -> Runner:
 def _client(address: str, jobs: int):
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown replay's
     if address == LOCAL:
         workers = jobs or len(os.sched_getaffinity(0))
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
