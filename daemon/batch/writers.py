@@ -110,8 +110,11 @@ class ParquetTable:
     """The submission or detections table as Parquet; rows are buffered into fixed-size row groups."""
 
     def __init__(self, output: Path, fmt: str, species: list[Species], min_conf: float, with_times: bool) -> None:
-        import pyarrow as pa  # only Parquet output needs pyarrow
-        import pyarrow.parquet as pq
+        try:  # only Parquet output needs pyarrow
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise BirddError(f"{output}: Parquet output needs pyarrow: pip install 'birdd[parquet]'") from None
 
         self.fmt, self.species, self.min_conf, self.with_times = fmt, species, min_conf, with_times
         self._pa = pa
