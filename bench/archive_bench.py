@@ -1,0 +1,250 @@
+"""Archive-scale replay: a 3-hour recording in bounded memory, --dask against the process pool, resume after a kill.
+
+Three parts, each side by side in the same run (the machine's cores may be shared: compare the ratios):
+
+  long    the bench206 test soundscapes cycled to --minutes one-minute pieces (default 180: 100 files, then the
+          first 80 again) joined into one 24-bit FLAC under --work; `birdd replay` of it into a Parquet
+          submission, sampling the process tree's memory and CPU: peak RSS (sum over the processes, and the
+          largest one), CPU seconds per wall second; then the windows and float32 scores are compared with the
+          same file scored as one unsplit stream in this process (decoded block by block too).
+  dask    700 one-minute files (the 100 test soundscapes linked 7 times, as bench/replay_speed.py), alternating
+          for --rounds rounds: the default process pool, `--dask local`, and a separately started
+          `dask scheduler` + two single-threaded `dask worker` processes on loopback; output bytes compared.
+  resume  the same 700 files: a full `--resume` run, then a run killed with SIGKILL once half the files are
+          journalled and resumed; resumed time / full time and output bytes compared.
+
+usage: python bench/archive_bench.py [long|dask|resume ...] [--model out/bench/default] [--data ../shared/bench206]
+                                     [--work /tmp/birdd_archive] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from daemon.audio.files import SAMPLE_RATE, read_audio
+from daemon.batch.journal import journal_dir
+from daemon.batch.replay import score_file
+from daemon.model.loader import load_model
+from daemon.model.windows import WindowGrid
+
+BIRDD = Path(sys.executable).with_name("birdd")
+DASK = Path(sys.executable).with_name("dask")
+
+
+class TreeSampler(threading.Thread):
+    """Samples a process and its children every ``period`` s: peak summed RSS, largest single RSS, CPU time."""
+
+    def __init__(self, pid: int, period: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.root, self.period = psutil.Process(pid), period
+        self.peak_sum = self.peak_one = 0
+        self.cpu: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += rss
+                self.peak_one = max(self.peak_one, rss)
+                self.cpu[proc.pid] = times.user + times.system
+            self.peak_sum = max(self.peak_sum, total)
+            time.sleep(self.period)
+
+
+def birdd(*args: object) -> list[str]:
+    return [str(BIRDD), "--log-level", "WARNING", *map(str, args)]
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> float:
+    """Write ``minutes`` one-minute soundscapes (cycled) into one 24-bit FLAC; returns the largest difference
+    between the FLAC's samples and the sources' (24-bit quantisation)."""
+    worst = 0.0
+    with sf.SoundFile(target, "w", SAMPLE_RATE, 1, "PCM_24", format="FLAC") as out:
+        for i in range(minutes):
+            out.write(read_audio(sources[i % len(sources)]))
+    with sf.SoundFile(target) as back:
+        for i in range(minutes):
+            piece = read_audio(sources[i % len(sources)])
+            worst = max(worst, float(np.abs(back.read(piece.size, dtype="float32") - piece).max()))
+    return worst
+
+
+def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
+    flac = args.work / f"joined_{args.minutes}min.flac"
+    if not flac.exists():
+        worst = join_soundscapes(sources, args.minutes, flac)
+        print(f"wrote {flac} ({flac.stat().st_size / 1e6:.0f} MB); largest sample difference from the sources "
+              f"{worst:.2e} (24-bit FLAC)", flush=True)
+    out = args.work / "long.parquet"
+    started = time.perf_counter()
+    proc = subprocess.Popen(birdd("replay", flac, "-m", args.model, "-o", out, "--no-progress"))
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    proc.wait()
+    sampler.done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        sys.exit(f"birdd replay failed ({proc.returncode})")
+    cpu = sum(sampler.cpu.values())
+    print(f"long: {args.minutes} min in {wall:.1f} s ({args.minutes * 60 / wall:.0f}x real time); peak RSS "
+          f"{sampler.peak_sum / 2**20:.0f} MB summed over {len(sampler.cpu)} processes, largest process "
+          f"{sampler.peak_one / 2**20:.0f} MB; CPU {cpu:.1f} s = {cpu / wall:.2f} cores busy on average; "
+          f"whole-file float32 samples would be {args.minutes * 60 * SAMPLE_RATE * 4 / 2**20:.0f} MB", flush=True)
+    table = pq.read_table(out)
+    model = load_model(args.model)
+    started = time.perf_counter()
+    unsplit = score_file(model, flac, WindowGrid())
+    print(f"unsplit reference in one process: {time.perf_counter() - started:.1f} s", flush=True)
+    ends = np.array([int(r.rsplit("_", 1)[1]) for r in table.column("row_id").to_pylist()])
+    scores = np.stack([table.column(s.code).to_numpy() for s in model.species], axis=1)
+    same_windows = np.array_equal(ends * SAMPLE_RATE, unsplit.ends)
+    same_scores = scores.shape == unsplit.scores.shape and np.array_equal(scores, unsplit.scores)
+    print(f"long: {len(ends)} windows; windows equal to the unsplit stream: {same_windows}; float32 scores "
+          f"equal: {same_scores}", flush=True)
+
+
+def link_files(folder: Path, sources: list[Path], copies: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for copy in range(copies):
+        for src in sources:
+            link = folder / f"c{copy}_{src.name}"
+            if not link.exists():
+                link.symlink_to(src.resolve())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_cluster(workers: int) -> tuple[str, list[subprocess.Popen]]:
+    """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], **quiet)]
+    procs += [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host",
+                                "127.0.0.1"], **quiet) for _ in range(workers)]
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(workers, timeout=60)
+    return address, procs
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def dask_vs_pool(args: argparse.Namespace, folder: Path, files: int) -> None:
+    jobs = len(os.sched_getaffinity(0))
+    address, cluster = start_cluster(jobs)
+    try:
+        runs = {"pool": [], "dask local": [], "dask scheduler+workers": []}
+        outputs = {name: args.work / f"{name.replace(' ', '_').replace('+', '_')}.csv" for name in runs}
+        extra = {"pool": [], "dask local": ["--dask", "local"], "dask scheduler+workers": ["--dask", address]}
+        for i in range(args.rounds):
+            line = f"round {i + 1}:"
+            for name in runs:
+                took = timed(birdd("replay", folder, "-m", args.model, "-o", outputs[name], "--no-progress",
+                                   *extra[name]))
+                runs[name].append(took)
+                line += f" {name} {took:.1f} s;"
+            print(line, flush=True)
+    finally:
+        stop_all(cluster)
+    pool = statistics.median(runs["pool"])
+    reference = outputs["pool"].read_bytes()
+    for name, times in runs.items():
+        t = statistics.median(times)
+        print(f"dask: {name}: median {t:.1f} s for {files} files ({t / pool:.2f}x the pool); output bytes equal "
+              f"to the pool's: {outputs[name].read_bytes() == reference}", flush=True)
+
+
+def resume_after_kill(args: argparse.Namespace, folder: Path, files: int) -> None:
+    full_out, out = args.work / "resume_full.csv", args.work / "resume_killed.csv"
+    full = timed(birdd("replay", folder, "-m", args.model, "-o", full_out, "--no-progress", "--resume"))
+    started = time.perf_counter()
+    proc = subprocess.Popen(birdd("replay", folder, "-m", args.model, "-o", out, "--no-progress", "--resume"))
+    parts = journal_dir(out)
+    while proc.poll() is None and len(list(parts.glob("*.npz"))) < files // 2:
+        time.sleep(0.05)
+    killed_after = time.perf_counter() - started
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("*.npz")))
+    resumed = timed(birdd("replay", folder, "-m", args.model, "-o", out, "--no-progress", "--resume"))
+    print(f"resume: full run {full:.1f} s; killed after {killed_after:.1f} s with {done}/{files} files journalled; "
+          f"resumed run {resumed:.1f} s ({resumed / full:.2f} of the full run); output bytes equal: "
+          f"{out.read_bytes() == full_out.read_bytes()}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", default=["long", "dask", "resume"], choices=["long", "dask", "resume"])
+    parser.add_argument("--model", type=Path, default=Path("out/bench/default"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "birdd_archive")
+    parser.add_argument("--minutes", type=int, default=180)
+    parser.add_argument("--copies", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sources = sorted((args.data / "test_soundscapes").glob("*.ogg"))
+    if not sources:
+        sys.exit(f"no soundscapes under {args.data / 'test_soundscapes'}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"{len(os.sched_getaffinity(0))} cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    folder = args.work / "soundscapes"
+    link_files(folder, sources, args.copies)
+    files = len(sources) * args.copies
+    if "long" in args.parts:
+        long_recording(args, sources)
+    if "dask" in args.parts:
+        dask_vs_pool(args, folder, files)
+    if "resume" in args.parts:
+        resume_after_kill(args, folder, files)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
+
+
+if __name__ == "__main__":
+    main()
