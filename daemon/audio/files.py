@@ -84,6 +84,7 @@ def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None,
 
 def audio_length(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:
     """Length of ``path`` in samples at ``sample_rate``, from its header (the decoded length may differ by one)."""
+    _require_regular_file(Path(path))  # a FIFO would block
     try:
         info = sf.info(str(path))
     except _DECODE_ERRORS as exc:

@@ -95,7 +95,7 @@ def _from_recorder_name(stem: str) -> datetime | None:
 
 
 def _from_metadata(path: Path) -> datetime | None:
-    if path.suffix.lower() != ".wav":
+    if path.suffix.lower() != ".wav" or not path.is_file():  # not a FIFO: opening one would block
         return None
     try:
         with path.open("rb") as fh:
