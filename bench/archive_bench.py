@@ -36,9 +36,10 @@ import psutil
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from daemon.audio.files import SAMPLE_RATE, read_audio
+from daemon.audio.files import read_audio
 from daemon.batch.journal import journal_dir
 from daemon.batch.replay import score_file
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import load_model
 from daemon.model.windows import WindowGrid
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 
 
 def write_recordings(folder: Path, count: int, seconds: float, seed: int) -> Path:

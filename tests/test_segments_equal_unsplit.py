@@ -7,9 +7,10 @@ import pytest
 import soundfile as sf
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_bundle, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE, audio_length
+from daemon.audio.files import audio_length
 from daemon.batch.replay import score_file
 from daemon.batch.segments import join_segments, score_segment, split_recording
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import load_model
 from daemon.model.windows import WindowGrid
 

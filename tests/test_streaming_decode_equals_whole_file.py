@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from daemon.audio.files import SAMPLE_RATE, read_audio, read_audio_blocks
+from daemon.audio.files import read_audio, read_audio_blocks
 from daemon.batch.replay import score_file
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import embed_signal, load_model
 from daemon.model.windows import WindowGrid
 

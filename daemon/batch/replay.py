@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daemon.audio.files import audio_length
 from daemon.batch.formats import FileScores
-from daemon.batch.segments import Segment, join_segments, score_segment, split_recording
+from daemon.batch.segments import Segment, file_scores, join_segments, score_segment, split_recording
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,12 @@ def run_segment(job: ReplayJob, segment: Segment) -> SegmentResult:
             raise BundleError(f"{job.model_path}: the bundle changed while replay was running")
         _worker_models[key] = model
     return _score_or_message(_worker_models[key], segment, job.grid)
+
+
+def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
+    """Window scores of a decoded signal, through the same :class:`ScoringPipeline` as the daemon."""
+    pipeline = ScoringPipeline(model, grid)
+    return file_scores(path, pipeline.push(AudioBlock(0, samples, str(path))) + pipeline.flush(), len(model.species))
 
 
 def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:

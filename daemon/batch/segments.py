@@ -24,7 +24,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
 from daemon.model.loader import Model
 from daemon.model.windows import WindowGrid
-from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,16 @@ def score_segment(model: Model, segment: Segment, grid: WindowGrid) -> FileScore
     if not kept and segment.start == 0 and segment.is_last:
         raise AudioError(f"{segment.path}: too short to score ({position} samples at {SAMPLE_RATE} Hz, not one "
                          f"analysis frame)")
-    if not kept:
+    return file_scores(segment.path, kept, len(model.species))
+
+
+def file_scores(path: Path, results: list[WindowResult], n_species: int) -> FileScores:
+    """Window results of one file (or segment) as arrays."""
+    if not results:
         empty = np.zeros(0, dtype=np.int64)
-        return FileScores(segment.path, empty, empty, np.zeros((0, len(model.species)), dtype=np.float32))
-    return FileScores(segment.path, np.array([r.start_sample for r in kept]), np.array([r.end_sample for r in kept]),
-                      np.stack([r.scores for r in kept]))
+        return FileScores(path, empty, empty, np.zeros((0, n_species), dtype=np.float32))
+    return FileScores(path, np.array([r.start_sample for r in results]), np.array([r.end_sample for r in results]),
+                      np.stack([r.scores for r in results]))
 
 
 def join_segments(parts: list[FileScores]) -> FileScores:
