@@ -8,6 +8,7 @@ from daemon.config import DetectionConfig, config_from_dict
 from daemon.errors import ConfigError
 from daemon.model.loader import Species
 from daemon.pipeline.policy import DetectionPolicy
+from daemon.service.service import open_range_filter
 
 SPECIES = [Species("amerob", "American Robin", "Turdus migratorius"), Species("eurbla", "Eurasian Blackbird",
                                                                               "Turdus merula")]
@@ -46,3 +47,12 @@ def test_unreadable_or_foreign_species_list_is_one_line(tmp_path):
     (tmp_path / "elsewhere.txt").write_text("Passer domesticus_House Sparrow\t0.9\n")
     with pytest.raises(ConfigError, match=r"none of its 1 species is in the model"):
         DetectionPolicy(DetectionConfig(exclude=str(tmp_path / "elsewhere.txt")), SPECIES)
+
+
+def test_range_filter_without_the_range_model_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("daemon.model.tflite_runtime.package_folder", lambda spec: tmp_path / "site")
+    config = config_from_dict({"detection": {"range_filter": True}, "station": {"latitude": 42.4, "longitude": -76},
+                               "model": {"path": str(tmp_path / "model")}})
+    with pytest.raises(ConfigError, match=r"detection\.range_filter: BirdNET_GLOBAL_6K_V2\.4_MData_Model_V2_FP16"
+                                          r"\.tflite: TFLite model file not found \(looked in .*model, .*site\)"):
+        open_range_filter(config)

@@ -12,12 +12,19 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+from daemon_process import Daemon, write_config
 
+from daemon.audio.files import SAMPLE_RATE
+from daemon.config import config_from_dict
 from daemon.errors import BundleError
-from daemon.model.range_filter import RangeFilter
+from daemon.model.range_filter import RangeFilter, week_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "stations.md"
@@ -76,3 +83,53 @@ def test_zero_shot_needs_no_training_extra():
              "print(sorted({'faiss', 'gensim', 'sklearn', 'librosa'} & set(sys.modules)))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_the_five_minutes(birdnet, tmp_path, mosquitto):
+    model = tmp_path / "model"
+    for command in (c for c in commands() if c.startswith(RUN_HERE) and "birdd " in c):
+        args = [str(model) if a == "/var/lib/private/birdd/model" else a for a in birdd_args(command)]
+        args = [str(tmp_path / "species.txt") if a == "/etc/birdd/species.txt" else a for a in args]
+        proc = subprocess.run([BIRDD, *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{command}: {proc.stderr}"
+        if args[0] == "species" and "-o" not in args:
+            assert proc.stdout.startswith("# birdd species --lat") and "\t" in proc.stdout.splitlines()[1]
+    assert (tmp_path / "species.txt").read_text().startswith("# birdd species --lat 42.45 --lon -76.5 --week -1")
+
+    (doc_config,) = blocks("toml")
+    tables = tomllib.loads(doc_config)
+    config_from_dict(tables)  # valid as written
+    assert tables["detection"]["range_filter"] and tables["station"]["name"] == "garden"
+    (watch,) = (c for c in commands() if c.startswith("mosquitto_sub"))
+    sub = subprocess.Popen([*shlex.split(watch.replace("localhost", mosquitto.host)), "-p", str(mosquitto.port),
+                            "-W", "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        tables["audio"] = {"source": "file", "files": [str(tmp_path / "silence.wav")], "realtime": True,
+                           "loop": True}
+        tables["model"] = {"path": str(model)}
+        tables["mqtt"] = {"host": mosquitto.host, "port": mosquitto.port, "status_interval_s": 0.5}
+        tables["outbox"] = {"path": str(tmp_path / "outbox.sqlite")}
+        write_silence(tmp_path / "silence.wav")
+        daemon = Daemon(write_config(tmp_path / "config.toml", tables), tmp_path / "daemon.log")
+        try:
+            daemon.wait_for_log(f"range filter: week {week_of(date.today())} at 42.4500, -76.5000", timeout=60)
+            lines = read_until(sub, lambda line: '"windows_out_of_range"' in line)
+        finally:
+            daemon.close()
+    finally:
+        sub.kill()
+        sub.wait(10)
+    assert "birdd/garden/status online" in lines
+
+
+def write_silence(path: Path) -> None:
+    sf.write(path, np.zeros(12 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+
+
+def read_until(process: subprocess.Popen, done) -> list[str]:
+    lines = []
+    for line in process.stdout:
+        lines.append(line.strip())
+        if done(line):
+            return lines
+    raise AssertionError(f"mosquitto_sub ended before the expected message: {lines}")

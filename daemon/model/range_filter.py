@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +149,7 @@ class StationRange:
     def for_date(self, day: date) -> np.ndarray:
         """The mask of ``day``'s week."""
         return self.for_week(week_of(day))
+
+    def at(self, epoch_seconds: float) -> np.ndarray:
+        """The mask at a wall-clock time: the week of its date in the station's local time zone."""
+        return self.for_date(datetime.fromtimestamp(epoch_seconds).date())

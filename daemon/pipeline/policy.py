@@ -8,14 +8,19 @@ window, the species not expected at the station in the current week.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from daemon.config import DetectionConfig
 from daemon.errors import ConfigError
 from daemon.model.loader import Model, Species
+from daemon.model.range_filter import StationRange
 from daemon.pipeline.detection import Detection, StreamClock, iso_utc, make_detection_id
 from daemon.pipeline.species_list import read_species_list, species_index
+
+if TYPE_CHECKING:
+    from daemon.pipeline.scoring import PipelineStats
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,12 @@ class DetectionPolicy:
         return [(int(j), float(scores[j])) for j in hits[np.argsort(-scores[hits])]]
 
 
+    def removed_by_range(self, scores: np.ndarray, in_range: np.ndarray) -> bool:
+        """Whether the window's best species at or above its threshold is one the range filter removes."""
+        passed = np.flatnonzero(scores >= self.thresholds)
+        return passed.size > 0 and not in_range[passed[np.argmax(scores[passed])]]
+
+
 def _columns(key: str, entries: list[str] | str, species: list[Species]) -> list[int] | None:
     """Columns named by a config list (each must be in the model) or a species list file (others skipped)."""
     if isinstance(entries, str):
@@ -74,19 +85,31 @@ def _columns(key: str, entries: list[str] | str, species: list[Species]) -> list
 
 
 class DetectionMaker:
-    """Window scores -> :class:`Detection` s: the policy's choice, named, timed and given a stable id."""
+    """Window scores -> :class:`Detection` s: the policy's choice, named, timed and given a stable id.
 
-    def __init__(self, config: DetectionConfig, station: str, model: Model, clock: StreamClock) -> None:
+    With ``station_range``, a species is a detection only if BirdNET's range model expects it in the week
+    of the window's end (local date, by ``clock``): the week's list is computed on its first window and
+    kept, so a daemon running for months follows the seasons. ``stats.windows_out_of_range`` counts the
+    windows whose best species at or above its threshold the filter removed.
+    """
+
+    def __init__(self, config: DetectionConfig, station: str, model: Model, clock: StreamClock,
+                 station_range: StationRange | None = None, stats: PipelineStats | None = None) -> None:
         self.policy = DetectionPolicy(config, model.species)
         self._station = station
         self._species = model.species
         self._identity = model.identity
         self._clock = clock
+        self._range = station_range
+        self._stats = stats
 
     def detect(self, source: str, start_sample: int, end_sample: int, scores: np.ndarray) -> tuple[Detection, ...]:
         """The detections of one window (best first); empty when nothing passes its threshold."""
+        in_range = None if self._range is None else self._range.at(self._clock.at(end_sample))
+        if in_range is not None and self._stats is not None and self.policy.removed_by_range(scores, in_range):
+            self._stats.windows_out_of_range += 1
         found = []
-        for j, confidence in self.policy.select(scores):
+        for j, confidence in self.policy.select(scores, in_range):
             species = self._species[j]
             found.append(Detection(
                 detection_id=make_detection_id(self._station, source, self._clock.epoch, end_sample, species.code),

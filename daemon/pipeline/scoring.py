@@ -68,6 +68,8 @@ class PipelineStats:
     windows: int = 0
     detections: int = 0
     gaps: int = 0
+    windows_out_of_range: int = 0
+    """windows whose best species (at or above its threshold) the range filter removed"""
     encode_seconds: float = 0.0
     """time in the backend's encoder (front end, tokenizer or resampler)"""
     score_seconds: float = 0.0

