@@ -78,7 +78,7 @@ def train(data_dir: Path | None, output: Path, backend: str, seed: int, codebook
         else:
             from trainer.tflite_train import train_tflite  # the training extra's libraries
 
-            recipe = with_changes(TFLiteRecipe(seed=seed), _set_changes(overrides))
+            recipe = with_changes(TFLiteRecipe(seed=seed), set_changes(overrides))
             train_tflite(data_dir, output, tflite_model, tflite_spec, recipe, cache_dir, not no_cache,
                          progress=show_progress)
     else:
@@ -92,12 +92,17 @@ def stsg_recipe(seed: int, codebook_size: int | None, pooling: str | None, overr
     """The default STSG recipe with the command line's changes applied (a bad one is a usage error naming it)."""
     changes = [("--codebook-size", "tokenizer.codebook_size", str(codebook_size))] if codebook_size else []
     changes += [("--pooling", "pooling", pooling)] if pooling else []
-    recipe = with_changes(Recipe(seed=seed), changes + _set_changes(overrides))
-    unknown = [b for b in recipe.pooling if b not in FEATURE_BLOCKS]
-    if unknown or not recipe.pooling:
-        raise click.BadParameter(f"feature blocks {', '.join(unknown) or '(none)'}: choose from "
-                                 f"{', '.join(FEATURE_BLOCKS)}", param_hint="--pooling/--set pooling")
+    recipe = with_changes(Recipe(seed=seed), changes + set_changes(overrides))
+    check_pooling(recipe.pooling, "--pooling/--set pooling")
     return recipe
+
+
+def check_pooling(blocks: tuple[str, ...], hint: str) -> None:
+    """Refuse unknown window feature blocks, or none (a usage error naming ``hint``)."""
+    unknown = [b for b in blocks if b not in FEATURE_BLOCKS]
+    if unknown or not blocks:
+        raise click.BadParameter(f"feature blocks {', '.join(unknown) or '(none)'}: choose from "
+                                 f"{', '.join(FEATURE_BLOCKS)}", param_hint=hint)
 
 
 def with_changes(recipe: Overridable, changes: list[tuple[str, str, str]]):  # -> the recipe's own type
@@ -110,7 +115,8 @@ def with_changes(recipe: Overridable, changes: list[tuple[str, str, str]]):  # -
     return recipe
 
 
-def _set_changes(overrides: tuple[str, ...]) -> list[tuple[str, str, str]]:
+def set_changes(overrides: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """``--set KEY=VALUE`` items as ``(option, key, value)`` changes."""
     changes = []
     for item in overrides:
         key, sep, value = item.partition("=")

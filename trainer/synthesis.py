@@ -6,7 +6,7 @@ training on the mixture closes that gap.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -46,26 +46,42 @@ def place_call(window: np.ndarray, clip: np.ndarray, snr_db: float, rng: np.rand
     window[offset: offset + clip.size] += (gain * clip).astype(np.float32)
 
 
-def training_windows(clips: list[np.ndarray], labels: list[int], backgrounds: list[np.ndarray], n_species: int,
-                     params: SynthesisParams, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(5-s window, 0/1 label vector)``: each clip mixed ``windows_per_recording`` times (sometimes
-    with further calls of random recordings, see ``extra_call_probability``), then ``background_windows``
-    windows of background alone."""
-    for clip, label in zip(clips, labels, strict=True):
+Background = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""Draws a 5-s background window and its target vector (what it already holds)."""
+
+
+def mixed_windows(calls: list[np.ndarray], call_targets: list[np.ndarray], background: Background,
+                  params: SynthesisParams, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(5-s window, target vector)``: each call mixed ``windows_per_recording`` times into a drawn
+    background (sometimes with further random calls, see ``extra_call_probability``), then
+    ``background_windows`` drawn backgrounds alone. A mixture's target is the element-wise maximum of
+    the targets of its parts (0/1 labels or soft teacher scores)."""
+    for clip, call_target in zip(calls, call_targets, strict=True):
         for _ in range(params.windows_per_recording):
-            window = background_crop(backgrounds, rng)
-            target = np.zeros(n_species, dtype=np.float32)
+            window, target = background(rng)
             place_call(window, clip, rng.uniform(*params.snr_db), rng)
-            target[label] = 1.0
+            target = np.maximum(target, call_target)
             for probability in params.extra_call_probability:
                 if rng.random() >= probability:
                     break
-                other = int(rng.integers(len(clips)))
-                place_call(window, clips[other], rng.uniform(*params.snr_db), rng)
-                target[labels[other]] = 1.0
+                other = int(rng.integers(len(calls)))
+                place_call(window, calls[other], rng.uniform(*params.snr_db), rng)
+                target = np.maximum(target, call_targets[other])
             yield _limit(window), target
     for _ in range(params.background_windows):
-        yield background_crop(backgrounds, rng), np.zeros(n_species, dtype=np.float32)
+        yield background(rng)
+
+
+def training_windows(clips: list[np.ndarray], labels: list[int], backgrounds: list[np.ndarray], n_species: int,
+                     params: SynthesisParams, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Labelled windows (:func:`mixed_windows`) of focal clips (one species index each) over random crops
+    of ``backgrounds``, which count as holding no call."""
+    one_hot = np.eye(n_species, dtype=np.float32)
+
+    def unlabelled_crop(generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return background_crop(backgrounds, generator), np.zeros(n_species, dtype=np.float32)
+
+    return mixed_windows(clips, [one_hot[label] for label in labels], unlabelled_crop, params, rng)
 
 
 def window_count(n_clips: int, params: SynthesisParams) -> int:

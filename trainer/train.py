@@ -6,7 +6,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,29 +91,46 @@ class FittedSTSG:
                           self.arrays["head_bias"])
 
 
-def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool = False) -> FittedSTSG:
-    """Codebook, token embeddings, idf and linear head from decoded audio (no files read or written).
+@dataclass(frozen=True)
+class WindowSource:
+    """Training windows: ``make()`` yields the same seeded ``(5-s window, target)`` sequence on every call
+    (so they are never all in memory), ``count`` of them."""
 
-    The codebook is fitted on frames of what the model will hear: the soundscapes and the synthetic
-    training windows (calls over field background), not the clean focal clips. Skip-gram vectors and
-    idf are learnt from the soundscapes' token streams (the focal clips' streams when there are none).
+    make: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+    count: int
+
+
+def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool = False) -> FittedSTSG:
+    """Codebook, token embeddings, idf and linear head from decoded labelled audio (no files read or written).
+
+    The training windows are the focal clips mixed into the soundscapes (:func:`training_windows`).
+    """
+    windows = WindowSource(functools.partial(_training_windows, audio, n_species, recipe),
+                           window_count(len(audio.clips), recipe.synthesis))
+    return fit_stsg_on(audio.soundscapes or audio.clips, windows, recipe, progress)
+
+
+def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe,
+                progress: bool = False) -> FittedSTSG:
+    """Fit an STSG model on unlabelled ``streams`` (long field recordings) and target-labelled ``windows``.
+
+    The codebook is fitted on frames of what the model will hear: the streams and the training windows
+    (calls over field background), not clean focal clips. Skip-gram vectors and idf are learnt from the
+    streams' tokens; the head from the windows' features and targets (0/1 or soft).
     """
     params = recipe.tokenizer
     window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
-    windows = functools.partial(_training_windows, audio, n_species, recipe)
-    n_windows = window_count(len(audio.clips), recipe.synthesis)
     with stage("codebook"):
-        soundscape_blocks = [_frame_blocks(recipe, x) for x in audio.soundscapes]
-        # every stride-th synthetic window: about 4x the frames k-means samples, so the sample is varied
+        stream_blocks = [_frame_blocks(recipe, x) for x in streams]
+        # every stride-th training window: about 4x the frames k-means samples, so the sample is varied
         # without computing the frames of every window twice
-        stride = max(1, round(n_windows * window_frames / max(recipe.codebook_frames, 1) / 4))
-        window_blocks = (_frame_blocks(recipe, x) for x, _ in itertools.islice(windows(), 0, None, stride))
-        frame_sets = [_normalised(recipe, b) for b in itertools.chain(soundscape_blocks, window_blocks)]
+        stride = max(1, round(windows.count * window_frames / max(recipe.codebook_frames, 1) / 4))
+        window_blocks = (_frame_blocks(recipe, x) for x, _ in itertools.islice(windows.make(), 0, None, stride))
+        frame_sets = [_normalised(recipe, b) for b in itertools.chain(stream_blocks, window_blocks)]
         frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
         codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
-        streams = soundscape_blocks or [_frame_blocks(recipe, x) for x in audio.clips]
-        sequences = [_tokens(codebook, recipe, blocks) for blocks in streams]
+        sequences = [_tokens(codebook, recipe, blocks) for blocks in stream_blocks]
     with stage("skip-gram token embeddings"):
         if any(b.startswith("emb_") for b in recipe.pooling):
             arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
@@ -122,7 +139,7 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
     backend = STSGBackend(recipe.front_end, codebook, featurizer)
     with stage("training windows"):
-        features, labels = _window_features(backend, windows(), n_windows, progress)
+        features, labels = _window_features(backend, windows.make(), windows.count, progress)
     with stage("linear head"):
         arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
     return FittedSTSG(backend, arrays, int(features.shape[0]))
@@ -139,9 +156,7 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
         audio = decode_dataset(dataset, progress)
     fitted = fit_stsg(audio, len(dataset.species), recipe, progress)
     manifest = build_manifest(
-        Path(out_dir).name, STSG, {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
-                                   "pooling": {"blocks": list(recipe.pooling)}},
-        dataset.species, recipe=recipe.to_dict(), training_data={
+        Path(out_dir).name, STSG, stsg_backend_params(recipe), dataset.species, recipe=recipe.to_dict(), training_data={
             "root": str(dataset.root),
             "recordings": len(audio.clips),
             "soundscapes": len(audio.soundscapes),
@@ -154,6 +169,12 @@ def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = Non
     log.info("model written to %s in %.1f s (%d files skipped)", path, time.perf_counter() - started,
              len(audio.failed))
     return path
+
+
+def stsg_backend_params(recipe: Recipe) -> dict:
+    """The manifest's ``backend_params`` of an STSG model fitted with ``recipe``."""
+    return {"front_end": recipe.front_end.to_dict(), "tokenizer": recipe.tokenizer.to_dict(),
+            "pooling": {"blocks": list(recipe.pooling)}}
 
 
 def _frame_blocks(recipe: Recipe, samples: np.ndarray) -> list[FrameBlock]:

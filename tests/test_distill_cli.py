@@ -1,0 +1,107 @@
+"""``birdd distill`` as a subprocess: a tiny TFLite teacher taught into a token student on unlabelled audio."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_cli_train_replay_eval import birdd
+from tflite_fixtures import PERCH_LIKE, write_tiny_model
+
+from daemon.audio.files import SAMPLE_RATE
+from daemon.model.bundle import sha256_file
+from trainer.tflite_zero_shot import zero_shot_bundle
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")]
+
+SMALL = ["--set", "student.tokenizer.codebook_size=32", "--set", "student.codebook_frames=5000",
+         "--set", "student.kmeans_iterations=4", "--set", "student.word2vec.epochs=1",
+         "--set", "student.word2vec.vector_size=8", "--set", "student.synthesis.windows_per_recording=2",
+         "--set", "student.synthesis.background_windows=30", "--set", "teacher.species_floor=0.01",
+         "--no-progress"]
+"""a small student, so the test is quick; a low floor, because the tiny teacher's scores are nearly constant"""
+
+
+@pytest.fixture(scope="module")
+def teacher(synthetic_corpus, tmp_path_factory):
+    """A zero-shot bundle on the tiny model, whose 3 classes name 3 of the corpus's species."""
+    folder = tmp_path_factory.mktemp("teacher")
+    model = write_tiny_model(folder / "tiny.tflite", PERCH_LIKE.chunk_samples, dim=8, n_logits=3)
+    with (synthetic_corpus / "taxonomy.csv").open() as fh:
+        species = list(csv.DictReader(fh))[:3]
+    (folder / PERCH_LIKE.labels_file).write_text(
+        "".join(f"{s['scientific_name']}_{s['common_name']}\n" for s in species))
+    return zero_shot_bundle(synthetic_corpus, folder / "bundle", model.path, PERCH_LIKE)
+
+
+def distill(audio, teacher, out, *options, check=True):
+    return birdd("distill", *audio, "--teacher", teacher, "-o", out, *SMALL, *options, check=check)
+
+
+def manifest(bundle) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synthetic_corpus, teacher, tmp_path):
+    audio = [synthetic_corpus / "train_audio", synthetic_corpus / "train_soundscapes"]
+    cache = ["--cache-dir", tmp_path / "cache"]
+    first = distill(audio, teacher, tmp_path / "student", *cache)
+    assert " 0 hits" in first.stderr and "peak memory (RSS)" in first.stderr
+    made = manifest(tmp_path / "student")
+    assert made["backend"] == "stsg"
+    assert made["distillation"]["teacher"]["manifest_sha256"] == sha256_file(teacher / "manifest.json")
+    assert made["distillation"]["teacher"]["name"] == "bundle"
+    assert made["training_data"]["files"] == 24 + 2 and len(made["training_data"]["file_list_sha256"]) == 64
+    assert made["distillation"]["recipe"]["species_floor"] == 0.01
+    assert 1 <= len(made["species"]) <= 3
+    birdd("replay", synthetic_corpus / "test_soundscapes", "-m", tmp_path / "student", "-o", tmp_path / "sub.csv")
+    assert len((tmp_path / "sub.csv").read_text().splitlines()) == 1 + 2 * 4  # two 20-s soundscapes
+
+    again = distill(audio, teacher, tmp_path / "again", *cache)
+    assert " 0 misses" in again.stderr  # the teacher did not run
+    assert manifest(tmp_path / "again")["files"] == made["files"]  # same arrays, byte for byte
+    codes = [s["code"] for s in manifest(teacher)["species"]]
+    (tmp_path / "list.txt").write_text(f"# wanted\n{codes[1]}  0.9\n{codes[0]}\n")
+    distill(audio, teacher, tmp_path / "other", *cache, "--seed", "1", "--include", tmp_path / "list.txt")
+    assert manifest(tmp_path / "other")["files"]["codebook.npy"] != made["files"]["codebook.npy"]
+    assert [s["code"] for s in manifest(tmp_path / "other")["species"]] == [codes[1], codes[0]]
+
+
+def test_species_from_the_range_model_keep_what_it_does_not_know(synthetic_corpus, teacher, tmp_path):
+    distill([synthetic_corpus / "train_soundscapes"], teacher, tmp_path / "student", "--no-cache",
+            "--species-from-teacher-range", "--lat", "42.45", "--lon", "-76.48", "--date", "2026-05-25")
+    made = manifest(tmp_path / "student")
+    assert made["distillation"]["species_selection"]["range"] == {"latitude": 42.45, "longitude": -76.48,
+                                                                   "week": 20, "threshold": 0.03}
+    assert len(made["species"]) == 6  # made-up species: unknown to BirdNET's range model, so always allowed
+
+
+def test_bad_inputs_are_one_line_errors(synthetic_corpus, teacher, trained_model, tmp_path):
+    audio = [synthetic_corpus / "train_soundscapes"]
+    not_tflite = distill(audio, trained_model, tmp_path / "s1", "--no-cache", check=False)
+    assert not_tflite.returncode == 1
+    assert not_tflite.stderr.strip().endswith("the teacher must be a TFLite bundle (`birdd train --backend "
+                                              "tflite [--zero-shot]`), this one's backend is 'stsg'")
+    (tmp_path / "empty").mkdir()
+    empty = distill([tmp_path / "empty"], teacher, tmp_path / "s2", check=False)
+    assert empty.returncode == 1 and "empty: no audio files to distil on" in empty.stderr
+    short = tmp_path / "short" / "clip.wav"
+    short.parent.mkdir()
+    sf.write(short, np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    too_short = distill([short.parent], teacher, tmp_path / "s3", check=False)
+    assert too_short.returncode == 1 and "clip.wav: 2.0 s, and no file is as long as one 5-s window" in too_short.stderr
+    (tmp_path / "list.txt").write_text("# wanted\nnosuchbird\n")
+    unknown = distill(audio, teacher, tmp_path / "s4", "--include", tmp_path / "list.txt", check=False)
+    assert unknown.returncode == 1 and "list.txt: species 'nosuchbird' is not one of the teacher's" in unknown.stderr
+    bad_key = distill(audio, teacher, tmp_path / "s5", "--set", "teacher.temprature=2", check=False)
+    assert bad_key.returncode == 2 and "teacher.temprature: no such recipe setting" in bad_key.stderr
+    no_place = distill(audio, teacher, tmp_path / "s6", "--species-from-teacher-range", check=False)
+    assert no_place.returncode == 2 and "--species-from-teacher-range needs --lat and --lon" in no_place.stderr
+    for result in (not_tflite, empty, too_short, unknown):
+        assert "Traceback" not in result.stderr and result.stderr.count("birdd: error:") == 1
+    assert not any((tmp_path / f"s{i}").exists() for i in range(1, 7))
+

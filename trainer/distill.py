@@ -1,0 +1,272 @@
+"""``birdd distill``: an STSG student for a site, taught by a TFLite teacher on the site's unlabelled audio.
+
+The teacher scores every window of the audio (on a fine grid, cached). The student's codebook, skip-gram
+vectors and idf are fitted on the audio itself, as ``birdd train`` does on soundscapes; its head is fitted
+on the teacher's scores as soft targets, for the species the teacher finds in the audio (or a given list).
+Its training windows are the real windows with the teacher's targets, and the windows the teacher is
+confident about ("calls") mixed into other windows, the target of a mixture being the maximum of its
+parts': the student learns to find a call the teacher found in clear audio under other sounds too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from daemon.audio.files import AUDIO_SUFFIXES, SAMPLE_RATE, find_audio_files, read_audio
+from daemon.errors import AudioError, DatasetError
+from daemon.model.bundle import write_bundle
+from daemon.model.loader import Species, build_manifest
+from daemon.model.stsg import NAME as STSG
+from daemon.model.windows import WINDOW_SECONDS, WindowGrid
+from daemon.pipeline.species_list import read_species_list, species_index
+from trainer.distill_recipe import DistillRecipe, TeacherParams
+from trainer.synthesis import mixed_windows
+from trainer.teacher import Teacher
+from trainer.train import FittedSTSG, WindowSource, fit_stsg_on, stage, stsg_backend_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoredAudio:
+    """One decoded file and its per-window targets on the teacher's grid (window ``w`` starts at
+    ``grid.start(w)``)."""
+
+    path: Path
+    samples: np.ndarray
+    targets: np.ndarray
+
+
+def teacher_grid(params: TeacherParams) -> WindowGrid:
+    """The 5-s window grid the teacher scores on."""
+    return WindowGrid.with_hop_seconds(params.hop_s)
+
+
+def decode_files(paths: list[Path], progress: bool) -> tuple[list[tuple[Path, np.ndarray]], list[str]]:
+    """Decoded ``(path, samples)`` of every readable file, and the unreadable ones (logged, skipped)."""
+    decoded, failed = [], []
+    for path in tqdm(paths, desc="decode", unit="file", disable=not progress):
+        try:
+            decoded.append((path, read_audio(path)))
+        except AudioError as exc:
+            log.warning("skipped: %s", exc)
+            failed.append(str(path))
+    return decoded, failed
+
+
+def teacher_logits(teacher: Teacher, decoded: list[tuple[Path, np.ndarray]], progress: bool) -> list[np.ndarray]:
+    """The teacher's logits of every window of every file (cached)."""
+    logits = [teacher.logits(samples) for _, samples in tqdm(decoded, desc="teacher", unit="file",
+                                                              disable=not progress)]
+    if teacher.cache is not None:
+        log.info("teacher score cache %s: %d hits, %d misses", teacher.cache.root, teacher.cache.hits,
+                 teacher.cache.misses)
+    return logits
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Element-wise sigmoid."""
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
+@dataclass(frozen=True)
+class RangePlace:
+    """A place and week for BirdNET's range model (``birdd species``'s options)."""
+
+    latitude: float
+    longitude: float
+    week: int = -1
+    threshold: float = 0.03
+
+
+@dataclass(frozen=True)
+class SpeciesChoice:
+    """Which teacher species the student learns: those of a species list file, those BirdNET's range model
+    expects at a place, or (neither given) those whose teacher probability reaches a floor in the audio."""
+
+    include: Path | None = None
+    place: RangePlace | None = None
+
+    def columns(self, teacher: Teacher, logits: list[np.ndarray], floor: float) -> list[int]:
+        """The chosen teacher columns."""
+        if self.include is not None:
+            return include_columns(self.include, teacher.species)
+        if self.place is not None:
+            from daemon.model.range_filter import RangeFilter, StationRange
+
+            place = self.place
+            station = StationRange(RangeFilter.open(teacher.model.path), teacher.species, place.latitude,
+                                   place.longitude, place.threshold)
+            return [int(i) for i in np.flatnonzero(station.for_week(place.week))]
+        peak = np.max(np.concatenate(logits), axis=0)
+        return [int(i) for i in np.flatnonzero(probabilities(peak) >= floor)]
+
+    def describe(self, floor: float) -> dict:
+        """The manifest's record of the choice."""
+        if self.include is not None:
+            return {"include_file": str(self.include)}
+        if self.place is not None:
+            return {"range": asdict(self.place)}
+        return {"species_floor": floor}
+
+
+def include_columns(path: Path, teacher_species: list[Species]) -> list[int]:
+    """Teacher columns of a species list file (the forms ``detection.include`` takes: codes, scientific names,
+    BirdNET labels, ``birdd species`` output); an entry the teacher does not know raises DatasetError."""
+    columns: list[int] = []
+    for entry in read_species_list(path, "--include"):
+        column = species_index(entry, teacher_species)
+        if column is None:
+            raise DatasetError(f"{path}: species {entry!r} is not one of the teacher's species")
+        if column not in columns:
+            columns.append(column)
+    if not columns:
+        raise DatasetError(f"{path}: no species in the list")
+    return columns
+
+
+def soft_targets(logits: np.ndarray, params: TeacherParams) -> np.ndarray:
+    """The student's targets from the teacher's logits: tempered probabilities, or 0/1 above a threshold."""
+    if params.hard_threshold > 0:
+        return (probabilities(logits) >= params.hard_threshold).astype(np.float32)
+    return probabilities(logits / params.temperature).astype(np.float32)
+
+
+def student_windows(scored: list[ScoredAudio], grid: WindowGrid, recipe: DistillRecipe) -> tuple[WindowSource, int]:
+    """The student's training windows and how many calls are mixed: ``background_windows`` real windows
+    (full teacher windows of files at least one window long, with their targets), and every call (a window
+    whose top target reaches ``call_threshold``; a short file's window is its whole audio) mixed
+    ``windows_per_recording`` times into real windows."""
+    params, synthesis = recipe.teacher, recipe.student.synthesis
+    calls, call_targets, backgrounds = [], [], []
+    for i, item in enumerate(scored):
+        for w, target in enumerate(item.targets):
+            start = grid.start(w)
+            if start + grid.length <= item.samples.size:
+                backgrounds.append((i, w))
+            if target.size and target.max() >= params.call_threshold:
+                calls.append(item.samples[start: start + grid.length])
+                call_targets.append(target)
+    if len(calls) > params.max_calls:
+        keep = np.sort(np.random.default_rng(recipe.student.seed + 2).choice(len(calls), params.max_calls,
+                                                                              replace=False))
+        calls, call_targets = [calls[k] for k in keep], [call_targets[k] for k in keep]
+
+    def real_window(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        i, w = backgrounds[rng.integers(len(backgrounds))]
+        start = grid.start(w)
+        return scored[i].samples[start: start + grid.length].copy(), scored[i].targets[w].copy()
+
+    def make():
+        rng = np.random.default_rng(recipe.student.seed + 1)
+        return mixed_windows(calls, call_targets, real_window, synthesis, rng)
+
+    count = len(calls) * synthesis.windows_per_recording + synthesis.background_windows
+    return WindowSource(make, count), len(calls)
+
+
+def audio_summary(decoded: list[tuple[Path, np.ndarray]], failed: list[str]) -> dict:
+    """What the student's manifest records about the audio it saw."""
+    listing = "\n".join(str(path.resolve()) for path, _ in decoded)
+    return {"files": len(decoded), "hours": round(sum(x.size for _, x in decoded) / SAMPLE_RATE / 3600, 3),
+            "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest(), "skipped_files": failed}
+
+
+def require_long_audio(decoded: list[tuple[Path, np.ndarray]]) -> None:
+    """The student needs field audio of at least one window: refuse a corpus of short clips only."""
+    window = WINDOW_SECONDS * SAMPLE_RATE
+    if not any(samples.size >= window for _, samples in decoded):
+        path, samples = max(decoded, key=lambda item: item[1].size)
+        raise DatasetError(f"{path}: {samples.size / SAMPLE_RATE:.1f} s, and no file is as long as one "
+                           f"{WINDOW_SECONDS}-s window: distillation needs recordings of at least {WINDOW_SECONDS} s")
+
+
+@dataclass
+class TeacherPass:
+    """Decoded audio and the teacher's logits of every window of it."""
+
+    teacher: Teacher
+    decoded: list[tuple[Path, np.ndarray]]
+    failed: list[str]
+    logits: list[np.ndarray]
+
+    def scored(self, columns: list[int], params: TeacherParams) -> list[ScoredAudio]:
+        """Every file with its targets for the teacher's ``columns``."""
+        return [ScoredAudio(path, samples, soft_targets(z[:, columns], params))
+                for (path, samples), z in zip(self.decoded, self.logits, strict=True)]
+
+
+def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: TeacherParams,
+                cache_dir: str | Path | None, progress: bool) -> TeacherPass:
+    """Find and decode the audio at ``paths`` and score it with the teacher (cached under ``cache_dir``)."""
+    files = find_audio_files(list(paths))
+    if not files:
+        raise DatasetError(f"{', '.join(map(str, paths))}: no audio files to distil on (looked for "
+                           f"{', '.join(AUDIO_SUFFIXES)})")
+    teacher = Teacher(teacher_dir, teacher_grid(params), cache_dir)
+    with stage("decode audio"):
+        decoded, failed = decode_files(files, progress)
+    if not decoded:
+        raise DatasetError(f"{files[0]}: none of the {len(files)} audio files could be read")
+    require_long_audio(decoded)
+    with stage("teacher scores"):
+        logits = teacher_logits(teacher, decoded, progress)
+    return TeacherPass(teacher, decoded, failed, logits)
+
+
+def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool) -> tuple[FittedSTSG, int]:
+    """The student fitted on the scored audio, and how many calls were mixed."""
+    grid = teacher_grid(recipe.teacher)
+    windows, n_calls = student_windows(scored, grid, recipe)
+    log.info("training windows: %d calls mixed %d times each, %d real windows", n_calls,
+             recipe.student.synthesis.windows_per_recording, recipe.student.synthesis.background_windows)
+    streams = [item.samples for item in scored if item.samples.size >= grid.length]
+    return fit_stsg_on(streams, windows, recipe.student, progress), n_calls
+
+
+def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species], fitted: FittedSTSG, n_calls: int,
+                  recipe: DistillRecipe, selection: dict) -> Path:
+    """Write the student bundle; its manifest records the teacher, the audio, the species selection and
+    the recipe."""
+    summary = audio_summary(run.decoded, run.failed)
+    training_data = {**summary, "training_windows": fitted.n_windows, "calls": n_calls}
+    distillation = {"teacher": {**run.teacher.describe(), "invocations": run.teacher.invocations},
+                    "species_selection": selection, "recipe": recipe.to_dict()["teacher"]}
+    manifest = build_manifest(Path(out_dir).name, STSG, stsg_backend_params(recipe.student), species,
+                              recipe=recipe.student.to_dict(), training_data=training_data, distillation=distillation)
+    path = write_bundle(out_dir, manifest, fitted.arrays)
+    log.info("student written to %s: %d species, %d files (%.2f h of audio)", path, len(species), summary["files"],
+             summary["hours"])
+    return path
+
+
+def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Path,
+            recipe: DistillRecipe | None = None, choice: SpeciesChoice | None = None,
+            cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Distil the teacher bundle at ``teacher_dir`` into an STSG student on the audio at ``paths`` (files
+    or folders, recursive); write the student bundle to ``out_dir``. ``choice``: which species (default:
+    those the teacher finds, see ``TeacherParams.species_floor``). ``cache_dir`` None: no teacher score
+    cache."""
+    recipe = recipe or DistillRecipe()
+    started = time.perf_counter()
+    run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress)
+    teacher, choice = run.teacher, choice or SpeciesChoice()
+    floor = recipe.teacher.species_floor
+    columns = choice.columns(teacher, run.logits, floor)
+    if not columns:
+        raise DatasetError(f"{teacher.model.path}: no species to learn (the teacher's probability reaches the "
+                           f"species floor {floor} for none in this audio, or the range list is empty)")
+    species = [teacher.species[i] for i in columns]
+    selection = {**choice.describe(floor), "species": len(species)}
+    log.info("student species: %d of the teacher's %d (%s)", len(species), len(teacher.species), selection)
+    fitted, n_calls = fit_student(run.scored(columns, recipe.teacher), recipe, progress)
+    path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection)
+    log.info("distillation done in %.1f s", time.perf_counter() - started)
+    return path

@@ -1,0 +1,39 @@
+"""Every knob of ``birdd distill`` in one frozen object (recorded in the student's manifest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainer.recipe import Overridable, Recipe
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    """How the teacher's window scores become the student's targets."""
+
+    hop_s: float = 1.0
+    """distance between the starts of the teacher's windows (seconds): the student's real windows and
+    backgrounds are drawn from these windows, so a finer grid gives more distinct training windows"""
+    temperature: float = 1.0
+    """targets are ``sigmoid(logit / temperature)``: 1 = the teacher's probabilities, above 1 softer"""
+    hard_threshold: float = 0.0
+    """0: soft targets; otherwise targets are 1 where the teacher's probability reaches it, else 0"""
+    species_floor: float = 0.1
+    """a species is learnt when the teacher's probability reaches this in at least one window of the audio"""
+    call_threshold: float = 0.1
+    """a window whose highest learnt-species probability reaches this is a call: it is mixed into other
+    windows as a training example (the synthesis of ``birdd train``, teacher scores in place of labels)"""
+    max_calls: int = 2000
+    """at most this many calls are mixed (a seeded sample of them when there are more)"""
+
+
+@dataclass(frozen=True)
+class DistillRecipe(Overridable):
+    """A full distillation configuration: the student's STSG recipe and the teacher's targets.
+
+    ``student.synthesis.windows_per_recording`` is the number of mixtures per call,
+    ``student.synthesis.background_windows`` the number of real windows (teacher targets as they are).
+    """
+
+    student: Recipe = field(default_factory=Recipe)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
