@@ -65,7 +65,7 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert " 0 misses" in again.stderr  # the teacher did not run
     assert manifest(tmp_path / "again")["files"] == made["files"]  # same arrays, byte for byte
     codes = [s["code"] for s in manifest(teacher)["species"]]
-    (tmp_path / "list.txt").write_text(f"# wanted\n{codes[1]}  0.9\n{codes[0]}\n")
+    (tmp_path / "list.txt").write_text(f"# wanted\n{codes[1]}\t0.9\n{codes[0]}\n")
     distill(audio, teacher, tmp_path / "other", *cache, "--seed", "1", "--include", tmp_path / "list.txt")
     assert manifest(tmp_path / "other")["files"]["codebook.npy"] != made["files"]["codebook.npy"]
     assert [s["code"] for s in manifest(tmp_path / "other")["species"]] == [codes[1], codes[0]]
