@@ -35,6 +35,7 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import soundfile as sf
+from replay_speed import link_copies
 
 from daemon.audio.files import read_audio
 from daemon.batch.journal import journal_dir
@@ -136,15 +137,6 @@ def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
           f"equal: {same_scores}", flush=True)
 
 
-def link_files(folder: Path, sources: list[Path], copies: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for copy in range(copies):
-        for src in sources:
-            link = folder / f"c{copy}_{src.name}"
-            if not link.exists():
-                link.symlink_to(src.resolve())
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -206,7 +198,8 @@ def resume_after_kill(args: argparse.Namespace, folder: Path, files: int) -> Non
     full_out, out = args.work / "resume_full.csv", args.work / "resume_killed.csv"
     full = timed(birdd("replay", folder, "-m", args.model, "-o", full_out, "--no-progress", "--resume"))
     started = time.perf_counter()
-    proc = subprocess.Popen(birdd("replay", folder, "-m", args.model, "-o", out, "--no-progress", "--resume"))
+    proc = subprocess.Popen(birdd("replay", folder, "-m", args.model, "-o", out, "--no-progress", "--resume"),
+                            stderr=subprocess.DEVNULL)  # its orphaned pool workers report the broken pipe
     parts = journal_dir(out)
     while proc.poll() is None and len(list(parts.glob("*.npz"))) < files // 2:
         time.sleep(0.05)
@@ -236,7 +229,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"{len(os.sched_getaffinity(0))} cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     folder = args.work / "soundscapes"
-    link_files(folder, sources, args.copies)
+    link_copies(folder, sources, args.copies)
     files = len(sources) * args.copies
     if "long" in args.parts:
         long_recording(args, sources)

@@ -26,6 +26,16 @@ from pathlib import Path
 from daemon.audio.files import read_audio
 
 
+def link_copies(folder: Path, sources: list[Path], copies: int) -> None:
+    """``copies`` symbolic links to each source in ``folder`` (``c<copy>_<name>``), kept if already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for copy in range(copies):
+        for src in sources:
+            link = folder / f"c{copy}_{src.name}"
+            if not link.is_symlink():
+                link.symlink_to(src.resolve())
+
+
 def decode_all(paths: list[Path], jobs: int) -> float:
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
@@ -60,10 +70,7 @@ def main() -> None:
     jobs = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "soundscapes"
-        folder.mkdir()
-        for copy in range(args.copies):
-            for src in sources:
-                (folder / f"c{copy}_{src.name}").symlink_to(src.resolve())
+        link_copies(folder, sources, args.copies)
         paths = sorted(folder.iterdir())
         minutes = sum(read_audio(p).size for p in sources) / 32000 / 60 * args.copies
         models = list(dict.fromkeys(args.model or [Path("out/model")]))

@@ -17,7 +17,7 @@ from daemon.batch.run import ReplayOptions, run_replay
 from daemon.errors import ResumeError
 from daemon.model.loader import load_model
 
-OPTIONS = ReplayOptions("detections", 0.2, 5, 600)
+OPTIONS = ReplayOptions("detections", 0.2, 5, 30)  # 30-s tasks: one file each
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
-"""Run replay's segments on a Dask distributed cluster (``birdd replay --dask ADDRESS|local``).
+"""Run replay's tasks on a Dask distributed cluster (``birdd replay --dask ADDRESS|local``).
 
-Each task is one segment (:func:`daemon.batch.replay.run_segment`); a worker process loads the bundle on its
-first task, checks its digest and keeps it. Workers read the audio and the bundle by path, so every worker must
-see the same paths (a shared file system). Results come back in submission order, with a bounded number of
-tasks in flight, so memory stays flat however many segments there are. A worker that dies has its tasks run
-again elsewhere by the scheduler; each segment's result is taken once, in order, so no row is lost or doubled.
+Each task (:func:`daemon.batch.replay.run_task`) is one segment of a long file or a few short files whole; a
+worker process loads the bundle on its first task, checks its digest and keeps it. Workers read the audio and the
+bundle by path, so every worker must see the same paths (a shared file system). Results come back in submission
+order, with a bounded number of tasks in flight, so memory stays flat however many tasks there are. A worker
+that dies has its tasks run again elsewhere by the scheduler; each task's result is taken once, in order, so no
+row is lost or doubled.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from daemon.batch.replay import ReplayJob, Runner, SegmentResult, run_segment
-from daemon.batch.segments import Segment
+from daemon.batch.replay import ReplayJob, Runner, SegmentResult, Task, run_task
 from daemon.errors import BirddError
 
 log = logging.getLogger(__name__)
@@ -34,25 +34,25 @@ def dask_runner(address: str, jobs: int = 0) -> Runner:
     except ImportError:
         raise BirddError("--dask needs Dask distributed: pip install 'birdd[dask]'") from None
 
-    def run(job: ReplayJob, segments: list[Segment]) -> Iterator[SegmentResult]:
+    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[list[SegmentResult]]:
         with _client(address, jobs) as client:
             threads = sum(client.nthreads().values())
-            log.info("dask: %d segment(s) on %d worker thread(s) at %s", len(segments), threads,
+            log.info("dask: %d task(s) on %d worker thread(s) at %s", len(tasks), threads,
                      client.scheduler.address)
             in_flight: deque = deque()
-            pending = iter(segments)
+            pending = iter(tasks)
             limit = max(TASKS_PER_WORKER_THREAD * threads, 2)
-            for segment in pending:
-                in_flight.append(client.submit(run_segment, job, segment, pure=False))
+            for task in pending:
+                in_flight.append(client.submit(run_task, job, task, pure=False))
                 if len(in_flight) >= limit:
                     break
             while in_flight:
                 future = in_flight.popleft()
                 result = future.result()
                 future.release()
-                segment = next(pending, None)
-                if segment is not None:
-                    in_flight.append(client.submit(run_segment, job, segment, pure=False))
+                task = next(pending, None)
+                if task is not None:
+                    in_flight.append(client.submit(run_task, job, task, pure=False))
                 yield result
 
     return run

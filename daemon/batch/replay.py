@@ -1,8 +1,9 @@
 """Batch scoring of files: recordings cut into segments, scored by worker processes, joined in input order.
 
-The same task, :func:`run_segment`, runs in a local process pool (one process per core, one BLAS thread each) or
-on a Dask cluster (:mod:`daemon.batch.dask_runner`); each worker process loads the bundle once and checks that
-its digest is the one the run started with.
+Segments are grouped into tasks of about ``--segment-minutes`` of audio (a long file's segments one per task,
+short files several per task). The same :func:`run_task` runs in a local process pool (one process per core,
+one BLAS thread each) or on a Dask cluster (:mod:`daemon.batch.dask_runner`); each worker process loads the
+bundle once and checks that its digest is the one the run started with.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ SEGMENT_MINUTES = 10
 SegmentResult = FileScores | str
 """A segment's window scores, or the message of the AudioError that stopped it."""
 
-Runner = Callable[["ReplayJob", list[Segment]], Iterable[SegmentResult]]
-"""Runs :func:`run_segment` over segments and yields the results in the order of the segments."""
+Task = tuple[Segment, ...]
+"""What one worker scores at a time: one segment of a long file, or several consecutive short files whole."""
+
+Runner = Callable[["ReplayJob", list[Task]], Iterable[list[SegmentResult]]]
+"""Runs :func:`run_task` over tasks and yields their results in the order of the tasks."""
 
 _worker_models: dict[tuple[str, str], Model] = {}  # (bundle path, digest) -> model, per worker process
 
@@ -50,8 +54,8 @@ class ReplayJob:
     grid: WindowGrid
 
 
-def run_segment(job: ReplayJob, segment: Segment) -> SegmentResult:
-    """Score one segment in a worker process (the bundle is loaded on the first call and kept)."""
+def run_task(job: ReplayJob, task: Task) -> list[SegmentResult]:
+    """Score one task's segments in a worker process (the bundle is loaded on the first call and kept)."""
     key = (job.model_path, job.digest)
     if key not in _worker_models:
         # loaded here rather than inherited: native runtimes such as TFLite do not survive a fork
@@ -60,7 +64,7 @@ def run_segment(job: ReplayJob, segment: Segment) -> SegmentResult:
         if model.digest != job.digest:
             raise BundleError(f"{job.model_path}: the bundle changed while replay was running")
         _worker_models[key] = model
-    return _score_or_message(_worker_models[key], segment, job.grid)
+    return [_score_or_message(_worker_models[key], segment, job.grid) for segment in task]
 
 
 def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
@@ -81,31 +85,42 @@ def _score_or_message(model: Model, segment: Segment, grid: WindowGrid) -> Segme
         return str(exc)
 
 
-def plan_segments(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> list[Segment]:
-    """Every file's segments, in order (a file whose header cannot be read is one segment: it fails when scored)."""
-    segments: list[Segment] = []
+def plan_tasks(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> list[Task]:
+    """Every file's segments, in order, grouped into tasks of at most ``segment_seconds`` of audio (a long file's
+    segments one per task; short files several per task). A file whose header cannot be read is one segment:
+    it fails when scored."""
+    budget = round(segment_seconds * SAMPLE_RATE)
+    tasks: list[Task] = []
+    current: list[Segment] = []
+    filled = 0
     for path in paths:
         try:
             length = audio_length(path)
         except AudioError:
             length = 0
-        segments.extend(split_recording(path, length, grid, round(segment_seconds * SAMPLE_RATE)))
-    return segments
+        for segment in split_recording(path, length, grid, budget):
+            size = (segment.stop if segment.stop is not None else length) - segment.start
+            if current and filled + size > budget:
+                tasks.append(tuple(current))
+                current, filled = [], 0
+            current.append(segment)
+            filled += size
+    return [*tasks, tuple(current)] if current else tasks
 
 
 def pool_runner(model: Model, jobs: int = 0) -> Runner:
-    """Run segments in ``jobs`` forked worker processes (0 = one per core), or with ``model`` in this process
-    when there is one job or one segment."""
+    """Run tasks in ``jobs`` forked worker processes (0 = one per core), or with ``model`` in this process
+    when there is one job or one task."""
     jobs = jobs or len(os.sched_getaffinity(0))
 
-    def run(job: ReplayJob, segments: list[Segment]) -> Iterator[SegmentResult]:
-        if jobs == 1 or len(segments) == 1:
+    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[list[SegmentResult]]:
+        if jobs == 1 or len(tasks) == 1:
             with threadpool_limits(1):
-                yield from (_score_or_message(model, segment, job.grid) for segment in segments)
+                yield from ([_score_or_message(model, segment, job.grid) for segment in task] for task in tasks)
             return
         context = multiprocessing.get_context("fork")
         with context.Pool(jobs) as pool:
-            yield from pool.imap(partial(run_segment, job), segments, chunksize=1)
+            yield from pool.imap(partial(run_task, job), tasks, chunksize=1)
 
     return run
 
@@ -115,8 +130,9 @@ def replay_files(model: Model, paths: list[Path], grid: WindowGrid, runner: Runn
     """Score ``paths`` in order; yields ``(path, scores)`` or ``(path, error message)`` for a bad file."""
     runner = runner or pool_runner(model)
     job = ReplayJob(str(model.path), model.digest, grid)
-    segments = plan_segments(paths, grid, segment_seconds)
-    results = iter(runner(job, segments))
+    tasks = plan_tasks(paths, grid, segment_seconds)
+    segments = [segment for task in tasks for segment in task]
+    results = (result for task_results in runner(job, tasks) for result in task_results)
     parts: list[FileScores] = []
     error = None
     for segment, result in zip(segments, results, strict=True):
