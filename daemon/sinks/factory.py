@@ -27,8 +27,9 @@ class SinkContext:
 def make_sinks(context: SinkContext) -> tuple[list[Sink], list[WindowSink]]:
     """Detection sinks in the order they get each detection (the outbox first: durability), and window sinks."""
     config = context.config
-    sinks: list[Sink] = [OutboxSink(context.outbox), LogSink()]
-    window_sinks: list[WindowSink] = []
+    outbox = OutboxSink(context.outbox, context.publisher.publish_event if context.publisher else None)
+    sinks: list[Sink] = [outbox, LogSink()]
+    window_sinks: list[WindowSink] = [outbox]  # each window retries what a full or read-only disk held back
     if context.publisher is not None and config.mqtt.publish_windows:
         window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
     return sinks, window_sinks

@@ -370,8 +370,10 @@ class MqttPublisher(ManagedThread):
         except Exception:
             log.exception("status statistics callable failed")
             stats = {}
+        held, held_dropped = self._outbox.held()
         stats.update(station=self._station, time=iso_utc(time.time()), outbox_backlog=self._outbox.backlog(),
-                     outbox_dropped=self._outbox.dropped(), mqtt_reconnects=self._reconnects,
+                     outbox_dropped=self._outbox.dropped(), outbox_held=held, outbox_held_dropped=held_dropped,
+                     outbox_error=self._outbox.write_error, mqtt_reconnects=self._reconnects,
                      mqtt_published=self._published, mqtt_inflight=len(self._inflight),
                      mqtt_last_error=self._last_error)
         self._client.publish(self._topics.stats, _dumps(stats), qos=0, retain=True)

@@ -9,6 +9,13 @@ one fsync per detection and the WAL auto-checkpoint keep SD-card wear low.
 
 Bounds: beyond ``max_rows`` the oldest rows are dropped, and rows older than ``max_age_days``
 are dropped; both are counted in a persisted ``dropped`` counter and logged.
+
+Faults: a file that is not a database, or fails ``PRAGMA quick_check``, is moved aside at start
+(``outbox.sqlite.corrupt-<UTC time>``, never deleted) and a new one is started. A write that fails
+while running (disk full, file system turned read-only, I/O error) keeps the detection in memory, in
+order, up to :data:`HELD_MAX` (beyond it the oldest held are dropped and counted); an acknowledgement
+that cannot be written is kept too. Both are retried with back-off at the next ``put`` or
+``retry_held`` (the outbox sink calls it at every scored window), oldest first.
 """
 
 from __future__ import annotations
@@ -18,13 +25,17 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.backoff import Backoff
 from daemon.config import OutboxConfig
 from daemon.errors import StorageError
 from daemon.pipeline.detection import Detection
+from daemon.pipeline.scoring import WindowResult
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +43,11 @@ _SCHEMA_VERSION = 1
 _WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated: checkpoint when the WAL reaches ~4 MB
 _WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # truncate the WAL back to this after a checkpoint
 _SECONDS_PER_DAY = 86_400.0
+HELD_MAX = 10_000
+"""detections kept in memory while the outbox cannot be written (about 5 MB); the oldest go beyond it"""
+RETRY_INITIAL_S, RETRY_MAX_S = 1.0, 60.0
+"""back-off of the retries of held writes (monotonic clock: a wall-clock jump neither hastens nor delays them)"""
+_CORRUPT = ("file is not a database", "malformed", "quick_check")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -52,12 +68,31 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._path = Path(config.path)
+        self._held: deque[str] = deque()
+        self._held_acks: set[int] = set()
+        self._held_dropped = 0
+        self._write_error = ""
+        self._retry = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        self._retry_at = 0.0
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not any(sign in str(exc) for sign in _CORRUPT):
+                raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
+            self._move_aside(exc)
+            self._open()
+        log.info("outbox %s: %d detection(s) waiting, %d dropped so far", self._path, self._backlog, self._dropped)
+
+    def _open(self) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"outbox.path: cannot open {self._path}: {exc}") from None
         try:
+            check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
             self._configure()
             self._backlog = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             self._dropped = self._conn.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[0]
@@ -65,10 +100,22 @@ class Outbox:
             self._last_seq = row[0] if row else 0
             with self._lock:
                 self._transaction(self._enforce_bounds, durable=True)
+        except sqlite3.DatabaseError:
+            self._conn.close()
+            raise
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
-        log.info("outbox %s: %d detection(s) waiting, %d dropped so far", self._path, self._backlog, self._dropped)
+
+    def _move_aside(self, exc: Exception) -> None:
+        """Keep a damaged outbox (and its WAL) under a new name for inspection; a new one starts empty."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = self._path.with_name(self._path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        log.error("outbox %s is damaged (%s): moved aside to %s, starting a new one", self._path, exc, aside)
 
     def _configure(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -82,19 +129,33 @@ class Outbox:
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
-    def put(self, payload: dict[str, Any]) -> int:
-        """Store one payload durably (fsynced before returning) and return its ``seq``."""
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-        def insert() -> int:
-            cursor = self._conn.execute("INSERT INTO outbox (created, payload) VALUES (?, ?)", (self._clock(), text))
-            self._backlog += 1
-            self._last_seq = cursor.lastrowid
-            self._enforce_bounds()
-            return cursor.lastrowid
-
+    def put(self, payload: dict[str, Any]) -> int | None:
+        """Store one payload durably (fsynced before returning) and return its ``seq``; None if the file
+        cannot be written now: the payload is then held in memory and written by a later retry."""
         with self._lock:
-            return self._transaction(insert, durable=True)
+            self._held.append(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+            if len(self._held) > 1:  # older ones wait: keep the order, and retry only when due
+                self._bound_held()
+                self._flush_held(force=False)
+                return None
+            self._flush_held(force=True)
+            return self._last_seq if not self._held else None
+
+    def retry_held(self) -> None:
+        """Write held detections and acknowledgements if the back-off says it is time (cheap otherwise)."""
+        with self._lock:
+            self._flush_held(force=False)
+
+    @property
+    def write_error(self) -> str:
+        """Why the last write failed ("" once writes succeed again)."""
+        with self._lock:
+            return self._write_error
+
+    def held(self) -> tuple[int, int]:
+        """(detections held in memory now, held detections dropped at :data:`HELD_MAX` since start)."""
+        with self._lock:
+            return len(self._held), self._held_dropped
 
     def pending(self, limit: int, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` unacknowledged ``(seq, payload)`` with ``seq > after``, in seq order."""
@@ -113,7 +174,15 @@ class Outbox:
             return removed > 0
 
         with self._lock:
-            return self._transaction(delete, durable=False)
+            if self._write_error:  # writes fail now: keep it for the next retry
+                self._held_acks.add(seq)
+                return False
+            try:
+                return self._transaction(delete, durable=False)
+            except sqlite3.Error as exc:
+                self._held_acks.add(seq)
+                self._failed(exc)
+                return False
 
     def backlog(self) -> int:
         """Number of unacknowledged rows."""
@@ -136,6 +205,51 @@ class Outbox:
         with self._lock:
             self._conn.close()
 
+    def _flush_held(self, *, force: bool) -> None:
+        """Write held acks, then held detections oldest first, in one durable transaction (the lock is held)."""
+        if not (self._held or self._held_acks) or (not force and time.monotonic() < self._retry_at):
+            return
+
+        def write() -> None:
+            for seq in sorted(self._held_acks):
+                self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+            for text in self._held:
+                cursor = self._conn.execute("INSERT INTO outbox (created, payload) VALUES (?, ?)",
+                                            (self._clock(), text))
+                self._backlog += 1
+                self._last_seq = cursor.lastrowid
+            self._enforce_bounds()
+
+        try:
+            self._transaction(write, durable=True)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return
+        if self._write_error:
+            log.warning("outbox %s: writable again; %d held detection(s) and %d acknowledgement(s) written",
+                        self._path, len(self._held), len(self._held_acks))
+        self._held.clear()
+        self._held_acks.clear()
+        self._write_error = ""
+        self._retry.reset()
+        self._retry_at = 0.0
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        delay = self._retry.next_delay()
+        self._retry_at = time.monotonic() + delay
+        if not self._write_error:
+            log.error("outbox %s: cannot write (%s): holding detections in memory (at most %d), retrying with "
+                      "back-off", self._path, exc, HELD_MAX)
+        self._write_error = str(exc)
+
+    def _bound_held(self) -> None:
+        while len(self._held) > HELD_MAX:
+            self._held.popleft()
+            self._held_dropped += 1
+            if self._held_dropped in (1, 10, 100) or self._held_dropped % 1000 == 0:
+                log.warning("outbox %s: %d held detection(s) dropped so far (memory bound %d)", self._path,
+                            self._held_dropped, HELD_MAX)
+
     def _transaction(self, body: Callable[[], Any], *, durable: bool) -> Any:
         # The caller holds self._lock. synchronous is per connection and cannot change inside a transaction.
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -145,7 +259,8 @@ class Outbox:
             result = body()
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                self._conn.execute("ROLLBACK")
             self._backlog, self._last_seq, self._dropped = backlog, last_seq, dropped
             raise
         return result
@@ -180,14 +295,34 @@ class Outbox:
 
 
 class OutboxSink:
-    """Commits each detection's payload to the :class:`Outbox` (the MQTT publisher takes it from there)."""
+    """Commits each detection's payload to the :class:`Outbox` (the MQTT publisher takes it from there).
 
-    def __init__(self, outbox: Outbox) -> None:
+    Also a window sink: every scored window is the moment to retry detections held in memory while the
+    outbox could not be written. ``on_event(kind, message)`` reports ``outbox_write_failed`` and
+    ``outbox_writable`` (the status topic's events).
+    """
+
+    def __init__(self, outbox: Outbox, on_event: Callable[[str, str], None] | None = None) -> None:
         self.outbox = outbox
+        self._on_event = on_event
+        self._reported = ""
 
     def put(self, detection: Detection) -> None:
-        """Store one detection durably (fsynced before returning)."""
+        """Store one detection durably (fsynced before returning), or hold it in memory until the file takes it."""
         self.outbox.put(detection.to_payload())
+        self._report()
+
+    def put_window(self, result: WindowResult) -> None:
+        """Retry held writes when due."""
+        self.outbox.retry_held()
+        self._report()
+
+    def _report(self) -> None:
+        error = self.outbox.write_error
+        if error != self._reported and self._on_event is not None:
+            self._on_event(*(("outbox_write_failed", error) if error else ("outbox_writable", "held detections "
+                                                                           "written")))
+        self._reported = error
 
     def close(self) -> None:
         """Close the outbox file."""

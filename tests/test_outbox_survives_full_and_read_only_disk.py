@@ -1,0 +1,172 @@
+"""The outbox on a full disk and on a file system turned read-only, and a damaged outbox file at start.
+
+Full disk: a real small file system, a tmpfs mounted by the test (root only, as in CI; skipped with
+the reason otherwise) and filled up with a file. Read-only: ``mount -o remount,ro`` refuses while the
+outbox holds its file open for writing (EBUSY), and the kernel's forced remount after a card error
+cannot be triggered safely in a test; so the outbox's own connection is switched to
+``PRAGMA query_only``, which fails every write with SQLite's SQLITE_READONLY, the error a read-only
+file system gives. While writes fail, detections are held in memory in order (bounded, counted),
+acknowledgements too, an event says so, nothing crashes; once writes succeed again the held ones are
+written, oldest first, and an event says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from daemon_process import Daemon, write_config
+
+from daemon.config import OutboxConfig
+from daemon.pipeline.detection import Detection
+from daemon.sinks.outbox import RETRY_INITIAL_S, Outbox, OutboxSink
+
+pytestmark = pytest.mark.integration
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 16 MB tmpfs of its own (``mount -t tmpfs``; room for the outbox's WAL), unmounted at teardown."""
+    target = tmp_path / "fs"
+    target.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(target))
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {getattr(exc, 'stderr', exc)!r}")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file until the file system is full; returns it."""
+    filler = directory / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _detection(i: int) -> Detection:
+    return Detection(detection_id=f"d{i:04d}", station="t", source="mic", start="s", end=f"{i:06d}",
+                     species_code="x", common_name="X", scientific_name="", confidence=0.5, model={})
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, kind: str, message: str) -> None:
+        self.seen.append((kind, message))
+
+
+def _ids(outbox: Outbox) -> list[str]:
+    return [payload["detection_id"] for _, payload in outbox.pending(10_000)]
+
+
+def test_full_disk_holds_detections_in_memory_then_writes_them_in_order(small_fs):
+    outbox = Outbox(OutboxConfig(path=str(small_fs / "outbox.sqlite")))
+    events = Events()
+    sink = OutboxSink(outbox, events)
+    for i in range(5):
+        sink.put(_detection(i))
+    filler = _fill(small_fs)
+    for i in range(5, 40):
+        sink.put(_detection(i))  # never raises
+    held, dropped = outbox.held()
+    assert held > 0 and dropped == 0 and "full" in outbox.write_error
+    assert [kind for kind, _ in events.seen] == ["outbox_write_failed"]
+    filler.unlink()
+    time.sleep(RETRY_INITIAL_S * 1.1)  # the retry waits for its back-off (monotonic clock)
+    sink.put_window(None)
+    assert outbox.held() == (0, 0) and outbox.write_error == ""
+    assert [kind for kind, _ in events.seen] == ["outbox_write_failed", "outbox_writable"]
+    assert _ids(outbox) == [f"d{i:04d}" for i in range(40)]
+    outbox.close()
+
+
+def _read_only(outbox: Outbox, on: bool) -> None:
+    outbox._conn.execute(f"PRAGMA query_only={int(on)}")  # fault injection: SQLITE_READONLY on every write
+
+
+def test_read_only_outbox_holds_writes_and_acks_then_catches_up(tmp_path):
+    outbox = Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
+    events = Events()
+    sink = OutboxSink(outbox, events)
+    for i in range(3):
+        sink.put(_detection(i))
+    _read_only(outbox, True)
+    try:
+        for i in range(3, 8):
+            sink.put(_detection(i))
+        assert outbox.ack(1) is False  # held, not lost: written once the file system is writable
+        assert outbox.held()[0] == 5 and "readonly" in outbox.write_error
+        assert _ids(outbox)[:3] == ["d0000", "d0001", "d0002"]  # reads still work
+    finally:
+        _read_only(outbox, False)
+    time.sleep(RETRY_INITIAL_S * 1.1)
+    outbox.retry_held()
+    assert outbox.held() == (0, 0)
+    assert _ids(outbox) == [f"d{i:04d}" for i in range(1, 8)]
+    assert [kind for kind, _ in events.seen][:1] == ["outbox_write_failed"]
+    outbox.close()
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b"SQLite format 3\0" + os.urandom(4000)])
+def test_damaged_outbox_is_moved_aside_and_a_new_one_started(tmp_path, content, caplog):
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(content)
+    outbox = Outbox(OutboxConfig(path=str(path)))
+    assert outbox.put({"detection_id": "new"}) == 1 and outbox.backlog() == 1
+    outbox.close()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("outbox.sqlite.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == content  # kept as it was, never deleted
+    assert any("moved aside" in r.getMessage() and str(aside[0]) in r.getMessage() for r in caplog.records)
+
+
+def test_daemon_rides_out_a_full_disk(small_fs, tmp_path, mosquitto, subscribe, trained_model,
+                                                   synthetic_corpus):
+    """The daemon keeps running and detecting, says so on the status topic, and loses no detection."""
+    soundscape = sorted((synthetic_corpus / "test_soundscapes").iterdir())[0]
+    sub = subscribe(mosquitto, "birdd/fault/#")
+    config = write_config(tmp_path / "config.toml", {
+        "station": {"name": "fault"},
+        "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
+        "model": {"path": str(trained_model)},
+        "detection": {"threshold": 0.0, "window_hop_s": 1.0},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "ha_discovery": False, "status_interval_s": 1.0},
+        "outbox": {"path": str(small_fs / "outbox.sqlite")},
+    })
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    events = "birdd/fault/status/events"
+    try:
+        sub.wait_for(lambda ms: len(ms) >= 6, topic="birdd/fault/detections", timeout=60)
+        filler = _fill(small_fs)
+        sub.wait_for(lambda ms: any(m.json()["kind"] == "outbox_write_failed" for m in ms), topic=events, timeout=30)
+        time.sleep(3.0)  # detections keep coming: held in memory
+        assert daemon.process.poll() is None
+        filler.unlink()
+        sub.wait_for(lambda ms: any(m.json()["kind"] == "outbox_writable" for m in ms), topic=events, timeout=30)
+        time.sleep(2.0)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    finally:
+        daemon.close()
+    logged = daemon.log.read_text().count("INFO daemon.sinks.log: detection ")
+    outbox = Outbox(OutboxConfig(path=str(small_fs / "outbox.sqlite")))
+    waiting = {payload["detection_id"] for _, payload in outbox.pending(100_000)}
+    outbox.close()
+    received = {json.loads(m.payload)["detection_id"] for m in sub.messages("birdd/fault/detections")}
+    assert logged > 20 and len(received | waiting) == logged  # every detection made is delivered or waiting
