@@ -102,6 +102,9 @@ class Service:
                 code = self._serve()
             finally:
                 self.stop()
+                # a reload now means nothing; and at exit Python puts back the default action for signals
+                # with handlers, which would end the process by a late SIGHUP instead of its exit status
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
         failed = [c.name for c in self.components if c.error is not None]
         if failed:
             log.critical("exiting with an error: %s failed", ", ".join(failed))
@@ -175,7 +178,8 @@ class Service:
         return ""
 
     def reload(self) -> None:
-        """Load and verify the configured bundle; the pipeline switches to it at the next read, or keeps the old one."""
+        """Load and verify the configured bundle; the pipeline switches to it at the next read (an unchanged bundle
+        keeps the running pipeline and its current window), or keeps the old one if the new one is bad."""
         sdnotify.reloading()
         current = self.pipeline.model
         try:
@@ -186,8 +190,11 @@ class Service:
             if self.publisher:
                 self.publisher.publish_event("model_reload_failed", str(exc))
         else:
-            log.info("model reload: %s -> %s", current.digest, model.digest)
-            self.pipeline.switch_model(model)
+            if model.digest == current.digest:  # nothing changed: keep the running pipeline and its current window
+                log.info("model reload: %s unchanged", current.digest)
+            else:
+                log.info("model reload: %s -> %s", current.digest, model.digest)
+                self.pipeline.switch_model(model)
             if self.publisher:
                 self.publisher.publish_event("model_reloaded", f"{model.identity['name']} {model.digest}")
         sdnotify.notify("READY=1")
