@@ -76,12 +76,17 @@ def _ids(outbox: Outbox) -> list[str]:
     return [payload["detection_id"] for _, payload in outbox.pending(10_000)]
 
 
-def test_full_disk_holds_detections_in_memory_then_writes_them_in_order(small_fs):
-    outbox = Outbox(OutboxConfig(path=str(small_fs / "outbox.sqlite")))
-    events = Events()
+def _sink_with(directory: Path, count: int) -> tuple[Outbox, Events, OutboxSink]:
+    """An outbox in ``directory`` behind its sink, holding detections 0..count-1; the sink's events."""
+    outbox, events = Outbox(OutboxConfig(path=str(directory / "outbox.sqlite"))), Events()
     sink = OutboxSink(outbox, events)
-    for i in range(5):
+    for i in range(count):
         sink.put(_detection(i))
+    return outbox, events, sink
+
+
+def test_full_disk_holds_detections_in_memory_then_writes_them_in_order(small_fs):
+    outbox, events, sink = _sink_with(small_fs, 5)
     filler = _fill(small_fs)
     for i in range(5, 40):
         sink.put(_detection(i))  # never raises
@@ -102,11 +107,7 @@ def _read_only(outbox: Outbox, on: bool) -> None:
 
 
 def test_read_only_outbox_holds_writes_and_acks_then_catches_up(tmp_path):
-    outbox = Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
-    events = Events()
-    sink = OutboxSink(outbox, events)
-    for i in range(3):
-        sink.put(_detection(i))
+    outbox, events, sink = _sink_with(tmp_path, 3)
     _read_only(outbox, True)
     try:
         for i in range(3, 8):
