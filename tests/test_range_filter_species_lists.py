@@ -16,6 +16,7 @@ from daemon.config import DetectionConfig
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
 from daemon.model.labels import read_labels
+from daemon.model.loader import Species
 from daemon.model.range_filter import YEAR_ROUND, RangeFilter, StationRange, week_of
 from daemon.model.tflite_runtime import labels_path, locate_model_file
 from daemon.model.tflite_spec import load_spec
@@ -93,6 +94,13 @@ def test_station_mask_keeps_non_bird_classes_and_changes_with_the_week(range_fil
     assert may[by_name["Human vocal"]] and january[by_name["Human vocal"]]
     assert (may != january).any()
     assert station.for_week(LATE_MAY) is may  # computed once per week
+
+
+def test_bundles_named_by_common_name_only_are_matched_and_unknown_species_kept(range_filter):
+    species = [Species("amerob", "American Robin"), Species("eurbla", "Eurasian Blackbird"),
+               Species("x1", "Made-up Chirper")]
+    station = StationRange(range_filter, species, *LONDON)
+    assert station.for_week(LATE_MAY).tolist() == [False, True, True] and station.unknown == 1
 
 
 def test_species_command_output_is_accepted_by_detection_include(range_filter, tmp_path):
