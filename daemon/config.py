@@ -266,7 +266,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     hints = typing.get_type_hints(Config)
     for key, table in data.items():
         if key not in hints:
-            raise ConfigError(f"{key}: unknown section (expected one of {', '.join(hints)})")
+            raise ConfigError(f"{_shown(key)}: unknown section (expected one of {', '.join(hints)})")
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table")
         sections[key] = _build_section(hints[key], table, key)
@@ -280,9 +280,14 @@ def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
     values = {}
     for key, value in table.items():
         if key not in hints:
-            raise ConfigError(f"{prefix}.{key}: unknown key")
+            raise ConfigError(f"{prefix}.{_shown(key)}: unknown key")
         values[key] = _coerce(value, hints[key], f"{prefix}.{key}")
     return cls(**values)
+
+
+def _shown(key: str) -> str:
+    """A key as written in an error line: quoted and escaped if it holds a newline or another unprintable character."""
+    return key if key.isprintable() else repr(key)
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -304,7 +309,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         _, item = typing.get_args(hint)
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
-        return {k: _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+        return {k: _coerce(v, item, f"{key}.{_shown(k)}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, float) and not math.isfinite(value):
