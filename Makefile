@@ -8,6 +8,8 @@ APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chr
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DATA        ?= ../shared/bench206
 OUT         ?= out
+DEMO_SERVE_S ?= 60
+export DEMO_SERVE_S
 
 .PHONY: demo test lint apt venv bench clean
 

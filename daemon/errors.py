@@ -41,8 +41,8 @@ class SubmissionError(BirddError):
     """A submission or label CSV does not match what is expected (names the rows or columns)."""
 
 
-class StoreError(BirddError):
-    """The detection store cannot be opened or written (the message names the file)."""
+class StoreError(StorageError):
+    """The detection store cannot be opened or read (the message names the file)."""
 
 
 class WebError(BirddError):

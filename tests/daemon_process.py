@@ -24,7 +24,12 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
-    """Write ``tables`` (section -> key -> value) as TOML."""
+    """Write ``tables`` (section -> key -> value) as TOML; the detection store and the clips go beside ``path``
+    unless ``tables`` places them (a daemon under test never writes the default /var/lib/birdd)."""
+    tables = {**tables, "store": {"path": str(path.with_name(f"{path.stem}.detections.sqlite")),
+                                  **tables.get("store", {})},
+              "clips": {"dir": str(path.with_name(f"{path.stem}.clips")), "min_free_mb": 0.0,
+                        **tables.get("clips", {})}}
     lines = []
     for section, table in tables.items():
         lines.append(f"[{section}]")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from daemon.audio.ring import RingBuffer
 
@@ -42,17 +41,15 @@ def test_a_skip_shows_as_a_gap_between_two_runs():
     np.testing.assert_array_equal(runs[1][1], stream(60) + 1_000)
 
 
-def test_a_waiting_producer_leaves_the_history_behind_the_reader_untouched():
-    ring = RingBuffer(1_000, history_samples=300)
+def test_a_waiting_producer_leaves_held_samples_alone():
+    ring = RingBuffer(1_000)
     ring.write(stream(800))
     assert ring.read(500, timeout=0)[0] == 0
-    assert ring.wait_for_space(400, timeout=0)  # 1000 - (800 - 200) = 400 free without touching 200..499
+    ring.hold(200)
+    assert ring.wait_for_space(400, timeout=0)  # 1000 - (800 - 200) = 400 free without touching 200..
     assert not ring.wait_for_space(401, timeout=0)
     ring.write(stream(400) + 800)
     (index, samples), = ring.copy_past(200, 500)
     assert index == 200 and samples.size == 300 and samples[0] == 200.0
-
-
-def test_history_must_leave_room_to_write():
-    with pytest.raises(ValueError, match="history_samples"):
-        RingBuffer(1_000, history_samples=1_000)
+    ring.hold(None)  # released: only the unread samples 500..1199 count
+    assert ring.wait_for_space(300, timeout=0) and not ring.wait_for_space(301, timeout=0)

@@ -14,9 +14,9 @@ index is a physical position plus an offset that grows at every skip. Skips are 
 Samples already read stay in the ring until the producer overwrites them: :meth:`RingBuffer.copy_past`
 hands out what is still held of any stream range (the audio clips of detections, with a margin
 before and after the window). A producer that waits for space (:meth:`RingBuffer.wait_for_space`,
-fast file replay) leaves ``history_samples`` behind the read position untouched, so the past is
-there at any replay speed; a live producer never waits, and the past it keeps is whatever the
-consumer's lag leaves of the capacity.
+fast file replay) also leaves alone the samples from :meth:`RingBuffer.hold` on, so the past a clip
+needs is there at any replay speed; a live producer never waits, and the past it keeps is whatever
+the consumer's lag leaves of the capacity.
 
 ``write`` runs in the PortAudio callback: it allocates no arrays, never waits for data or space, and
 holds the lock only for one slice copy (at most two) and a few integer updates. The consumer holds the
@@ -35,13 +35,10 @@ import numpy as np
 class RingBuffer:
     """Single-producer single-consumer float32 ring of ``capacity_samples`` samples, preallocated."""
 
-    def __init__(self, capacity_samples: int, history_samples: int = 0) -> None:
+    def __init__(self, capacity_samples: int) -> None:
         if isinstance(capacity_samples, bool) or not isinstance(capacity_samples, int) or capacity_samples < 1:
             raise ValueError(f"ring buffer: capacity_samples must be a positive int, got {capacity_samples!r}")
-        if not 0 <= history_samples < capacity_samples:
-            raise ValueError(f"ring buffer: history_samples must be within 0..{capacity_samples - 1}, "
-                             f"got {history_samples!r}")
-        self._history = history_samples
+        self._hold: int | None = None  # stream index: waiting producers keep the samples from here on
         self._buf = np.zeros(capacity_samples, dtype=np.float32)
         self._cap = capacity_samples
         self._lock = threading.Lock()
@@ -156,19 +153,24 @@ class RingBuffer:
                     runs.append((low + offset, self._copy(low, high)))
         return runs
 
-    def wait_for_space(self, n_samples: int, timeout: float | None = None) -> bool:
-        """Wait until ``n_samples`` can be written without overwriting unread samples (or the ring is closed).
+    def hold(self, index: int | None) -> None:
+        """Keep stream samples from ``index`` on from producers that wait for space (None: only unread ones).
 
-        For producers that prefer back-pressure to loss (fast file replay); ``history_samples`` before the
-        read position are kept as well. Returns False on timeout.
+        The reader of the past (the clip worker) moves it forward as it goes; a live producer ignores it.
         """
-        if not 1 <= n_samples <= self._cap - self._history:
-            raise ValueError(f"ring buffer: cannot wait for {n_samples} samples of space (capacity {self._cap}, "
-                             f"history {self._history})")
         with self._lock:
-            return self._has_space.wait_for(
-                lambda: self._cap - (self._wp - max(0, self._rp - self._history)) >= n_samples or self._closed,
-                timeout)
+            self._hold = index
+            self._has_space.notify_all()
+
+    def wait_for_space(self, n_samples: int, timeout: float | None = None) -> bool:
+        """Wait until ``n_samples`` can be written without overwriting unread or held samples (or the ring is closed).
+
+        For producers that prefer back-pressure to loss (fast file replay). Returns False on timeout.
+        """
+        if not 1 <= n_samples <= self._cap:
+            raise ValueError(f"ring buffer: cannot wait for {n_samples} samples of space (capacity {self._cap})")
+        with self._lock:
+            return self._has_space.wait_for(lambda: self._free() >= n_samples or self._closed, timeout)
 
     def close(self) -> None:
         """Mark the end of the stream: the consumer reads what is left, then gets None."""
@@ -176,6 +178,14 @@ class RingBuffer:
             self._closed = True
             self._has_data.notify_all()
             self._has_space.notify_all()
+
+    def _free(self) -> int:
+        # Called with the lock held: samples a waiting producer may write. A held sample's physical position is
+        # taken with the reader's offset, which is never smaller than its own: that errs towards keeping more.
+        keep_from = self._rp
+        if self._hold is not None:
+            keep_from = max(self._wp - self._cap, min(keep_from, self._hold - self._read_offset))
+        return self._cap - (self._wp - keep_from)
 
     def _copy(self, first: int, stop: int) -> np.ndarray:
         # Called with the lock held: a copy of physical positions [first, stop), still in the buffer.

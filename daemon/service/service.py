@@ -34,17 +34,18 @@ from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
 from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
 from daemon.service import sdnotify
+from daemon.service.background import BackgroundWorker
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
 from daemon.service.status import StatusReport
 from daemon.service.workers import QUEUE_ITEMS, PipelineWorker, SinkWorker
-from daemon.sinks.factory import SinkContext, make_sinks
+from daemon.sinks.factory import SinkContext, make_sinks, ring_extra_samples
 from daemon.sinks.mqtt import MqttPublisher
 from daemon.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 STOP_BUDGETS_S = {"birdd-file-source": 0.5, "birdd-mic-source": 0.5, "birdd-pipeline": 1.5, "birdd-sinks": 0.5,
-                  "birdd-mqtt": 1.0, "metrics": 0.2}
+                  "birdd-clips": 0.3, "birdd-mqtt": 1.0, "metrics": 0.2}
 """each component's share of the shutdown (seconds); all of it fits in STOP_BUDGET_S"""
 STOP_BUDGET_S = 4.0
 """the whole shutdown, well inside systemd's TimeoutStopSec and the 5 s the daemon promises"""
@@ -68,7 +69,7 @@ class Service:
         self.range_filter = open_range_filter(config)
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
-        self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE))
+        self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))
         self.source = make_source(config.audio, self.ring)
         results: queue.Queue = queue.Queue(QUEUE_ITEMS)
         sink_failures: Counter[str] = Counter()
@@ -78,10 +79,14 @@ class Service:
         self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=PublishLatency(self.metrics, live))
                           if config.mqtt.enabled else None)
         self.status.register(self.metrics, self.outbox, self.publisher)
-        self.sinks, window_sinks = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher))
-        self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *window_sinks], sink_failures)
+        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher))
+        self.sinks = built.sinks
+        self.status.extend(built.status)
+        self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *built.window_sinks],
+                                      sink_failures)
         self.components: list[Component] = [c for c in (
-            MetricsServer(config.metrics, self.metrics), self.publisher, self.sink_worker, self.pipeline, self.source)
+            MetricsServer(config.metrics, self.metrics), self.publisher,
+            *(BackgroundWorker(task) for task in built.background), self.sink_worker, self.pipeline, self.source)
             if c is not None]
 
     def _make_pipeline(self, model: Model) -> ScoringPipeline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from daemon.audio.ring import RingBuffer
@@ -31,6 +32,11 @@ class StatusReport:
         self._sink_failures = sink_failures
         self._results = results
         self._started = time.monotonic()
+        self._more: list[Callable[[], dict[str, Any]]] = []
+
+    def extend(self, reports: list[Callable[[], dict[str, Any]]]) -> None:
+        """Add statistics read from elsewhere (the sinks') to every report."""
+        self._more.extend(reports)
 
     def __call__(self) -> dict[str, Any]:
         """Statistics for ``<prefix>/status/stats`` (the publisher adds its own and the outbox's)."""
@@ -49,6 +55,7 @@ class StatusReport:
             "model": self._pipeline.model.identity,
             **{key: value for key, value in (("latitude", station.latitude), ("longitude", station.longitude))
                if value is not None},
+            **{key: value for report in self._more for key, value in report().items()},
         }
 
     def overruns(self) -> int:

@@ -18,6 +18,19 @@ class Sink(Protocol):
         """Release what the sink holds; called once, after the last ``put``."""
 
 
+class BackgroundTask(Protocol):
+    """Work a sink hands off its thread (e.g. writing clips); the service runs it on a thread of its own."""
+
+    name: str
+    """the thread's name"""
+
+    def work(self, timeout: float) -> None:
+        """Do what is ready; wait at most ``timeout`` seconds for more."""
+
+    def drain(self, deadline: float) -> int:
+        """At stop: finish what is queued until ``deadline`` (monotonic); return how much was left undone."""
+
+
 class WindowSink(Protocol):
     """Takes every scored window, detections or not (metrics, the windows topic)."""
 

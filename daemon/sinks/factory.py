@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from daemon.audio.ring import RingBuffer
+from daemon.clips.recorder import ClipRecorder
+from daemon.clips.schedule import ClipSchedule
 from daemon.config import Config
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.pipeline.detection import StreamClock
-from daemon.sinks.base import Sink, WindowSink
+from daemon.sinks.base import BackgroundTask, Sink, WindowSink
 from daemon.sinks.log import LogSink
 from daemon.sinks.mqtt import MqttPublisher, WindowTopicSink
 from daemon.sinks.outbox import Outbox, OutboxSink
+from daemon.sinks.recording import RecordingSink
+from daemon.store.writer import DetectionStore
+
+CLIP_SLACK_S = 20.0
+"""ring capacity added beyond a clip's window and margins (seconds): how far the clip worker may lag live audio"""
 
 
 @dataclass(frozen=True)
@@ -24,12 +34,54 @@ class SinkContext:
     publisher: MqttPublisher | None
 
 
-def make_sinks(context: SinkContext) -> tuple[list[Sink], list[WindowSink]]:
-    """Detection sinks in the order they get each detection (the outbox first: durability), and window sinks."""
+@dataclass
+class SinkSet:
+    """What the sink thread feeds, and what the service runs and reports for the sinks."""
+
+    sinks: list[Sink]
+    """detection sinks, in the order they get each detection"""
+    window_sinks: list[WindowSink]
+    """window sinks; they get each window result before the detection sinks get its detections"""
+    background: list[BackgroundTask] = field(default_factory=list)
+    """work the service runs on threads of its own"""
+    status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    """more statistics for ``<prefix>/status/stats``"""
+
+
+def ring_extra_samples(config: Config) -> int:
+    """Ring capacity the sinks add to ``audio.ring_seconds``: with clips, a window, both margins and slack."""
+    if not (config.store.enabled and config.clips.enabled):
+        return 0
+    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S) * SAMPLE_RATE)
+
+
+def make_sinks(context: SinkContext) -> SinkSet:
+    """The outbox first among detection sinks (durability), the detection store after it, then the log.
+
+    The store also watches windows: it gives each detection its row id and clip name before the outbox
+    commits the payload that carries them.
+    """
     config = context.config
-    outbox = OutboxSink(context.outbox, context.publisher.publish_event if context.publisher else None)
-    sinks: list[Sink] = [outbox, LogSink()]
-    window_sinks: list[WindowSink] = [outbox]  # each window retries what a full or read-only disk held back
+    built = SinkSet([], [])
+    recording = None
+    if config.store.enabled:
+        store = DetectionStore(config.store)
+        clips = None
+        if config.clips.enabled:
+            recorder = ClipRecorder(config.clips, store, context.ring)
+            recorder.reconcile()
+            clips = ClipSchedule(recorder, context.ring)
+            built.background.append(clips)
+        recording = RecordingSink(store, clips)
+        built.window_sinks.append(recording)
+        built.status.append(recording.status)
+    outbox = OutboxSink(context.outbox, context.publisher.publish_event if context.publisher else None,
+                        recording.payload_fields if recording else None)
+    built.sinks.append(outbox)
+    built.window_sinks.append(outbox)  # each window retries what a full or read-only disk held back
+    if recording is not None:
+        built.sinks.append(recording)
+    built.sinks.append(LogSink())
     if context.publisher is not None and config.mqtt.publish_windows:
-        window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
-    return sinks, window_sinks
+        built.window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
+    return built

@@ -299,17 +299,23 @@ class OutboxSink:
 
     Also a window sink: every scored window is the moment to retry detections held in memory while the
     outbox could not be written. ``on_event(kind, message)`` reports ``outbox_write_failed`` and
-    ``outbox_writable`` (the status topic's events).
+    ``outbox_writable`` (the status topic's events). ``extra_fields(detection)`` adds fields to the payload:
+    the detection store's ``id`` and ``clip``.
     """
 
-    def __init__(self, outbox: Outbox, on_event: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, outbox: Outbox, on_event: Callable[[str, str], None] | None = None,
+                 extra_fields: Callable[[Detection], dict[str, Any]] | None = None) -> None:
         self.outbox = outbox
         self._on_event = on_event
+        self._extra_fields = extra_fields
         self._reported = ""
 
     def put(self, detection: Detection) -> None:
         """Store one detection durably (fsynced before returning), or hold it in memory until the file takes it."""
-        self.outbox.put(detection.to_payload())
+        payload = detection.to_payload()
+        if self._extra_fields is not None:
+            payload.update(self._extra_fields(detection))
+        self.outbox.put(payload)
         self._report()
 
     def put_window(self, result: WindowResult) -> None:

@@ -54,8 +54,11 @@ CREATE INDEX IF NOT EXISTS detections_date_species ON detections (local_date, sp
 CREATE INDEX IF NOT EXISTS detections_with_clip ON detections (end_epoch) WHERE clip IS NOT NULL;
 """
 
-BUSY_TIMEOUT_S = 5.0
-"""how long a connection waits for a lock held by the other process"""
+READER_BUSY_TIMEOUT_S = 5.0
+"""how long a reader waits for a lock (only a checkpoint that truncates the WAL takes one)"""
+WRITER_BUSY_TIMEOUT_S = 1.0
+"""how long the writer waits for a lock: nothing else writes, so a lock is a fault; a write that fails is retried
+later instead of holding the sink thread"""
 
 
 def open_store(path: str | Path, read_only: bool) -> sqlite3.Connection:
@@ -68,10 +71,11 @@ def open_store(path: str | Path, read_only: bool) -> sqlite3.Connection:
     try:
         if read_only:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+                                   check_same_thread=False, timeout=READER_BUSY_TIMEOUT_S)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=WRITER_BUSY_TIMEOUT_S)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open the detection store: {exc}") from None
     try:

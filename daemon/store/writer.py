@@ -81,10 +81,10 @@ class DetectionStore:
         self._rows = self._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
         log.info("detection store %s: %d detection(s)", self.path, self._rows)
 
-    def add(self, detection: Detection, files: ClipFiles | None = None) -> tuple[int, list[str]]:
-        """Store one detection; return its row id and the clip files of rows that retention deleted.
-
-        A detection already stored (same ``detection_id``, e.g. re-sent after a failed write) keeps its row.
+    def add(self, detection: Detection, files: ClipFiles | None = None, row_id: int | None = None
+            ) -> tuple[int, list[str]]:
+        """Store one detection (as row ``row_id``, or the next id); return its row id and the clip files of rows
+        that retention deleted. A detection already stored (same ``detection_id``) keeps its row.
         """
         start, end = epoch_of(detection.start), epoch_of(detection.end)
         local_date, local_time = local_date_time(end)
@@ -97,10 +97,10 @@ class DetectionStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 cursor = self._conn.execute(
-                    "INSERT INTO detections (detection_id, station, source, start_utc, end_utc, start_epoch, "
+                    "INSERT INTO detections (id, detection_id, station, source, start_utc, end_utc, start_epoch, "
                     "end_epoch, local_date, local_time, species_code, common_name, scientific_name, confidence, "
-                    "model, clip, spectrogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (detection_id) DO NOTHING", row)
+                    "model, clip, spectrogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (detection_id) DO NOTHING", (row_id, *row))
                 if cursor.rowcount:
                     row_id = cursor.lastrowid
                     self._rows += 1
@@ -151,6 +151,12 @@ class DetectionStore:
     def all_clips(self) -> list[ClipRow]:
         """Every row that has a clip (for the sweep at start)."""
         return self._clip_rows("1 ORDER BY id", ())
+
+    def last_id(self) -> int:
+        """The highest id ever handed out (AUTOINCREMENT's counter; 0 for a new store)."""
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'detections'").fetchone()
+        return row[0] if row else 0
 
     def rows(self) -> int:
         """Number of stored detections."""
