@@ -49,6 +49,8 @@ class ClipCounters:
     """the window's audio had left the ring (or was never heard)"""
     failed: int = 0
     """encoding or file-system errors"""
+    not_written_at_stop: int = 0
+    """still queued when the daemon stopped"""
     deleted_cap: int = 0
     deleted_age: int = 0
     deleted_rank: int = 0

@@ -97,6 +97,16 @@ class ClipRecorder:
         """The store's retention deleted rows with these clip files: delete them."""
         self.policy.released(names)
 
+    def give_up(self, jobs: list[ClipJob]) -> None:
+        """These planned clips will not be written (the daemon stops): their rows lose the clip name."""
+        if not jobs:
+            return
+        self.counters.not_written_at_stop += len(jobs)
+        try:
+            self._store.forget_clips(job.row_id for job in jobs)
+        except sqlite3.Error as exc:  # the next start clears them
+            log.warning("clips: cannot clear %d clip name(s) at stop: %s", len(jobs), exc)
+
     def write(self, job: ClipJob) -> bool:
         """Cut, encode, render and write one clip (clip worker); False if it was not written (counted)."""
         try:

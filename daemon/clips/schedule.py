@@ -76,12 +76,13 @@ class ClipSchedule:
     def drain(self, deadline: float) -> int:
         """At stop: write the queued clips with the audio the ring holds now, until ``deadline`` (monotonic).
 
-        Returns how many were left unwritten; their rows keep a clip name that the next start clears.
+        Returns how many were left unwritten (their rows lose the clip name, counted as ``not_written_at_stop``).
         """
         self._take(block_until=None)
         while self._waiting and time.monotonic() < deadline:
             self._write(self._waiting.popleft()[0])
         left = len(self._waiting)
+        self.recorder.give_up([job for job, _ in self._waiting])
         self._waiting.clear()
         with self._lock:
             self._unwritten.clear()
