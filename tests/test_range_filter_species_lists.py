@@ -132,5 +132,9 @@ def test_replay_zeroes_species_out_of_range(range_filter, tmp_path, rng):
     assert (everywhere > 0).all()
     np.testing.assert_array_equal(london[:, 0], 0)  # the robin is not expected in London
     np.testing.assert_array_equal(london[:, 1:], everywhere[:, 1:])  # the blackbird is; Human vocal is kept
+    subprocess.run([*common, "-o", tmp_path / "london.txt", "--format", "detections", "--min-conf", "0", "--lat",
+                    "51.51", "--lon", "-0.13", "--week", "20"], check=True)
+    listed = {line.split(",")[3] for line in (tmp_path / "london.txt").read_text().splitlines()[1:]}
+    assert listed == {"turdus_merula"}  # no robin even at --min-conf 0; Human vocal is never a detection
     proc = subprocess.run([*common, "-o", tmp_path / "x.csv", "--week", "20"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--week and --date need --lat and --lon" in proc.stderr

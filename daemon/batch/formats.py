@@ -29,6 +29,8 @@ class FileScores:
     scores: np.ndarray
     recording_start: datetime | None = None
     """when the recording started (see :mod:`daemon.batch.recording_time`), if known"""
+    in_range: np.ndarray | None = None
+    """bool per species: what the range filter expects (the others are never listed); None = every species"""
 
 
 def row_id(path: Path, end_sample: int) -> str:
@@ -51,13 +53,14 @@ def submission_rows(result: FileScores) -> str:
 def detections(result: FileScores, species: list[Species], min_conf: float) -> Iterable[tuple]:
     """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf``, best first per window.
 
-    Non-bird classes (``Species.non_bird``) are never listed, like the daemon never publishes them.
+    Non-bird classes (``Species.non_bird``) and species out of range (``result.in_range``) are never listed,
+    like the daemon never publishes them.
     """
     for start, end, scores in zip(result.starts, result.ends, result.scores, strict=True):
         for j in np.argsort(-scores):
             if scores[j] < min_conf:
                 break
-            if not species[j].non_bird:
+            if not species[j].non_bird and (result.in_range is None or result.in_range[j]):
                 yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])
 
 

@@ -43,7 +43,8 @@ def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOpt
                resume: bool = False, progress: bool = False, in_range: np.ndarray | None = None) -> ReplaySummary:
     """Score ``files`` into ``output``; with ``resume``, journal finished files and reuse an earlier run's.
 
-    ``in_range`` (a boolean per species, from the range filter) zeroes the scores of species not expected.
+    ``in_range`` (a boolean per species, from the range filter) zeroes the scores of species not expected and
+    keeps them out of detection tables (even at ``min_conf`` 0).
     """
     pattern = TimePattern(options.time_pattern) if options.time_pattern else None
     starts = [recording_start(path, pattern) for path in files]
@@ -73,7 +74,7 @@ def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOpt
                 summary.failed.append(result)
                 continue
             if in_range is not None:
-                result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)))
+                result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)), in_range=in_range)
             writer.write(replace(result, recording_start=starts[i]))
             summary.scored += 1
             summary.audio_seconds += audio_seconds(result)
