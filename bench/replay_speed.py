@@ -8,7 +8,12 @@ minutes), then, alternating, for --rounds rounds:
           start-up, model loading, decoding, features, tokens, pooling, head, CSV).
 Prints each round and the medians, the replay/decode ratio, and the real-time factor.
 
+With --reference-src DIR (a checkout of another birdd version, e.g. `git worktree add /tmp/ref REV`), each model
+is also replayed by that version's code in the same rounds, so a change is measured against its reference
+side by side.
+
 usage: python bench/replay_speed.py [--model out/model ...] [--data ../shared/bench206] [--copies 7] [--rounds 3]
+                                    [--reference-src DIR]
 """
 
 from __future__ import annotations
@@ -48,11 +53,13 @@ def _decode_length(path: Path) -> int:
     return read_audio(path).size
 
 
-def replay_all(folder: Path, model: Path, output: Path) -> float:
+def replay_all(folder: Path, model: Path, output: Path, src: Path | None = None) -> float:
+    """Wall time of ``birdd replay`` of ``folder``; ``src``: run that source tree's birdd instead of this one."""
     birdd = Path(sys.executable).with_name("birdd")
+    env = {**os.environ, "PYTHONPATH": str(src.resolve())} if src else None
     started = time.perf_counter()
     subprocess.run([str(birdd), "--log-level", "WARNING", "replay", str(folder), "-m", str(model), "-o", str(output),
-                    "--no-progress"], check=True)
+                    "--no-progress"], check=True, env=env)
     return time.perf_counter() - started
 
 
@@ -63,6 +70,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
     parser.add_argument("--copies", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--reference-src", type=Path, help="another birdd source tree to time side by side")
     args = parser.parse_args()
     sources = sorted((args.data / "test_soundscapes").glob("*.ogg"))
     if not sources:
@@ -74,23 +82,28 @@ def main() -> None:
         paths = sorted(folder.iterdir())
         minutes = sum(read_audio(p).size for p in sources) / 32000 / 60 * args.copies
         models = list(dict.fromkeys(args.model or [Path("out/model")]))
-        decode_times, replay_times = [], {m: [] for m in models}
+        runs = [(m, None) for m in models] + ([(m, args.reference_src) for m in models] if args.reference_src else [])
+        decode_times, replay_times = [], {run: [] for run in runs}
         for i in range(args.rounds):
             decode_times.append(decode_all(paths, jobs))
             line = f"round {i + 1}: decode {decode_times[-1]:.1f} s"
-            for model in models:
-                took = replay_all(folder, model, Path(tmp) / "submission.csv")
-                replay_times[model].append(took)
-                line += f"; {model} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
+            for model, src in runs:
+                took = replay_all(folder, model, Path(tmp) / "submission.csv", src)
+                replay_times[model, src].append(took)
+                line += f"; {_name(model, src)} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
             print(line, flush=True)
         rows = sum(1 for _ in (Path(tmp) / "submission.csv").open()) - 1
     d = statistics.median(decode_times)
     print(f"{len(paths)} files, {minutes:.0f} min of audio, {rows} rows, {jobs} processes; "
           f"median decode only {d:.1f} s")
-    for model, times in replay_times.items():
+    for (model, src), times in replay_times.items():
         r = statistics.median(times)
-        print(f"{model}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
+        print(f"{_name(model, src)}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
               f"replay/decode {r / d:.2f}")
+
+
+def _name(model: Path, src: Path | None) -> str:
+    return f"{model} (code {src})" if src else str(model)
 
 
 if __name__ == "__main__":
