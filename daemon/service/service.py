@@ -51,6 +51,8 @@ STOP_BUDGET_S = 4.0
 """the whole shutdown, well inside systemd's TimeoutStopSec and the 5 s the daemon promises"""
 TICK_S = 0.5
 """main-loop period: signal handling, health checks, watchdog pings"""
+SINK_DRAIN_S = 60.0
+"""at the end of the input, how long the sinks may take for the results still queued (seconds)"""
 PIPELINE_STALL_S = 30.0
 """a pipeline worker that has not read the ring for this long is reported dead (no watchdog ping)"""
 
@@ -164,11 +166,18 @@ class Service:
                 return 1
             if not self.pipeline.is_alive():  # the input ended (file source without loop)
                 log.info("input finished")
-                return 0
+                return self._drain_sinks()
             if watchdog and time.monotonic() >= next_ping:
                 sdnotify.notify("WATCHDOG=1")
                 next_ping = time.monotonic() + watchdog / 2
         return 0
+
+    def _drain_sinks(self) -> int:
+        """The input is over: let the sink worker hand every queued result to the sinks (no stop deadline here)."""
+        if self.sink_worker.join(SINK_DRAIN_S):
+            return 0
+        log.error("the sinks took more than %.0f s to take the last results: exiting 1", SINK_DRAIN_S)
+        return 1
 
     def _failure(self) -> str:
         for component in self.components:
