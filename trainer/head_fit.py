@@ -9,6 +9,25 @@ import scipy.optimize
 
 log = logging.getLogger(__name__)
 
+MAX_POSITIVE_WEIGHT = 50.0
+"""cap on how much more a positive window counts than a negative one"""
+
+
+def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, scale, (features - mean) / scale)`` per feature column, in float64."""
+    x = features.astype(np.float64)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-6
+    return mean, scale, (x - mean) / scale
+
+
+def positive_weights(labels: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
+    """Per species, the weight of a positive window: its negatives' total over its positives' (at most
+    :data:`MAX_POSITIVE_WEIGHT`; 1 for a species without positives)."""
+    positives = (labels * row_weights[:, None]).sum(axis=0)
+    ratio = np.where(positives > 0, (row_weights.sum() - positives) / np.maximum(positives, 1e-9), 1.0)
+    return np.minimum(ratio, MAX_POSITIVE_WEIGHT)
+
 
 def fit_multilabel_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1e-3, max_iter: int = 300,
                             sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -20,17 +39,12 @@ def fit_multilabel_logistic(features: np.ndarray, labels: np.ndarray, l2: float 
     rare). Returns the arrays of :class:`daemon.head.LinearHead`: head_mean, head_scale,
     head_weights, head_bias.
     """
-    x = features.astype(np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
-    x = (x - mean) / scale
+    mean, scale, x = standardise(features)
     y = labels.astype(np.float64)
     n, d = x.shape
     s = y.shape[1]
     w_rows = np.ones(n) if sample_weight is None else sample_weight.astype(np.float64)
-    positives = (y * w_rows[:, None]).sum(axis=0)
-    pos_weight = np.where(positives > 0, (w_rows.sum() - positives) / np.maximum(positives, 1e-9), 1.0)
-    pos_weight = np.minimum(pos_weight, 50.0)
+    pos_weight = positive_weights(y, w_rows)
     norm = w_rows.sum()
 
     def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
