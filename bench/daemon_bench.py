@@ -275,8 +275,9 @@ def run_soak(tmp: Path, args, files: list[Path], port: int) -> list[str]:
             f"{audio / 3600:.2f} h of audio: windows expected {expected}, scored {windows}, lost {expected - windows}",
             f"detections produced {produced}, received on MQTT {received}, lost {produced - received} "
             f"(outbox backlog at stop {backlog}); stored {len(rows)}, lost {produced - len(rows)}",
-            f"clips: cap {args.clip_cap_mb:g} MB, largest the directory was {largest[0] / MB:.2f} MB (sampled every "
-            f"0.1 s), {station.clips_bytes() / MB:.2f} MB at the end; {sum(1 for r in rows if r[1])} rows keep a "
+            f"clips: cap {args.clip_cap_mb:g} MB, largest the directory was {largest[0] / MB:.3f} MB (sampled every "
+            f"0.1 s: {'within' if largest[0] <= args.clip_cap_mb * MB else 'OVER'} the cap), "
+            f"{station.clips_bytes() / MB:.3f} MB at the end; {sum(1 for r in rows if r[1])} rows keep a "
             f"clip; {len(clip_log)} clips missed (audio gone from the ring)"]
 
 
