@@ -3,10 +3,11 @@
 Three parts, each side by side in the same run (the machine's cores may be shared: compare the ratios):
 
   long    the bench206 test soundscapes cycled to --minutes one-minute pieces (default 180: 100 files, then the
-          first 80 again) joined into one 24-bit FLAC under --work; `birdd replay` of it into a Parquet
-          submission, sampling the process tree's memory and CPU: peak RSS (sum over the processes, and the
-          largest one), CPU seconds per wall second; then the windows and float32 scores are compared with the
-          same file scored as one unsplit stream in this process (decoded block by block too).
+          first 80 again) joined into one float32 WAV under --work (the sources' samples exactly; 1.4 GB, deleted
+          by nobody but you); `birdd replay` of it into a Parquet submission, sampling the process tree's memory
+          and CPU: peak RSS (sum over the processes, and the largest one), CPU seconds per wall second; then the
+          windows and float32 scores are compared with the 180 sources pushed one after the other into one
+          ScoringPipeline in this process (one unsplit signal).
   dask    700 one-minute files (the 100 test soundscapes linked 7 times, as bench/replay_speed.py), alternating
           for --rounds rounds: the default process pool, `--dask local`, and a separately started
           `dask scheduler` + two single-threaded `dask worker` processes on loopback; output bytes compared.
@@ -36,22 +37,26 @@ import psutil
 import pyarrow.parquet as pq
 import soundfile as sf
 from replay_speed import link_copies
+from threadpoolctl import threadpool_limits
 
 from daemon.audio.files import read_audio
+from daemon.batch.formats import FileScores
 from daemon.batch.journal import journal_dir
-from daemon.batch.replay import score_file
+from daemon.batch.segments import file_scores
 from daemon.constants import SAMPLE_RATE
-from daemon.model.loader import load_model
+from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
 BIRDD = Path(sys.executable).with_name("birdd")
 DASK = Path(sys.executable).with_name("dask")
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process and its children every ``period`` s: peak summed RSS, largest single RSS, CPU time."""
+    """Samples a process and its children every ``period`` s: peak summed PSS (shared pages counted once, split
+    among the processes sharing them), peak RSS of the largest process, CPU time of each process."""
 
-    def __init__(self, pid: int, period: float = 0.05) -> None:
+    def __init__(self, pid: int, period: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.root, self.period = psutil.Process(pid), period
         self.peak_sum = self.peak_one = 0
@@ -67,12 +72,12 @@ class TreeSampler(threading.Thread):
             total = 0
             for proc in procs:
                 try:
-                    rss = proc.memory_info().rss
+                    memory = proc.memory_full_info()
                     times = proc.cpu_times()
                 except psutil.NoSuchProcess:
                     continue
-                total += rss
-                self.peak_one = max(self.peak_one, rss)
+                total += memory.pss
+                self.peak_one = max(self.peak_one, memory.rss)
                 self.cpu[proc.pid] = times.user + times.system
             self.peak_sum = max(self.peak_sum, total)
             time.sleep(self.period)
@@ -88,29 +93,32 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> float:
-    """Write ``minutes`` one-minute soundscapes (cycled) into one 24-bit FLAC; returns the largest difference
-    between the FLAC's samples and the sources' (24-bit quantisation)."""
-    worst = 0.0
-    with sf.SoundFile(target, "w", SAMPLE_RATE, 1, "PCM_24", format="FLAC") as out:
+def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> None:
+    """Write ``minutes`` one-minute soundscapes (cycled) into one float32 WAV: the same samples as the sources
+    (a FLAC would clip the Vorbis decodes that exceed full scale)."""
+    with sf.SoundFile(target, "w", SAMPLE_RATE, 1, "FLOAT", format="WAV") as out:
         for i in range(minutes):
             out.write(read_audio(sources[i % len(sources)]))
-    with sf.SoundFile(target) as back:
-        for i in range(minutes):
-            piece = read_audio(sources[i % len(sources)])
-            worst = max(worst, float(np.abs(back.read(piece.size, dtype="float32") - piece).max()))
-    return worst
+
+
+def score_as_one_signal(model: Model, sources: list[Path], minutes: int) -> FileScores:
+    """The sources' decoded samples pushed one after the other into one pipeline: one unsplit signal."""
+    pipeline, results, position = ScoringPipeline(model, WindowGrid()), [], 0
+    for i in range(minutes):
+        samples = read_audio(sources[i % len(sources)])
+        results += pipeline.push(AudioBlock(position, samples, "joined"))
+        position += samples.size
+    return file_scores(Path("joined"), results + pipeline.flush(), len(model.species))
 
 
 def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
-    flac = args.work / f"joined_{args.minutes}min.flac"
-    if not flac.exists():
-        worst = join_soundscapes(sources, args.minutes, flac)
-        print(f"wrote {flac} ({flac.stat().st_size / 1e6:.0f} MB); largest sample difference from the sources "
-              f"{worst:.2e} (24-bit FLAC)", flush=True)
+    joined = args.work / f"joined_{args.minutes}min.wav"
+    if not joined.exists():
+        join_soundscapes(sources, args.minutes, joined)
+        print(f"wrote {joined} ({joined.stat().st_size / 1e6:.0f} MB)", flush=True)
     out = args.work / "long.parquet"
     started = time.perf_counter()
-    proc = subprocess.Popen(birdd("replay", flac, "-m", args.model, "-o", out, "--no-progress"))
+    proc = subprocess.Popen(birdd("replay", joined, "-m", args.model, "-o", out, "--no-progress"))
     sampler = TreeSampler(proc.pid)
     sampler.start()
     proc.wait()
@@ -120,20 +128,23 @@ def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
     if proc.returncode:
         sys.exit(f"birdd replay failed ({proc.returncode})")
     cpu = sum(sampler.cpu.values())
-    print(f"long: {args.minutes} min in {wall:.1f} s ({args.minutes * 60 / wall:.0f}x real time); peak RSS "
-          f"{sampler.peak_sum / 2**20:.0f} MB summed over {len(sampler.cpu)} processes, largest process "
-          f"{sampler.peak_one / 2**20:.0f} MB; CPU {cpu:.1f} s = {cpu / wall:.2f} cores busy on average; "
-          f"whole-file float32 samples would be {args.minutes * 60 * SAMPLE_RATE * 4 / 2**20:.0f} MB", flush=True)
+    per_process = ", ".join(f"{seconds:.1f}" for seconds in sampler.cpu.values())
+    print(f"long: {args.minutes} min in {wall:.1f} s ({args.minutes * 60 / wall:.0f}x real time); peak memory "
+          f"{sampler.peak_sum / 2**20:.0f} MB (PSS summed over {len(sampler.cpu)} processes), largest process RSS "
+          f"{sampler.peak_one / 2**20:.0f} MB; CPU {cpu:.1f} s ({per_process} s per process) = {cpu / wall:.2f} "
+          f"cores on average (load average {os.getloadavg()[0]:.1f}); the whole file as float32 samples would be "
+          f"{args.minutes * 60 * SAMPLE_RATE * 4 / 2**20:.0f} MB", flush=True)
     table = pq.read_table(out)
     model = load_model(args.model)
     started = time.perf_counter()
-    unsplit = score_file(model, flac, WindowGrid())
-    print(f"unsplit reference in one process: {time.perf_counter() - started:.1f} s", flush=True)
+    with threadpool_limits(1):  # as replay's workers: BLAS threads would change the last bits of the log-mels
+        unsplit = score_as_one_signal(model, sources, args.minutes)
+    print(f"reference (the sources as one signal, one process): {time.perf_counter() - started:.1f} s", flush=True)
     ends = np.array([int(r.rsplit("_", 1)[1]) for r in table.column("row_id").to_pylist()])
     scores = np.stack([table.column(s.code).to_numpy() for s in model.species], axis=1)
     same_windows = np.array_equal(ends * SAMPLE_RATE, unsplit.ends)
     same_scores = scores.shape == unsplit.scores.shape and np.array_equal(scores, unsplit.scores)
-    print(f"long: {len(ends)} windows; windows equal to the unsplit stream: {same_windows}; float32 scores "
+    print(f"long: {len(ends)} windows; windows equal to the sources as one signal: {same_windows}; float32 scores "
           f"equal: {same_scores}", flush=True)
 
 
