@@ -8,7 +8,6 @@ bundle once and checks that its digest is the one the run started with.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -28,10 +27,8 @@ from daemon.model.loader import Model, load_model
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
-log = logging.getLogger(__name__)
-
 SEGMENT_MINUTES = 10
-"""Default length of the segments long recordings are cut into (minutes): a task of a few seconds of CPU."""
+"""Default length of segments and tasks (minutes of audio): about 0.6 s of one core with the default STSG model."""
 
 SegmentResult = FileScores | str
 """A segment's window scores, or the message of the AudioError that stopped it."""
