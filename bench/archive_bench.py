@@ -93,6 +93,28 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes and their children (a `dask worker` nanny's worker)."""
+    procs = [psutil.Process(pid) for pid in pids]
+    procs += [child for proc in procs for child in proc.children(recursive=True)]
+    return sum(sum(proc.cpu_times()[:2]) for proc in procs)
+
+
+def timed_with_cpu(command: list[str], cluster: list[int]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of ``command``'s process tree plus the ``cluster`` processes' CPU meanwhile
+    (CPU time does not depend on what else the shared machine runs)."""
+    before = process_cpu(cluster)
+    started = time.perf_counter()
+    proc = subprocess.Popen(command)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    if proc.wait():
+        sys.exit(f"{command} failed")
+    sampler.done.set()
+    sampler.join()
+    return time.perf_counter() - started, sum(sampler.cpu.values()) + process_cpu(cluster) - before
+
+
 def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> None:
     """Write ``minutes`` one-minute soundscapes (cycled) into one float32 WAV: the same samples as the sources
     (a FLAC would clip the Vorbis decodes that exceed full scale)."""
@@ -184,25 +206,29 @@ def dask_vs_pool(args: argparse.Namespace, folder: Path, files: int) -> None:
     jobs = len(os.sched_getaffinity(0))
     address, cluster = start_cluster(jobs)
     try:
-        runs = {"pool": [], "dask local": [], "dask scheduler+workers": []}
-        outputs = {name: args.work / f"{name.replace(' ', '_').replace('+', '_')}.csv" for name in runs}
-        extra = {"pool": [], "dask local": ["--dask", "local"], "dask scheduler+workers": ["--dask", address]}
+        modes = {"pool": [], "dask local": ["--dask", "local"], "dask scheduler+workers": ["--dask", address]}
+        walls: dict[str, list[float]] = {name: [] for name in modes}
+        cpus: dict[str, list[float]] = {name: [] for name in modes}
+        outputs = {name: args.work / f"{name.replace(' ', '_').replace('+', '_')}.csv" for name in modes}
         for i in range(args.rounds):
             line = f"round {i + 1}:"
-            for name in runs:
-                took = timed(birdd("replay", folder, "-m", args.model, "-o", outputs[name], "--no-progress",
-                                   *extra[name]))
-                runs[name].append(took)
-                line += f" {name} {took:.1f} s;"
+            for name, extra in modes.items():
+                pids = [p.pid for p in cluster] if "scheduler" in name else []
+                wall, cpu = timed_with_cpu(birdd("replay", folder, "-m", args.model, "-o", outputs[name],
+                                                 "--no-progress", *extra), pids)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                line += f" {name} {wall:.1f} s ({cpu:.1f} CPU s);"
             print(line, flush=True)
     finally:
         stop_all(cluster)
-    pool = statistics.median(runs["pool"])
+    pool_wall, pool_cpu = statistics.median(walls["pool"]), statistics.median(cpus["pool"])
     reference = outputs["pool"].read_bytes()
-    for name, times in runs.items():
-        t = statistics.median(times)
-        print(f"dask: {name}: median {t:.1f} s for {files} files ({t / pool:.2f}x the pool); output bytes equal "
-              f"to the pool's: {outputs[name].read_bytes() == reference}", flush=True)
+    for name in modes:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        print(f"dask: {name}: median {wall:.1f} s wall ({wall / pool_wall:.2f}x the pool), {cpu:.1f} CPU s "
+              f"({cpu / pool_cpu:.2f}x) for {files} files; output bytes equal to the pool's: "
+              f"{outputs[name].read_bytes() == reference}", flush=True)
 
 
 def resume_after_kill(args: argparse.Namespace, folder: Path, files: int) -> None:

@@ -65,7 +65,7 @@ def _client(address: str, jobs: int):
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown replay's
     if address == LOCAL:
         workers = jobs or len(os.sched_getaffinity(0))
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
             yield client
         return
