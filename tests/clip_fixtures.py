@@ -7,6 +7,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
+from conftest import detection_payload
 
 from daemon.audio.ring import RingBuffer
 from daemon.clips.recorder import ClipRecorder
@@ -14,7 +15,6 @@ from daemon.config import ClipsConfig, StoreConfig
 from daemon.constants import SAMPLE_RATE
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import DetectionStore, epoch_of, local_date_time
-from tests.conftest import detection_payload
 
 WINDOW = 5 * SAMPLE_RATE
 DiskUsage = namedtuple("DiskUsage", "total used free")

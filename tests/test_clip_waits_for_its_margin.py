@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from clip_fixtures import WINDOW, Station
+from conftest import detection_payload
 
 from daemon.audio.files import SAMPLE_RATE
 from daemon.clips.schedule import ClipSchedule
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import epoch_of, local_date_time
-from tests.clip_fixtures import WINDOW, Station
-from tests.conftest import detection_payload
 
 
 def planned_job(station: Station, index: int):

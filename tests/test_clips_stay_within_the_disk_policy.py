@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from clip_fixtures import WINDOW, DiskUsage, Station, detection_epoch
 from PIL import Image
 
 from daemon.constants import SAMPLE_RATE
 from daemon.store import queries
 from daemon.store.schema import open_store
-from tests.clip_fixtures import WINDOW, DiskUsage, Station, detection_epoch
 
 MB = 1024 * 1024
 

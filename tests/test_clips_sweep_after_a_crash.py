@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from clip_fixtures import Station
+from conftest import detection_payload
 
 from daemon.clips.recorder import ClipRecorder
 from daemon.pipeline.detection import Detection
 from daemon.store import queries
 from daemon.store.schema import open_store
 from daemon.store.writer import ClipFiles
-from tests.clip_fixtures import Station
-from tests.conftest import detection_payload
 
 
 def test_reconcile_deletes_orphans_and_forgets_unfinished_clips(tmp_path: Path):

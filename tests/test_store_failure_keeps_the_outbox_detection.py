@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+from conftest import detection_payload
 
 from daemon.config import OutboxConfig, StoreConfig
 from daemon.pipeline.detection import Detection
@@ -14,7 +15,6 @@ from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
 from daemon.store.writer import DetectionStore
-from tests.conftest import detection_payload
 
 
 def window(index: int) -> WindowResult:

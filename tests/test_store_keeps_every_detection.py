@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import detection_payload
 
 from daemon.config import StoreConfig
 from daemon.errors import StoreError
@@ -13,7 +14,6 @@ from daemon.pipeline.detection import Detection
 from daemon.store import queries
 from daemon.store.schema import SCHEMA_VERSION, open_store
 from daemon.store.writer import ClipFiles, DetectionStore, local_date_time
-from tests.conftest import detection_payload
 
 T0 = 1_790_000_000.0  # the window starts of detection_payload(i) are T0 + 5 i
 
