@@ -23,6 +23,7 @@ import numpy as np
 from daemon.batch.evaluate import macro_roc_auc
 from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
+from trainer.cli import set_changes, with_changes
 from trainer.dataset import load_dataset
 from trainer.recipe import Recipe
 from trainer.synthesis import background_crop, place_call
@@ -70,10 +71,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    recipe = Recipe()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        recipe = recipe.with_override(key, value)
+    recipe = with_changes(Recipe(), set_changes(tuple(args.set)))  # the same parsing as `birdd train --set`
     dataset = load_dataset(args.data)
     audio = decode_dataset(dataset, progress=False)
     n_species = len(dataset.species)

@@ -41,6 +41,7 @@ from daemon.batch.formats import row_id
 from daemon.model.head import LinearHead
 from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
+from trainer.cli import set_changes, with_changes
 from trainer.dataset import load_dataset
 from trainer.head_fit import fit_multilabel_logistic, positive_weights, standardise
 from trainer.recipe import Recipe
@@ -133,10 +134,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    recipe = Recipe()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        recipe = recipe.with_override(key, value)
+    recipe = with_changes(Recipe(), set_changes(tuple(args.set)))  # the same parsing as `birdd train --set`
     if not args.features.is_file():
         started = time.perf_counter()
         args.features.parent.mkdir(parents=True, exist_ok=True)
