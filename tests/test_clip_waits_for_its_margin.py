@@ -9,8 +9,8 @@ import numpy as np
 from clip_fixtures import WINDOW, Station
 from conftest import detection_payload
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.clips.schedule import ClipSchedule
+from daemon.constants import SAMPLE_RATE
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import epoch_of, local_date_time
 

@@ -11,7 +11,7 @@ import soundfile as sf
 from test_cli_train_replay_eval import birdd
 from tflite_fixtures import PERCH_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.model.bundle import sha256_file
 from trainer.tflite_zero_shot import zero_shot_bundle
 

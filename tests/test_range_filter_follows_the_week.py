@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.config import DetectionConfig
+from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import load_model
 from daemon.model.range_filter import StationRange
 from daemon.pipeline.detection import StreamClock

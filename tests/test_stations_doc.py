@@ -21,8 +21,8 @@ import pytest
 import soundfile as sf
 from daemon_process import Daemon, write_config
 
-from daemon.audio.files import SAMPLE_RATE
 from daemon.config import config_from_dict
+from daemon.constants import SAMPLE_RATE
 from daemon.model.range_filter import week_of
 
 ROOT = Path(__file__).resolve().parent.parent

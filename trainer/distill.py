@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from daemon.audio.files import AUDIO_SUFFIXES, SAMPLE_RATE, find_audio_files, read_audio
+from daemon.audio.files import AUDIO_SUFFIXES, find_audio_files, read_audio
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.errors import AudioError, DatasetError
 from daemon.model.bundle import write_bundle
 from daemon.model.loader import Species, build_manifest
 from daemon.model.stsg import NAME as STSG
-from daemon.model.windows import WINDOW_SECONDS, WindowGrid
+from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
 from trainer.distill_recipe import DistillRecipe, TeacherParams
 from trainer.synthesis import mixed_windows

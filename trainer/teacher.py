@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.files import SAMPLE_RATE
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST, read_bundle, sha256_file
-from daemon.model.loader import Model, Species, embed_signal, load_model
+from daemon.model.loader import Model, Species, load_model
 from daemon.model.tflite_backend import NAME as TFLITE
 from daemon.model.windows import WindowGrid
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
+from trainer.tflite_train import window_vectors
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,4 @@ class Teacher:
 
     def _compute(self, samples: np.ndarray) -> np.ndarray:
         self.invocations += 1
-        windows = embed_signal(self.model.backend, samples, self.grid)
-        if not windows:
-            return np.zeros((0, len(self.species)), np.float32)
-        return self.model.head.logits(np.stack([w.vector for w in windows])).astype(np.float32)
+        return self.model.head.logits(window_vectors(self.model.backend, samples, self.grid)).astype(np.float32)

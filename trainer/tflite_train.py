@@ -34,7 +34,6 @@ from trainer.train import DecodedAudio, decode_dataset, stage
 log = logging.getLogger(__name__)
 
 
-
 def window_vectors(backend: TFLiteBackend, samples: np.ndarray, grid: WindowGrid) -> np.ndarray:
     """Vectors of every window of a signal, ``(n_windows, dim)``, by the runtime's streaming stages."""
     windows = embed_signal(backend, samples, grid)
