@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}$")
+"""the name of an :class:`AtomicWriter`'s temporary file: ``.<target name>.`` and ``mkstemp``'s 8 random characters"""
 
 
 class AtomicWriter:
@@ -59,3 +63,12 @@ def fsync_directory(directory: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_temporaries(directory: str | Path) -> int:
+    """Delete the temporary files that writers killed before :meth:`AtomicWriter.commit` left anywhere under
+    ``directory``; the count deleted (raises OSError)."""
+    leftovers = [path for path in Path(directory).rglob(".*") if _TEMPORARY.match(path.name) and path.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)

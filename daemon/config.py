@@ -30,6 +30,7 @@ MAX_RING_SECONDS = 600
 MAX_DELAY_S = 86_400
 """cap on every configured delay and period (seconds): longer waits overflow the thread timers"""
 MAX_THREADS = 64
+MINUTES_PER_HOUR = 60
 WEB_AUTH_MODES = ("none", "token", "basic")
 
 
@@ -186,6 +187,20 @@ class ClipsConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    enabled: bool = False
+    """keep a rolling sample of the raw audio as FLAC files, for a later ``birdd distill`` (docs/distill.md)"""
+    dir: str = "/var/lib/birdd/archive"
+    """directory of the audio files (one sub-directory per UTC day)"""
+    minutes_per_hour: int = 5
+    """minutes of audio kept per hour (1..60), spread evenly over the hour"""
+    max_total_mb: float = 2048.0
+    """cap on the archive (megabytes); the oldest files are deleted first (about 1.8 MB per minute)"""
+    min_free_mb: float = 500.0
+    """no file is written while the file system would be left with less free space (megabytes; counted)"""
+
+
+@dataclass(frozen=True)
 class WebConfig:
     bind: str = "127.0.0.1"
     """address ``birdd web`` listens on ("0.0.0.0" = every interface)"""
@@ -231,6 +246,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     web: WebConfig = field(default_factory=WebConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -376,6 +392,11 @@ def _check_values(config: Config) -> None:
     require(config.clips.max_age_days > 0, "clips.max_age_days", "must be > 0")
     require(config.clips.keep_per_species_per_day >= 0, "clips.keep_per_species_per_day", "must be >= 0")
     require(config.clips.min_free_mb >= 0, "clips.min_free_mb", "must be >= 0")
+    require(bool(config.archive.dir), "archive.dir", "must not be empty")
+    require(1 <= config.archive.minutes_per_hour <= MINUTES_PER_HOUR, "archive.minutes_per_hour",
+            f"must be within 1..{MINUTES_PER_HOUR}")
+    require(config.archive.max_total_mb > 0, "archive.max_total_mb", "must be > 0")
+    require(config.archive.min_free_mb >= 0, "archive.min_free_mb", "must be >= 0")
     require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
     require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
     require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from daemon.clips.directory import ClipDirectory
 from daemon.config import ClipsConfig
@@ -132,9 +133,14 @@ class DiskPolicy:
         log.debug("clips: deleted %d clip(s) (%s)", len(rows), counter)
 
     def _has_free_space(self, nbytes: int) -> bool:
-        try:
-            free = self._disk_usage(str(self._directory.root)).free
-        except OSError as exc:
-            log.warning("clips: cannot read the free space of %s: %s", self._directory.root, exc)
-            return False
-        return free - nbytes >= self._config.min_free_mb * MB
+        return leaves_free_space(self._directory.root, nbytes, self._config.min_free_mb, self._disk_usage)
+
+
+def leaves_free_space(root: str | Path, nbytes: int, min_free_mb: float, disk_usage: DiskUsage) -> bool:
+    """Would writing ``nbytes`` under ``root`` leave at least ``min_free_mb`` free? (False if it cannot be read.)"""
+    try:
+        free = disk_usage(str(root)).free
+    except OSError as exc:
+        log.warning("cannot read the free space of %s: %s", root, exc)
+        return False
+    return free - nbytes >= min_free_mb * MB

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import make_source
 from daemon.config import Config
-from daemon.constants import SAMPLE_RATE
+from daemon.constants import POLL_S, SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
 from daemon.lifecycle import Component
 from daemon.model.loader import Model, load_model
@@ -45,8 +45,9 @@ from daemon.sinks.outbox import Outbox
 log = logging.getLogger(__name__)
 
 STOP_BUDGETS_S = {"birdd-file-source": 0.5, "birdd-mic-source": 0.5, "birdd-pipeline": 1.5, "birdd-sinks": 0.5,
-                  "birdd-clips": 0.3, "birdd-mqtt": 1.0, "metrics": 0.2}
-"""each component's share of the shutdown (seconds); all of it fits in STOP_BUDGET_S"""
+                  "birdd-clips": 0.3, "birdd-archive": 0.3, "birdd-mqtt": 1.0, "metrics": 0.2}
+"""each component's share of the shutdown (seconds); all of it fits in STOP_BUDGET_S (with the optional archive too,
+the last components get what is left of it)"""
 STOP_BUDGET_S = 4.0
 """the whole shutdown, well inside systemd's TimeoutStopSec and the 5 s the daemon promises"""
 TICK_S = 0.5
@@ -83,6 +84,8 @@ class Service:
         self.status.register(self.metrics, self.outbox, self.publisher)
         built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher))
         self.sinks = built.sinks
+        self.pipeline.audio_sinks = built.audio_sinks
+        self.background = built.background
         self.status.extend(built.status)
         self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *built.window_sinks],
                                       sink_failures)
@@ -173,11 +176,15 @@ class Service:
         return 0
 
     def _drain_sinks(self) -> int:
-        """The input is over: let the sink worker hand every queued result to the sinks (no stop deadline here)."""
-        if self.sink_worker.join(SINK_DRAIN_S):
-            return 0
-        log.error("the sinks took more than %.0f s to take the last results: exiting 1", SINK_DRAIN_S)
-        return 1
+        """The input is over: let the sink worker hand every queued result to the sinks, and the background tasks
+        (clips, archive) do what is queued (no stop deadline here)."""
+        deadline = time.monotonic() + SINK_DRAIN_S
+        if not self.sink_worker.join(SINK_DRAIN_S):
+            log.error("the sinks took more than %.0f s to take the last results: exiting 1", SINK_DRAIN_S)
+            return 1
+        while any(task.pending() for task in self.background) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        return 0
 
     def _failure(self) -> str:
         for component in self.components:

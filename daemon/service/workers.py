@@ -2,7 +2,8 @@
 
 - :class:`PipelineWorker` reads the ring in 100-ms blocks, labels each with the input it came from,
   pushes it through the :class:`~daemon.pipeline.scoring.ScoringPipeline` (the same object ``birdd
-  replay`` runs) and queues the window results. A model reload swaps the pipeline between two reads.
+  replay`` runs) and queues the window results, then hands the block to the audio sinks (the archive).
+  A model reload swaps the pipeline between two reads.
 - :class:`SinkWorker` hands every window result to the window sinks and every detection to the
   detection sinks, in order; a sink that fails is logged and counted, the others still get the item.
 """
@@ -24,7 +25,7 @@ from daemon.constants import BLOCK_SAMPLES, POLL_S
 from daemon.lifecycle import ManagedThread
 from daemon.model.loader import Model
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
-from daemon.sinks.base import Sink, WindowSink
+from daemon.sinks.base import AudioSink, Sink, WindowSink
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class PipelineWorker(ManagedThread):
         self.pipeline = make_pipeline(model)
         self._out = out
         self._pending: Model | None = None
+        self.audio_sinks: list[AudioSink] = []
+        """given every block after the pipeline (set before :meth:`start`)"""
         self._lock = threading.Lock()
         self.last_read = time.monotonic()
         """monotonic time of the last ring read (the service's stall check)"""
@@ -95,7 +98,11 @@ class PipelineWorker(ManagedThread):
                 start, samples = got
                 for block in blocks_by_source(start, samples, self._source.source_at, self.last_read):
                     self._emit(self.pipeline.push(block))
+                    for audio_sink in self.audio_sinks:
+                        audio_sink.put_audio(block)
             self._emit(self.pipeline.flush())
+            for audio_sink in self.audio_sinks:
+                audio_sink.end_audio()
         finally:  # also after a failure: the sink worker drains and ends
             self._out.put(END)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from daemon.pipeline.detection import Detection
-from daemon.pipeline.scoring import WindowResult
+from daemon.pipeline.scoring import AudioBlock, WindowResult
 
 
 class Sink(Protocol):
@@ -30,9 +30,22 @@ class BackgroundTask(Protocol):
     def drain(self, deadline: float) -> int:
         """At stop: finish what is queued until ``deadline`` (monotonic); return how much was left undone."""
 
+    def pending(self) -> int:
+        """Work queued and not done yet (at the end of the input the service waits for none to be left)."""
+
 
 class WindowSink(Protocol):
     """Takes every scored window, detections or not (metrics, the windows topic)."""
 
     def put_window(self, result: WindowResult) -> None:
         """Observe one window result."""
+
+
+class AudioSink(Protocol):
+    """Takes every block of audio the pipeline thread reads, in stream order (the archive)."""
+
+    def put_audio(self, block: AudioBlock) -> None:
+        """Observe one block; must return at once (it runs on the pipeline thread, before scoring goes on)."""
+
+    def end_audio(self) -> None:
+        """The stream has ended: finish what is pending."""

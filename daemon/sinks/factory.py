@@ -6,13 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.archive.archive import AudioArchive
 from daemon.audio.ring import RingBuffer
 from daemon.clips.recorder import ClipRecorder
 from daemon.clips.schedule import ClipSchedule
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.pipeline.detection import StreamClock
-from daemon.sinks.base import BackgroundTask, Sink, WindowSink
+from daemon.sinks.base import AudioSink, BackgroundTask, Sink, WindowSink
 from daemon.sinks.log import LogSink
 from daemon.sinks.mqtt import MqttPublisher, WindowTopicSink
 from daemon.sinks.outbox import Outbox, OutboxSink
@@ -42,6 +43,8 @@ class SinkSet:
     """detection sinks, in the order they get each detection"""
     window_sinks: list[WindowSink]
     """window sinks; they get each window result before the detection sinks get its detections"""
+    audio_sinks: list[AudioSink] = field(default_factory=list)
+    """audio sinks; they get every block of audio the pipeline reads, after the pipeline"""
     background: list[BackgroundTask] = field(default_factory=list)
     """work the service runs on threads of its own"""
     status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
@@ -59,7 +62,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
     """The outbox first among detection sinks (durability), the detection store after it, then the log.
 
     The store also watches windows: it gives each detection its row id and clip name before the outbox
-    commits the payload that carries them.
+    commits the payload that carries them. The audio archive, when on, takes the audio itself.
     """
     config = context.config
     built = SinkSet([], [])
@@ -82,6 +85,11 @@ def make_sinks(context: SinkContext) -> SinkSet:
     if recording is not None:
         built.sinks.append(recording)
     built.sinks.append(LogSink())
+    if config.archive.enabled:
+        archive = AudioArchive(config.archive, context.clock)
+        built.audio_sinks.append(archive)
+        built.background.append(archive)
+        built.status.append(archive.status)
     if context.publisher is not None and config.mqtt.publish_windows:
         built.window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
     return built

@@ -1,0 +1,117 @@
+"""The daemon's archive of raw audio: fed every block by the pipeline thread, written on a thread of its own.
+
+:meth:`AudioArchive.put_audio` runs on the pipeline thread for each block it reads: it only cuts the kept
+minutes out (:class:`~daemon.archive.sampler.ArchiveSampler`, no copy) and queues each finished piece
+(never waits: a piece that finds the queue full is dropped and counted), so the archive adds no latency to
+scoring. :meth:`AudioArchive.work` runs on the ``birdd-archive`` thread, which the service makes: it encodes
+and writes the pieces (:class:`~daemon.archive.directory.ArchiveDirectory`). Memory: the minute under way
+and at most :data:`QUEUED_PIECES` finished ones (7.7 MB each).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from daemon.archive.directory import ArchiveCounters, ArchiveDirectory
+from daemon.archive.sampler import ArchivePiece, ArchiveSampler
+from daemon.clips.policy import DiskUsage
+from daemon.config import ArchiveConfig
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
+from daemon.pipeline.detection import StreamClock
+from daemon.pipeline.scoring import AudioBlock
+
+log = logging.getLogger(__name__)
+
+QUEUED_PIECES = 3
+"""finished pieces waiting for the archive thread (minutes of audio: the disk may stall that long)"""
+MIN_PIECE_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+"""a shorter piece is not kept: it holds no whole window for a distillation"""
+
+
+class AudioArchive:
+    """An audio sink (``put_audio``, ``end_audio``) and a background task (``work``, ``drain``) in one."""
+
+    name = "birdd-archive"
+
+    def __init__(self, config: ArchiveConfig, clock: StreamClock, disk_usage: DiskUsage = shutil.disk_usage) -> None:
+        self.counters = ArchiveCounters()
+        self.directory = ArchiveDirectory(config, self.counters, disk_usage)
+        self.directory.open()
+        self._sampler = ArchiveSampler(config.minutes_per_hour, clock)
+        self._queue: queue.Queue[ArchivePiece] = queue.Queue(QUEUED_PIECES)
+        self._unwritten = 0  # pieces queued or being written
+        self._lock = threading.Lock()
+
+    def put_audio(self, block: AudioBlock) -> None:
+        """Take one block of the stream (pipeline thread; never waits)."""
+        for piece in self._sampler.push(block):
+            self._submit(piece)
+
+    def end_audio(self) -> None:
+        """The stream ended: queue the piece under way."""
+        for piece in self._sampler.flush():
+            self._submit(piece)
+
+    def work(self, timeout: float) -> None:
+        """Write the next queued piece; wait up to ``timeout`` seconds for one (archive thread)."""
+        try:
+            piece = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._write(piece)
+
+    def drain(self, deadline: float) -> int:
+        """At stop: write what is queued until ``deadline`` (monotonic); the count left unwritten (counted)."""
+        while time.monotonic() < deadline:
+            try:
+                self._write(self._queue.get_nowait())
+            except queue.Empty:
+                return 0
+        left = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._written_or_given_up()
+            left += 1
+        self.counters.not_written_at_stop += left
+        return left
+
+    def pending(self) -> int:
+        """Pieces queued or being written."""
+        with self._lock:
+            return self._unwritten
+
+    def status(self) -> dict[str, Any]:
+        """Statistics for ``<prefix>/status/stats``."""
+        return {"archive": {**asdict(self.counters), "files": self.directory.files,
+                            "total_bytes": self.directory.total_bytes, "queued": self._queue.qsize()}}
+
+    def _submit(self, piece: ArchivePiece) -> None:
+        if piece.samples.size < MIN_PIECE_SAMPLES:
+            self.counters.too_short += 1
+            return
+        with self._lock:
+            try:
+                self._queue.put_nowait(piece)
+            except queue.Full:
+                self.counters.dropped_busy += 1
+                log.log(logging.WARNING if self.counters.dropped_busy == 1 else logging.DEBUG,
+                        "archive: still writing earlier audio, %.0f s from %s not kept (%d so far; counted in "
+                        "archive.dropped_busy)", piece.seconds, piece.source, self.counters.dropped_busy)
+                return
+            self._unwritten += 1
+
+    def _write(self, piece: ArchivePiece) -> None:
+        try:
+            self.directory.write(piece)
+        finally:
+            self._written_or_given_up()
+
+    def _written_or_given_up(self) -> None:
+        with self._lock:
+            self._unwritten -= 1
