@@ -14,7 +14,7 @@ from daemon.errors import ConfigError
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, mqtt, outbox, "
-                   "store, clips, web, metrics, logging)"),
+                   "store, clips, archive, web, metrics, logging)"),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"port": "1883"}}, "mqtt.port: expected int, got str"),
@@ -29,6 +29,13 @@ from daemon.errors import ConfigError
     ({"clips": {"margin_s": 9}}, "clips.margin_s: must be within 0..5"),
     ({"clips": {"never_species": "dog1"}}, "clips.never_species: expected a list, got str"),
     ({"clips": {"min_free_mb": -1}}, "clips.min_free_mb: must be >= 0"),
+    ({"archive": {"minutes_per_hour": 0}}, "archive.minutes_per_hour: must be within 1..60"),
+    ({"archive": {"minutes_per_hour": 61}}, "archive.minutes_per_hour: must be within 1..60"),
+    ({"archive": {"minutes_per_hour": 5.5}}, "archive.minutes_per_hour: expected int, got float"),
+    ({"archive": {"max_total_mb": 0}}, "archive.max_total_mb: must be > 0"),
+    ({"archive": {"min_free_mb": -1}}, "archive.min_free_mb: must be >= 0"),
+    ({"archive": {"dir": ""}}, "archive.dir: must not be empty"),
+    ({"archive": {"format": "ogg"}}, "archive.format: unknown key"),
     ({"web": {"auth": "digest"}}, 'web.auth: expected "none", "token" or "basic"'),
     ({"web": {"port": 0}}, "web.port: must be within 1..65535"),
     ({"web": {"sse_poll_s": 5}}, "web.sse_poll_s: must be within 0..1 (exclusive of 0)"),
