@@ -91,7 +91,8 @@ def _check(document: bytes, model: Path) -> None:
 
 def _build_service(config: Config, model: Path, tmp: Path) -> None:
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=str(model)),
-                                 outbox=dataclasses.replace(config.outbox, path=str(tmp / "outbox.sqlite")))
+                                 outbox=dataclasses.replace(config.outbox, path=str(tmp / "outbox.sqlite")),
+                                 archive=dataclasses.replace(config.archive, dir=str(tmp / "archive")))
     with no_hang("Service(config)"):
         try:
             service = Service(config)
