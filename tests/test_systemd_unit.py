@@ -98,6 +98,7 @@ def test_daemon_in_the_units_sandbox_notifies_systemd_and_publishes(tmp_path, mo
         "detection": {"threshold": 0.3},
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "archive": {"enabled": True, "dir": str(tmp_path / "archive"), "minutes_per_hour": 60},
     })
     sub = subscribe(mosquitto, "birdd/test/detections")
     log = tmp_path / "birdd.log"
@@ -126,6 +127,7 @@ def test_daemon_in_the_units_sandbox_notifies_systemd_and_publishes(tmp_path, mo
     text = log.read_text()
     assert "Traceback" not in text and "not permitted" not in text, text
     assert "model reload: " in text, text
+    assert list((tmp_path / "archive").rglob("*.flac")), text  # FLAC, mkstemp, fsync, rename under the filter
 
 
 CAPTURE = """
