@@ -23,7 +23,7 @@ from daemon.errors import BundleError
 from daemon.model.range_filter import RangeFilter
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 
-pytest_plugins = ("model_fixtures",)  # session fixtures: synthetic corpus, trained model
+pytest_plugins = ("model_fixtures", "disk_fixtures")  # synthetic corpus, trained model; small file systems
 
 HOST = "127.0.0.1"
 

@@ -15,48 +15,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from daemon_process import Daemon, write_config
+from disk_fixtures import fill
 
 from daemon.config import OutboxConfig
 from daemon.pipeline.detection import Detection
-from daemon.sinks.outbox import RETRY_INITIAL_S, Outbox, OutboxSink
+from daemon.sinks.outbox import Outbox, OutboxSink
+from daemon.write_faults import RETRY_INITIAL_S
 
 pytestmark = pytest.mark.integration
-
-
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path):
-    """A 16 MB tmpfs of its own (``mount -t tmpfs``; room for the outbox's WAL), unmounted at teardown."""
-    target = tmp_path / "fs"
-    target.mkdir()
-    try:
-        _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(target))
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {getattr(exc, 'stderr', exc)!r}")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
-
-
-def _fill(directory: Path) -> Path:
-    """Write a file until the file system is full; returns it."""
-    filler = directory / "filler"
-    with filler.open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def _detection(i: int) -> Detection:
@@ -87,7 +58,7 @@ def _sink_with(directory: Path, count: int) -> tuple[Outbox, Events, OutboxSink]
 
 def test_full_disk_holds_detections_in_memory_then_writes_them_in_order(small_fs):
     outbox, events, sink = _sink_with(small_fs, 5)
-    filler = _fill(small_fs)
+    filler = fill(small_fs)
     for i in range(5, 40):
         sink.put(_detection(i))  # never raises
     held, dropped = outbox.held()
@@ -154,7 +125,7 @@ def test_daemon_rides_out_a_full_disk(small_fs, tmp_path, mosquitto, subscribe, 
     events = "birdd/fault/status/events"
     try:
         sub.wait_for(lambda ms: len(ms) >= 6, topic="birdd/fault/detections", timeout=60)
-        filler = _fill(small_fs)
+        filler = fill(small_fs)
         sub.wait_for(lambda ms: any(m.json()["kind"] == "outbox_write_failed" for m in ms), topic=events, timeout=30)
         time.sleep(3.0)  # detections keep coming: held in memory
         assert daemon.process.poll() is None

@@ -1,9 +1,12 @@
 """A store that cannot be written never costs a detection its MQTT message: the outbox gets it first, with the
-id it will have; the row is stored by a retry once the store can be written again."""
+id it will have; the row waits in memory and is stored by a retry, with back-off, once the store can be written
+again. One log line and one status event on each edge, not one per window."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
 from daemon.store.writer import DetectionStore
+from daemon.write_faults import RETRY_INITIAL_S
 
 
 def window(index: int) -> WindowResult:
@@ -32,22 +36,31 @@ def dispatch(result: WindowResult, sinks: list, window_sinks: list) -> None:
             sink.put(detection)
 
 
-def test_a_locked_store_delays_the_row_not_the_outbox(tmp_path: Path):
+def test_a_locked_store_delays_the_row_not_the_outbox(tmp_path: Path, caplog):
+    caplog.set_level(logging.INFO)
     outbox = Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
     store_path = tmp_path / "store.sqlite"
-    recording = RecordingSink(DetectionStore(StoreConfig(path=str(store_path))), clips=None)
+    events: list[tuple[str, str]] = []
+    recording = RecordingSink(DetectionStore(StoreConfig(path=str(store_path))), clips=None,
+                              on_event=lambda kind, message: events.append((kind, message)))
     sinks, window_sinks = [OutboxSink(outbox, extra_fields=recording.payload_fields), recording], [recording]
     dispatch(window(0), sinks, window_sinks)
     blocker = sqlite3.connect(store_path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the file: every write fails after the busy timeout
-    dispatch(window(1), sinks, window_sinks)
-    dispatch(window(2), sinks, window_sinks)
+    for index in range(1, 4):
+        dispatch(window(index), sinks, window_sinks)
     assert [(p["id"], p["detection_id"]) for _, p in outbox.pending(10)] == [
-        (i + 1, detection_payload(i)["detection_id"]) for i in range(3)]
-    assert recording.counters.failed_writes == 2 and recording.status()["store_waiting"] == 2
+        (i + 1, detection_payload(i)["detection_id"]) for i in range(4)]
+    assert recording.counters.failed_writes == 1  # the later ones wait for the back-off: no burst of attempts
+    assert recording.status()["store_waiting"] == 3 and "locked" in recording.status()["store_error"]
+    assert events == [("store_write_failed", "database is locked")]
     blocker.execute("ROLLBACK")
-    dispatch(window(3), sinks, window_sinks)  # the waiting rows go first, under the ids already published
-    recording.close()
+    time.sleep(RETRY_INITIAL_S * 1.1)
+    dispatch(window(4), sinks, window_sinks)  # the waiting rows go first, under the ids already published
     rows = sqlite3.connect(store_path).execute("SELECT id, detection_id FROM detections ORDER BY id").fetchall()
-    assert rows == [(i + 1, detection_payload(i)["detection_id"]) for i in range(4)]
-    assert recording.counters.given_up == 0
+    assert rows == [(i + 1, detection_payload(i)["detection_id"]) for i in range(5)]
+    assert [kind for kind, _ in events] == ["store_write_failed", "store_writable"]
+    assert recording.status()["store_error"] == "" and recording.counters.given_up == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.write_faults"]
+    assert len(lines) == 2 and "cannot write" in lines[0] and "3 waiting detection(s) stored" in lines[1], lines
+    recording.close()

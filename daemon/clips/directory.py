@@ -9,6 +9,7 @@ at start deletes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -47,13 +48,16 @@ class ClipDirectory:
             temporary.write_bytes(data)
             os.replace(temporary, path)
         except OSError:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # on a read-only file system even this fails
+                temporary.unlink(missing_ok=True)
             raise
 
     def delete(self, names: Iterable[str]) -> None:
         """Delete these files (a missing one is fine); an empty day directory goes too."""
         for name in names:
             path = self.root / name
+            if not os.path.lexists(path):  # never written: nothing to do (unlink would fail on a read-only disk)
+                continue
             try:
                 path.unlink(missing_ok=True)
                 if path.parent != self.root and not any(path.parent.iterdir()):

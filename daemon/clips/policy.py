@@ -48,6 +48,10 @@ class ClipCounters:
     """below the free-space floor"""
     missed_audio: int = 0
     """the window's audio had left the ring (or was never heard)"""
+    skipped_unwritable: int = 0
+    """the clips directory could not be written (full, read-only): skipped until the back-off allows a try"""
+    skipped_store: int = 0
+    """the detection's row could not be stored at once: its audio was gone by the time it was"""
     failed: int = 0
     """encoding or file-system errors"""
     not_written_at_stop: int = 0

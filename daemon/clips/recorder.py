@@ -6,6 +6,8 @@ the MQTT payload carry the clip's name. :meth:`ClipRecorder.write` runs later, o
 (``daemon.service``), once the ring holds the window and its margin after: it copies the audio
 still held by the ring, encodes it, renders the spectrogram, makes room and writes both files. A
 failure at any step is counted and clears the row's clip; the detection itself is never affected.
+A directory that cannot be written (disk full, file system turned read-only) logs one line; clips
+are then skipped (counted) until the back-off of :mod:`daemon.write_faults` allows the next try.
 
 At start, :meth:`ClipRecorder.reconcile` makes the directory and the store agree after a crash:
 rows whose clip never landed (or landed truncated) lose it, and files no row names are deleted.
@@ -32,6 +34,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.model.features import FrontEndParams
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import ClipFiles, DetectionStore
+from daemon.write_faults import WriteFault
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,10 @@ class ClipRecorder:
         self.directory = ClipDirectory(config.dir)
         self.directory.root.mkdir(parents=True, exist_ok=True)
         self.policy = DiskPolicy(config, store, self.directory, self.counters, clock=clock, disk_usage=disk_usage)
+        self._fault = WriteFault(f"clips {self.directory.root}", "skipping clips (the detections are kept)")
+        """written by the clip worker, read by :meth:`plan` on the sink thread (a float compare: no lock needed)"""
+        self._unforgotten: list[int] = []
+        """rows whose clip name could not be cleared yet (the store could not be written): cleared at the next try"""
 
     def reconcile(self) -> int:
         """After a crash: forget clips that never landed whole, delete files no row names; the count deleted."""
@@ -83,6 +90,9 @@ class ClipRecorder:
 
     def plan(self, detection: Detection, local_date: str, local_time: str) -> ClipFiles | None:
         """The clip's file names if this detection gets a clip (None: counted by reason)."""
+        if not self._fault.due():
+            self.counters.skipped_unwritable += 1
+            return None
         if not self.policy.admit(detection.species_code, local_date, detection.confidence):
             return None
         return self.directory.names_for(detection, local_date, local_time, self._config.format)
@@ -99,29 +109,42 @@ class ClipRecorder:
 
     def give_up(self, jobs: list[ClipJob]) -> None:
         """These planned clips will not be written (the daemon stops): their rows lose the clip name."""
-        if not jobs:
-            return
         self.counters.not_written_at_stop += len(jobs)
-        try:
-            self._store.forget_clips(job.row_id for job in jobs)
-        except sqlite3.Error as exc:  # the next start clears them
-            log.warning("clips: cannot clear %d clip name(s) at stop: %s", len(jobs), exc)
+        self._forget([job.row_id for job in jobs])
+        if self._unforgotten:  # the next start clears them
+            log.warning("clips: %d clip name(s) of unwritten clips left in the store at stop", len(self._unforgotten))
 
     def write(self, job: ClipJob) -> bool:
         """Cut, encode, render and write one clip (clip worker); False if it was not written (counted)."""
         try:
             written = self._write(job)
-        except (OSError, sqlite3.Error, ValueError, RuntimeError) as exc:  # soundfile raises RuntimeError
+        except OSError as exc:  # the directory: full, read-only, I/O error
+            self._fault.failed(exc)
+            self.counters.failed += 1
+            written = False
+        except (sqlite3.Error, ValueError, RuntimeError) as exc:  # soundfile raises RuntimeError
             log.warning("clips: cannot write %s: %s", job.files.clip, exc)
             self.counters.failed += 1
             written = False
         if not written:
             self.directory.delete(job.files.names)
-            try:
-                self._store.forget_clips([job.row_id])
-            except sqlite3.Error as exc:
-                log.warning("clips: cannot clear the clip of detection %d: %s", job.row_id, exc)
+        self._forget([] if written else [job.row_id])
         return written
+
+    def _forget(self, row_ids: list[int]) -> None:
+        """Clear the clip names of these rows and of those not cleared before; keep them if the store refuses."""
+        first = not self._unforgotten
+        self._unforgotten.extend(row_ids)
+        if not self._unforgotten:
+            return
+        try:
+            self._store.forget_clips(self._unforgotten)
+        except sqlite3.Error as exc:
+            if first:
+                log.warning("clips: cannot clear the clip name of %d row(s) now (tried again with the next clip): %s",
+                            len(self._unforgotten), exc)
+            return
+        self._unforgotten.clear()
 
     def _write(self, job: ClipJob) -> bool:
         audio, window_held = self._cut(job)
@@ -137,6 +160,7 @@ class ClipRecorder:
             return False
         self.directory.write(job.files.clip, clip)
         self.directory.write(job.files.spectrogram, png)
+        self._fault.succeeded("clips written again")
         if not self._store.record_clip(job.row_id, nbytes):  # retention or the day's ranking took it meanwhile
             return False
         self.policy.added(nbytes, job.local_date, job.species_code)

@@ -36,6 +36,7 @@ from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
 from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
+from daemon.service.state_dirs import check_writable, state_directories
 from daemon.service.status import StatusReport
 from daemon.service.workers import QUEUE_ITEMS, PipelineWorker, SinkWorker
 from daemon.sinks.factory import SinkContext, make_sinks, ring_extra_samples
@@ -62,6 +63,7 @@ class Service:
     """The running daemon. ``run()`` blocks until SIGTERM/SIGINT (or the input ends) and returns an exit code."""
 
     def __init__(self, config: Config) -> None:
+        check_writable(state_directories(config))  # first: a failed start must be cheap
         self.config = config
         self._stop = threading.Event()
         self._reload = threading.Event()

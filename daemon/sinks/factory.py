@@ -66,6 +66,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
     """
     config = context.config
     built = SinkSet([], [])
+    on_event = context.publisher.publish_event if context.publisher else None
     recording = None
     if config.store.enabled:
         store = DetectionStore(config.store)
@@ -75,11 +76,10 @@ def make_sinks(context: SinkContext) -> SinkSet:
             recorder.reconcile()
             clips = ClipSchedule(recorder, context.ring)
             built.background.append(clips)
-        recording = RecordingSink(store, clips)
+        recording = RecordingSink(store, clips, on_event)
         built.window_sinks.append(recording)
         built.status.append(recording.status)
-    outbox = OutboxSink(context.outbox, context.publisher.publish_event if context.publisher else None,
-                        recording.payload_fields if recording else None)
+    outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None)
     built.sinks.append(outbox)
     built.window_sinks.append(outbox)  # each window retries what a full or read-only disk held back
     if recording is not None:

@@ -14,8 +14,9 @@ Faults: a file that is not a database, or fails ``PRAGMA quick_check``, is moved
 (``outbox.sqlite.corrupt-<UTC time>``, never deleted) and a new one is started. A write that fails
 while running (disk full, file system turned read-only, I/O error) keeps the detection in memory, in
 order, up to :data:`HELD_MAX` (beyond it the oldest held are dropped and counted); an acknowledgement
-that cannot be written is kept too. Both are retried with back-off at the next ``put`` or
-``retry_held`` (the outbox sink calls it at every scored window), oldest first.
+that cannot be written is kept too. Both are retried with back-off (:mod:`daemon.write_faults`) at the
+next ``put`` or ``retry_held`` (the outbox sink calls it at every scored window), oldest first. What is
+still held when the outbox closes is lost, and the count logged.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.backoff import Backoff
 from daemon.config import OutboxConfig
 from daemon.errors import StorageError
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.scoring import WindowResult
+from daemon.write_faults import EventCallback, FaultEvents, WriteFault, worth_logging
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ _WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # truncate the WAL back to this after a
 _SECONDS_PER_DAY = 86_400.0
 HELD_MAX = 10_000
 """detections kept in memory while the outbox cannot be written (about 5 MB); the oldest go beyond it"""
-RETRY_INITIAL_S, RETRY_MAX_S = 1.0, 60.0
-"""back-off of the retries of held writes (monotonic clock: a wall-clock jump neither hastens nor delays them)"""
 _CORRUPT = ("file is not a database", "malformed", "quick_check")
 
 _SCHEMA = """
@@ -71,9 +70,7 @@ class Outbox:
         self._held: deque[str] = deque()
         self._held_acks: set[int] = set()
         self._held_dropped = 0
-        self._write_error = ""
-        self._retry = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
-        self._retry_at = 0.0
+        self._fault = WriteFault(f"outbox {self._path}", f"holding detections in memory (at most {HELD_MAX})")
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
@@ -150,7 +147,7 @@ class Outbox:
     def write_error(self) -> str:
         """Why the last write failed ("" once writes succeed again)."""
         with self._lock:
-            return self._write_error
+            return self._fault.error
 
     def held(self) -> tuple[int, int]:
         """(detections held in memory now, held detections dropped at :data:`HELD_MAX` since start)."""
@@ -174,14 +171,14 @@ class Outbox:
             return removed > 0
 
         with self._lock:
-            if self._write_error:  # writes fail now: keep it for the next retry
+            if self._fault.error:  # writes fail now: keep it for the next retry
                 self._held_acks.add(seq)
                 return False
             try:
                 return self._transaction(delete, durable=False)
             except sqlite3.Error as exc:
                 self._held_acks.add(seq)
-                self._failed(exc)
+                self._fault.failed(exc)
                 return False
 
     def backlog(self) -> int:
@@ -201,13 +198,18 @@ class Outbox:
             return self._last_seq
 
     def close(self) -> None:
-        """Close the file (SQLite checkpoints the WAL); safe to call twice."""
+        """Write what is held (one last try), close the file (SQLite checkpoints the WAL); safe to call twice."""
         with self._lock:
+            if self._held or self._held_acks:
+                self._flush_held(force=True)
+            if self._held:
+                log.error("outbox %s: %d held detection(s) could not be written before exit (%s)", self._path,
+                          len(self._held), self._fault.error)
             self._conn.close()
 
     def _flush_held(self, *, force: bool) -> None:
         """Write held acks, then held detections oldest first, in one durable transaction (the lock is held)."""
-        if not (self._held or self._held_acks) or (not force and time.monotonic() < self._retry_at):
+        if not (self._held or self._held_acks) or (not force and not self._fault.due()):
             return
 
         def write() -> None:
@@ -223,30 +225,18 @@ class Outbox:
         try:
             self._transaction(write, durable=True)
         except sqlite3.Error as exc:
-            self._failed(exc)
+            self._fault.failed(exc)
             return
-        if self._write_error:
-            log.warning("outbox %s: writable again; %d held detection(s) and %d acknowledgement(s) written",
-                        self._path, len(self._held), len(self._held_acks))
+        self._fault.succeeded(f"{len(self._held)} held detection(s) and {len(self._held_acks)} acknowledgement(s) "
+                              "written")
         self._held.clear()
         self._held_acks.clear()
-        self._write_error = ""
-        self._retry.reset()
-        self._retry_at = 0.0
-
-    def _failed(self, exc: sqlite3.Error) -> None:
-        delay = self._retry.next_delay()
-        self._retry_at = time.monotonic() + delay
-        if not self._write_error:
-            log.error("outbox %s: cannot write (%s): holding detections in memory (at most %d), retrying with "
-                      "back-off", self._path, exc, HELD_MAX)
-        self._write_error = str(exc)
 
     def _bound_held(self) -> None:
         while len(self._held) > HELD_MAX:
             self._held.popleft()
             self._held_dropped += 1
-            if self._held_dropped in (1, 10, 100) or self._held_dropped % 1000 == 0:
+            if worth_logging(self._held_dropped):
                 log.warning("outbox %s: %d held detection(s) dropped so far (memory bound %d)", self._path,
                             self._held_dropped, HELD_MAX)
 
@@ -303,12 +293,11 @@ class OutboxSink:
     the detection store's ``id`` and ``clip``.
     """
 
-    def __init__(self, outbox: Outbox, on_event: Callable[[str, str], None] | None = None,
+    def __init__(self, outbox: Outbox, on_event: EventCallback | None = None,
                  extra_fields: Callable[[Detection], dict[str, Any]] | None = None) -> None:
         self.outbox = outbox
-        self._on_event = on_event
+        self._events = FaultEvents("outbox", on_event)
         self._extra_fields = extra_fields
-        self._reported = ""
 
     def put(self, detection: Detection) -> None:
         """Store one detection durably (fsynced before returning), or hold it in memory until the file takes it."""
@@ -324,11 +313,7 @@ class OutboxSink:
         self._report()
 
     def _report(self) -> None:
-        error = self.outbox.write_error
-        if error != self._reported and self._on_event is not None:
-            self._on_event(*(("outbox_write_failed", error) if error else ("outbox_writable", "held detections "
-                                                                           "written")))
-        self._reported = error
+        self._events.report(self.outbox.write_error, "held detections written")
 
     def close(self) -> None:
         """Close the outbox file."""

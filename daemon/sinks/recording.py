@@ -5,8 +5,15 @@ gives each of its detections a row id and, if the disk policy admits one, clip f
 reads the store); the outbox sink then puts both into the MQTT payload (:meth:`payload_fields`) and
 commits the detection durably; :meth:`RecordingSink.put` finally stores the row under that id and
 hands the clip job to the clip worker. The outbox comes first, so the store can never hold a
-detection back from MQTT: a failed store write is counted, logged and retried (before each later
-detection and at close), and only beyond ``RETRY_KEPT`` waiting rows is the oldest given up (counted).
+detection back from MQTT.
+
+A store write that fails (disk full, file system turned read-only, I/O error) keeps the row waiting in
+memory, in order; beyond ``RETRY_KEPT`` waiting rows the oldest is given up (counted). One log line and a
+``store_write_failed`` event on the status topic say so; the waiting rows are retried with back-off
+(:mod:`daemon.write_faults`) at each window and detection, and once more at close; once the store takes
+one again they all land in order, under the ids the MQTT payloads already carry, and one line and a
+``store_writable`` event say so. A waiting row loses its clip (counted as ``clips.skipped_store``): by
+the time it lands, the ring no longer holds its audio.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from daemon.clips.schedule import ClipSchedule
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.scoring import WindowResult
 from daemon.store.writer import ClipFiles, DetectionStore, epoch_of, local_date_time
+from daemon.write_faults import EventCallback, FaultEvents, WriteFault, worth_logging
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ class StoreCounters:
 
     stored: int = 0
     failed_writes: int = 0
-    """store writes that raised (each retried)"""
+    """store writes that raised (their rows wait for a retry)"""
     given_up: int = 0
     """detections never stored: more than ``RETRY_KEPT`` were waiting"""
 
@@ -54,16 +62,22 @@ class StoreCounters:
 class RecordingSink:
     """A window sink and a detection sink over one :class:`DetectionStore` and (optionally) the clips."""
 
-    def __init__(self, store: DetectionStore, clips: ClipSchedule | None) -> None:
+    def __init__(self, store: DetectionStore, clips: ClipSchedule | None,
+                 on_event: EventCallback | None = None) -> None:
         self.store = store
         self.clips = clips
         self.counters = StoreCounters()
         self._next_id = store.last_id() + 1
         self._planned: dict[str, Planned] = {}
-        self._retry: deque[tuple[Detection, Planned]] = deque()
+        self._waiting: deque[tuple[Detection, Planned]] = deque()
+        self._fault = WriteFault(f"detection store {store.path}",
+                                 f"keeping detections in memory (at most {RETRY_KEPT})")
+        self._events = FaultEvents("store", on_event)
 
     def put_window(self, result: WindowResult) -> None:
-        """Give each detection of the window its row id and clip names (reads only)."""
+        """Retry the waiting rows when due; give each detection of the window its row id and clip names."""
+        self._store_waiting(force=False)
+        self._report()
         if self.clips is not None:
             self.clips.advance(result.start_sample)
         for detection in result.detections:
@@ -92,14 +106,16 @@ class RecordingSink:
             local_date, local_time = local_date_time(epoch_of(detection.end))
             planned = Planned(self._next_id, None, local_date, local_time, 0, 0)
             self._next_id += 1
-        self._retry_waiting()
-        if self._retry or not self._store(detection, planned):
-            self._keep_for_retry(detection, planned)
+        self._store_waiting(force=False)
+        if self._waiting or not self._store(detection, planned):
+            self._keep_waiting(detection, planned)
+        self._report()
 
     def status(self) -> dict[str, Any]:
         """Statistics for ``<prefix>/status/stats``: the store's rows and troubles, and what happened to clips."""
         report: dict[str, Any] = {"store_rows": self.store.rows(), "store_failed_writes": self.counters.failed_writes,
-                                  "store_waiting": len(self._retry), "store_given_up": self.counters.given_up}
+                                  "store_waiting": len(self._waiting), "store_given_up": self.counters.given_up,
+                                  "store_error": self._fault.error}
         if self.clips is not None:
             report["clips"] = {**asdict(self.clips.recorder.counters), "pending": self.clips.pending(),
                                "total_bytes": self.clips.recorder.policy.total_bytes}
@@ -107,9 +123,10 @@ class RecordingSink:
 
     def close(self) -> None:
         """Try the waiting rows once more, then close the store."""
-        self._retry_waiting()
-        if self._retry:
-            log.error("detection store: %d detection(s) could not be stored before exit", len(self._retry))
+        self._store_waiting(force=True)
+        if self._waiting:
+            log.error("detection store %s: %d detection(s) could not be stored before exit (%s)", self.store.path,
+                      len(self._waiting), self._fault.error)
         self.store.close()
 
     def _store(self, detection: Detection, planned: Planned) -> bool:
@@ -117,8 +134,7 @@ class RecordingSink:
             _, released = self.store.add(detection, planned.files, planned.row_id)
         except (sqlite3.Error, OSError) as exc:
             self.counters.failed_writes += 1
-            log.warning("detection store: cannot store %s (%d failure(s) so far; kept for a retry): %s",
-                        detection.detection_id, self.counters.failed_writes, exc)
+            self._fault.failed(exc)
             return False
         self.counters.stored += 1
         if self.clips is not None:
@@ -129,13 +145,28 @@ class RecordingSink:
                                                           planned.end_sample))
         return True
 
-    def _retry_waiting(self) -> None:
-        while self._retry and self._store(*self._retry[0]):
-            self._retry.popleft()
+    def _store_waiting(self, *, force: bool) -> None:
+        """Store the waiting rows, oldest first, if the back-off allows (or ``force``)."""
+        if not self._waiting or not (force or self._fault.due()):
+            return
+        stored = 0
+        while self._waiting and self._store(*self._waiting[0]):
+            self._waiting.popleft()
+            stored += 1
+        if not self._waiting:
+            self._fault.succeeded(f"{stored} waiting detection(s) stored")
 
-    def _keep_for_retry(self, detection: Detection, planned: Planned) -> None:
-        self._retry.append((detection, planned))
-        if len(self._retry) > RETRY_KEPT:
-            lost, _ = self._retry.popleft()
+    def _keep_waiting(self, detection: Detection, planned: Planned) -> None:
+        if planned.files is not None and self.clips is not None:  # its audio will be gone when the row lands
+            self.clips.recorder.counters.skipped_store += 1
+            planned = replace(planned, files=None)
+        self._waiting.append((detection, planned))
+        if len(self._waiting) > RETRY_KEPT:
+            lost, _ = self._waiting.popleft()
             self.counters.given_up += 1
-            log.error("detection store: gave up storing %s (%d waiting)", lost.detection_id, len(self._retry))
+            if worth_logging(self.counters.given_up):
+                log.error("detection store %s: gave up storing %s (%d given up so far; at most %d wait)",
+                          self.store.path, lost.detection_id, self.counters.given_up, RETRY_KEPT)
+
+    def _report(self) -> None:
+        self._events.report(self._fault.error, "waiting detections stored")

@@ -110,7 +110,8 @@ class DetectionStore:
                 released = self._enforce_retention()
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                    self._conn.execute("ROLLBACK")
                 self._rows = self._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
                 raise
         return row_id, released
