@@ -1,13 +1,12 @@
 """The outbox on a full disk and on a file system turned read-only, and a damaged outbox file at start.
 
-Full disk: a real small file system, a tmpfs mounted by the test (root only, as in CI; skipped with
-the reason otherwise) and filled up with a file. Read-only: ``mount -o remount,ro`` refuses while the
-outbox holds its file open for writing (EBUSY), and the kernel's forced remount after a card error
-cannot be triggered safely in a test; so the outbox's own connection is switched to
-``PRAGMA query_only``, which fails every write with SQLite's SQLITE_READONLY, the error a read-only
-file system gives. While writes fail, detections are held in memory in order (bounded, counted),
-acknowledgements too, an event says so, nothing crashes; once writes succeed again the held ones are
-written, oldest first, and an event says so.
+Full disk: a real small file system, a tmpfs mounted by the test (root only, as in CI; skipped with the reason
+otherwise) and filled up with a file. Read-only, in-process: ``mount -o remount,ro`` refuses while the outbox
+holds its file open for writing (EBUSY), so the outbox's own connection is switched to ``PRAGMA query_only``,
+which fails every write with SQLite's SQLITE_READONLY. The kernel's forced remount after a card error, under a
+running daemon, is in test_store_and_clips_survive_full_and_read_only_disk.py. While writes fail, detections
+are held in memory in order (bounded, counted), acknowledgements too, an event says so, nothing crashes; once
+writes succeed again the held ones are written, oldest first, and an event says so.
 """
 
 from __future__ import annotations

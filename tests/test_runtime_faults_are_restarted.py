@@ -1,27 +1,37 @@
 """Error policy: a runtime fault exits 1, which the unit restarts; only a configuration error exits 2 (not restarted).
 
-systemd is not PID 1 here, so the unit's own restart policy (``Restart=``, ``RestartPreventExitStatus=``) is read
-from systemd/birdd.service and applied to each exit, as systemd would.
+systemd is not PID 1 here, so the unit's own restart policy (``Restart=``, ``RestartPreventExitStatus=``,
+``RestartSec=``, ``StartLimitBurst=``) is read from systemd/birdd.service and applied to each exit, as systemd would.
 """
 
 import configparser
 import socket
+import time
 from pathlib import Path
 
 import pytest
 from conftest import HOST, free_port
 from daemon_process import Daemon, write_config
+from disk_fixtures import fill, run
+
+from daemon.config import OutboxConfig, StoreConfig
+from daemon.sinks.outbox import Outbox
+from daemon.store.writer import DetectionStore
 
 pytestmark = pytest.mark.integration
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "birdd.service"
 
 
-def systemd_restarts(exit_code: int) -> bool:
-    """Would the unit restart birdd after it exits with ``exit_code``?"""
+def read_unit() -> configparser.ConfigParser:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read(UNIT)
-    service = unit["Service"]
+    return unit
+
+
+def systemd_restarts(exit_code: int) -> bool:
+    """Would the unit restart birdd after it exits with ``exit_code``?"""
+    service = read_unit()["Service"]
     assert service["Restart"] == "on-failure"
     prevented = {int(code) for code in service.get("RestartPreventExitStatus", "").split()}
     return exit_code != 0 and exit_code not in prevented
@@ -65,10 +75,37 @@ def test_outbox_that_cannot_be_created_exits_1(tmp_path, trained_model):
                        tmp_path / "daemon.log")
     text = (tmp_path / "daemon.log").read_text()
     assert code == 1 and systemd_restarts(code), text
-    assert "outbox.path: cannot open" in text and "Traceback" not in text
+    assert text == f"birdd: error: outbox.path: {blocker} is not a directory\n"
 
 
 def test_configuration_error_exits_2_and_is_not_restarted(tmp_path, trained_model):
     code = run_to_exit(config(tmp_path, trained_model, mqtt={"port": 0}), tmp_path / "daemon.log")
     assert code == 2 and not systemd_restarts(code)
     assert "mqtt.port: must be within 1..65535" in (tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_state_directory_read_only_or_full_at_boot_exits_1_without_a_tight_loop(fault, small_fs, tmp_path,
+                                                                                  trained_model):
+    state = small_fs
+    Outbox(OutboxConfig(path=str(state / "outbox.sqlite"))).close()  # what an earlier run left there
+    DetectionStore(StoreConfig(path=str(state / "detections.sqlite"))).close()
+    if fault == "read-only":
+        run("mount", "-o", "remount,ro", str(state))  # nothing holds a file open for writing: allowed
+        reason = "Read-only file system"
+    else:
+        fill(state)
+        reason = "No space left on device"
+    path = config(tmp_path, trained_model, outbox={"path": str(state / "outbox.sqlite")},
+                  store={"path": str(state / "detections.sqlite")}, clips={"dir": str(state / "clips")})
+    started = time.monotonic()
+    code = run_to_exit(path, tmp_path / "daemon.log")
+    took = time.monotonic() - started
+    lines = (tmp_path / "daemon.log").read_text().splitlines()
+    assert code == 1 and systemd_restarts(code), lines
+    assert lines == [f"birdd: error: outbox.path: cannot write in {state}: {reason}"]  # one line, before the model
+    # restarted after RestartSec, at most StartLimitBurst times in StartLimitIntervalSec, then the unit stays failed
+    unit = read_unit()
+    restart_s, burst = float(unit["Service"]["RestartSec"]), int(unit["Unit"]["StartLimitBurst"])
+    interval_s = float(unit["Unit"]["StartLimitIntervalSec"])
+    assert restart_s >= 5 and burst * (restart_s + took) < interval_s and took < restart_s

@@ -63,7 +63,6 @@ class Service:
     """The running daemon. ``run()`` blocks until SIGTERM/SIGINT (or the input ends) and returns an exit code."""
 
     def __init__(self, config: Config) -> None:
-        check_writable(state_directories(config))  # first: a failed start must be cheap
         self.config = config
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -72,6 +71,7 @@ class Service:
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
         model = load_model(config.model.path, config.model.threads)
         self.range_filter = open_range_filter(config)
+        check_writable(state_directories(config))  # before anything is written: one line naming the directory
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))

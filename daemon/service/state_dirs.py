@@ -1,10 +1,9 @@
-"""The state directories, checked at start before anything is loaded: each must take a small write.
+"""The state directories, checked at start before anything is written: each must take a small write.
 
-A directory on a file system that is read-only or full stops ``birdd run`` at once with one line naming
+A directory on a file system that is read-only or full stops ``birdd run`` at start with one line naming
 the key and the directory, and exit status 1: a runtime fault, which the unit restarts after
-``RestartSec`` at most ``StartLimitBurst`` times (docs/service.md, error policy). The check comes before
-the model is loaded, so each failed start is cheap. Faults that begin while the daemon runs are held in
-memory and retried instead (:mod:`daemon.write_faults`).
+``RestartSec`` at most ``StartLimitBurst`` times (docs/service.md, error policy). Faults that begin while
+the daemon runs are held in memory and retried instead (:mod:`daemon.write_faults`).
 """
 
 from __future__ import annotations
@@ -44,5 +43,7 @@ def check_writable(directories: dict[str, Path]) -> None:
                     os.fsync(probe.fileno())
             finally:
                 os.unlink(name)
+        except FileExistsError:
+            raise StorageError(f"{key}: {directory} is not a directory") from None
         except OSError as exc:
             raise StorageError(f"{key}: cannot write in {directory}: {exc.strerror or exc}") from None
