@@ -72,3 +72,23 @@ class Daemon:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
         self._stderr.close()
+
+
+def replaying_daemon(tmp_path: Path, broker: Any, model: Path, corpus: Path, outbox: Path,
+                     state: Path | None = None) -> Daemon:
+    """Station ``fault`` replaying a test soundscape of ``corpus`` at real time in a loop (threshold 0, a window
+    a second: several detections a second), publishing to ``broker``; the outbox at ``outbox``, the store and
+    the clips in ``state`` (else beside the config), few clips."""
+    soundscape = sorted((corpus / "test_soundscapes").iterdir())[0]
+    state = state or tmp_path
+    config = write_config(tmp_path / "config.toml", {
+        "station": {"name": "fault"},
+        "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
+        "model": {"path": str(model)},
+        "detection": {"threshold": 0.0, "window_hop_s": 1.0},
+        "mqtt": {"host": broker.host, "port": broker.port, "ha_discovery": False, "status_interval_s": 1.0},
+        "outbox": {"path": str(outbox)},
+        "store": {"path": str(state / "detections.sqlite")},
+        "clips": {"dir": str(state / "clips"), "keep_per_species_per_day": 2, "max_total_mb": 4.0},
+    })
+    return Daemon(config, tmp_path / "daemon.log")

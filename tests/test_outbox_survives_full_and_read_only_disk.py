@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_process import Daemon, write_config
+from daemon_process import replaying_daemon
 from disk_fixtures import fill
 
 from daemon.config import OutboxConfig
@@ -110,17 +110,8 @@ def test_damaged_outbox_is_moved_aside_and_a_new_one_started(tmp_path, content, 
 def test_daemon_rides_out_a_full_disk(small_fs, tmp_path, mosquitto, subscribe, trained_model,
                                                    synthetic_corpus):
     """The daemon keeps running and detecting, says so on the status topic, and loses no detection."""
-    soundscape = sorted((synthetic_corpus / "test_soundscapes").iterdir())[0]
     sub = subscribe(mosquitto, "birdd/fault/#")
-    config = write_config(tmp_path / "config.toml", {
-        "station": {"name": "fault"},
-        "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
-        "model": {"path": str(trained_model)},
-        "detection": {"threshold": 0.0, "window_hop_s": 1.0},
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "ha_discovery": False, "status_interval_s": 1.0},
-        "outbox": {"path": str(small_fs / "outbox.sqlite")},
-    })
-    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon = replaying_daemon(tmp_path, mosquitto, trained_model, synthetic_corpus, small_fs / "outbox.sqlite")
     events = "birdd/fault/status/events"
     try:
         sub.wait_for(lambda ms: len(ms) >= 6, topic="birdd/fault/detections", timeout=60)

@@ -23,8 +23,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import Broker, Subscriber
-from daemon_process import Daemon, write_config
+from conftest import Subscriber
+from daemon_process import Daemon, replaying_daemon
 from disk_fixtures import SdCard, fill, is_read_only
 
 from daemon.config import OutboxConfig
@@ -35,23 +35,6 @@ pytestmark = pytest.mark.integration
 PREFIX = "birdd/fault"
 DETECTIONS, EVENTS, STATS = f"{PREFIX}/detections", f"{PREFIX}/status/events", f"{PREFIX}/status/stats"
 DETECTION_LINE = "INFO daemon.sinks.log: detection "
-
-
-def start_daemon(tmp_path: Path, broker: Broker, model: Path, corpus: Path, outbox: Path, state: Path) -> Daemon:
-    """A daemon replaying a soundscape at real time in a loop, a detection a second or so; store and clips in
-    ``state``."""
-    soundscape = sorted((corpus / "test_soundscapes").iterdir())[0]
-    config = write_config(tmp_path / "config.toml", {
-        "station": {"name": "fault"},
-        "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
-        "model": {"path": str(model)},
-        "detection": {"threshold": 0.0, "window_hop_s": 1.0},
-        "mqtt": {"host": broker.host, "port": broker.port, "ha_discovery": False, "status_interval_s": 1.0},
-        "outbox": {"path": str(outbox)},
-        "store": {"path": str(state / "detections.sqlite")},
-        "clips": {"dir": str(state / "clips"), "keep_per_species_per_day": 2, "max_total_mb": 4.0},
-    })
-    return Daemon(config, tmp_path / "daemon.log")
 
 
 def event_seen(kind: str):
@@ -107,7 +90,7 @@ def read_store(path: Path) -> tuple[list[tuple[int, str, str | None, str | None,
 def test_store_and_clips_on_a_full_disk(small_fs, tmp_path, mosquitto, subscribe, trained_model, synthetic_corpus):
     sub = subscribe(mosquitto, f"{PREFIX}/#")
     outbox = tmp_path / "outbox.sqlite"
-    daemon = start_daemon(tmp_path, mosquitto, trained_model, synthetic_corpus, outbox, small_fs)
+    daemon = replaying_daemon(tmp_path, mosquitto, trained_model, synthetic_corpus, outbox, small_fs)
     try:
         sub.wait_for(lambda ms: len(ms) >= 4, topic=DETECTIONS, timeout=60)
         filler = fill(small_fs)
@@ -145,7 +128,8 @@ def test_card_turned_read_only_under_the_daemon(sd_card: SdCard, tmp_path, mosqu
                                                  synthetic_corpus):
     sub = subscribe(mosquitto, f"{PREFIX}/#")
     state = sd_card.root
-    daemon = start_daemon(tmp_path, mosquitto, trained_model, synthetic_corpus, state / "outbox.sqlite", state)
+    daemon = replaying_daemon(tmp_path, mosquitto, trained_model, synthetic_corpus, state / "outbox.sqlite",
+                              state)
     try:
         sub.wait_for(lambda ms: len(ms) >= 4, topic=DETECTIONS, timeout=60)
         sd_card.fail()
