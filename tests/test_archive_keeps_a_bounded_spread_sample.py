@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_outbox_survives_full_and_read_only_disk import small_fs  # noqa: F401  (a fixture)
 
 from daemon.archive.archive import QUEUED_PIECES, AudioArchive
 from daemon.archive.directory import ArchiveCounters, ArchiveDirectory, file_name
@@ -188,7 +187,7 @@ for i in range(100000):
     assert again.files == sum(1 for p in root.rglob("mic_*.flac"))
 
 
-def test_a_full_then_read_only_disk_is_counted_and_logged_once(small_fs, rng, caplog):  # noqa: F811
+def test_a_full_then_read_only_disk_is_counted_and_logged_once(small_fs, rng, caplog):
     archive = directory(small_fs, min_free_mb=0)  # a 16 MB tmpfs
     counters = archive.counters
     caplog.set_level(logging.INFO, logger="daemon.archive.directory")

@@ -60,6 +60,12 @@ def fault_lines(log: str, what: str) -> tuple[list[str], list[str]]:
     return [line for line in lines if "cannot write" in line], [line for line in lines if "writable again" in line]
 
 
+def trouble_while_running(log: str) -> list[str]:
+    """Warning and error lines before the stop began (at most a handful, however many windows the fault lasted)."""
+    running = log.split("file source stopped", 1)[0]  # the first line of the stop
+    return [line for line in running.splitlines() if " WARNING " in line or " ERROR " in line]
+
+
 def payload_ids(sub: Subscriber) -> dict[str, int]:
     """detection_id -> store id, from the MQTT payloads, in order of first arrival."""
     received: dict[str, int] = {}
@@ -109,6 +115,7 @@ def test_store_and_clips_on_a_full_disk(small_fs, tmp_path, mosquitto, subscribe
     failed, writable = fault_lines(log, "detection store")
     assert len(failed) == 1 and len(writable) == 1 and "Traceback" not in log, log  # one line each, not per window
     assert "No space left" in failed[0] or "full" in failed[0]
+    assert len(trouble_while_running(log)) <= 4, trouble_while_running(log)
     rows, integrity = read_store(small_fs / "detections.sqlite")
     assert integrity == "ok"
     made = log.count(DETECTION_LINE)
@@ -147,6 +154,7 @@ def test_card_turned_read_only_under_the_daemon(sd_card: SdCard, tmp_path, mosqu
         failed, _ = fault_lines(log, what)
         assert len(failed) == 1, log  # one line, not one per window
     assert len(fault_lines(log, "clips")[0]) <= 1
+    assert len(trouble_while_running(log)) <= 4, trouble_while_running(log)  # with 24 and more detections held
     lost_outbox = int(re.search(r"outbox \S+: (\d+) held detection\(s\) could not be written", log)[1])
     lost_store = int(re.search(r"detection store \S+: (\d+) detection\(s\) could not be stored", log)[1])
     copy = tmp_path / "card-copy"  # the card is read-only: read copies of its files
