@@ -163,7 +163,10 @@ def test_card_turned_read_only_under_the_daemon(sd_card: SdCard, tmp_path, mosqu
     assert integrity == "ok"
     made = log.count(DETECTION_LINE)
     published_or_waiting = set(payload_ids(sub)) | outbox_waiting(copy / "outbox.sqlite")
-    # nothing is lost silently: every detection is delivered, in the outbox file, or counted at stop
-    assert len(published_or_waiting) + lost_outbox == made and len(rows) + lost_store == made, log
+    # nothing is lost silently: every detection is delivered, in the outbox file, or counted at stop. (A commit
+    # under way when the card failed may have reached the WAL before SQLite saw the error: that detection is
+    # counted as held and lost, and is in the file too; it would be published once the card is repaired.)
+    assert made <= len(published_or_waiting) + lost_outbox <= made + 1, log
+    assert made <= len(rows) + lost_store <= made + 1, log
     assert {detection_id for _, detection_id, *_ in rows} <= published_or_waiting
     assert json.loads(sub.messages(EVENTS)[-1].payload)["kind"] in {"store_write_failed", "outbox_write_failed"}
