@@ -3,14 +3,15 @@
 Three parts, each side by side in the same run (the machine's cores may be shared: compare the ratios):
 
   long    the bench206 test soundscapes cycled to --minutes one-minute pieces (default 180: 100 files, then the
-          first 80 again) joined into one float32 WAV under --work (the sources' samples exactly; 1.4 GB, deleted
-          by nobody but you); `birdd replay` of it into a Parquet submission, sampling the process tree's memory
-          and CPU: peak RSS (sum over the processes, and the largest one), CPU seconds per wall second; then the
-          windows and float32 scores are compared with the 180 sources pushed one after the other into one
-          ScoringPipeline in this process (one unsplit signal).
+          first 80 again) joined into one 24-bit FLAC under --work (delete it when done); `birdd replay` of it
+          into a Parquet submission, sampling the process tree's memory and CPU: peak RSS (sum over the
+          processes, and the largest one), CPU seconds per wall second; then the windows and float32 scores are
+          compared with the joined file decoded block by block into one ScoringPipeline in this process (the
+          joined signal, unsplit).
   dask    700 one-minute files (the 100 test soundscapes linked 7 times, as bench/replay_speed.py), alternating
           for --rounds rounds: the default process pool, `--dask local`, and a separately started
-          `dask scheduler` + two single-threaded `dask worker` processes on loopback; output bytes compared.
+          `dask scheduler` + two `dask worker --nworkers 1 --nthreads 1` processes on loopback, configured as
+          docs/scale.md says (daemon.batch.dask_runner.WORKER_CONFIG in a Dask YAML file); output bytes compared.
   resume  the same 700 files: a full `--resume` run, then a run killed with SIGKILL once half the files are
           journalled and resumed; resumed time / full time and output bytes compared.
 
@@ -36,10 +37,12 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import soundfile as sf
+import yaml
 from replay_speed import link_copies
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.files import read_audio
+from daemon.audio.files import read_audio, read_audio_blocks
+from daemon.batch.dask_runner import WORKER_CONFIG
 from daemon.batch.formats import FileScores
 from daemon.batch.journal import journal_dir
 from daemon.batch.segments import file_scores
@@ -116,25 +119,23 @@ def timed_with_cpu(command: list[str], cluster: list[int]) -> tuple[float, float
 
 
 def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> None:
-    """Write ``minutes`` one-minute soundscapes (cycled) into one float32 WAV: the same samples as the sources
-    (a FLAC would clip the Vorbis decodes that exceed full scale)."""
-    with sf.SoundFile(target, "w", SAMPLE_RATE, 1, "FLOAT", format="WAV") as out:
+    """Write ``minutes`` one-minute soundscapes (cycled) into one 24-bit FLAC (samples beyond full scale clip)."""
+    with sf.SoundFile(target, "w", SAMPLE_RATE, 1, "PCM_24", format="FLAC") as out:
         for i in range(minutes):
-            out.write(read_audio(sources[i % len(sources)]))
+            out.write(np.clip(read_audio(sources[i % len(sources)]), -1, 1))
 
 
-def score_as_one_signal(model: Model, sources: list[Path], minutes: int) -> FileScores:
-    """The sources' decoded samples pushed one after the other into one pipeline: one unsplit signal."""
+def score_as_one_signal(model: Model, joined: Path) -> FileScores:
+    """The joined file decoded block by block into one pipeline: the joined signal, unsplit."""
     pipeline, results, position = ScoringPipeline(model, WindowGrid()), [], 0
-    for i in range(minutes):
-        samples = read_audio(sources[i % len(sources)])
-        results += pipeline.push(AudioBlock(position, samples, "joined"))
-        position += samples.size
-    return file_scores(Path("joined"), results + pipeline.flush(), len(model.species))
+    for block in read_audio_blocks(joined, 0, None):
+        results += pipeline.push(AudioBlock(position, block, str(joined)))
+        position += block.size
+    return file_scores(joined, results + pipeline.flush(), len(model.species))
 
 
 def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
-    joined = args.work / f"joined_{args.minutes}min.wav"
+    joined = args.work / f"joined_{args.minutes}min.flac"
     if not joined.exists():
         join_soundscapes(sources, args.minutes, joined)
         print(f"wrote {joined} ({joined.stat().st_size / 1e6:.0f} MB)", flush=True)
@@ -160,14 +161,15 @@ def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
     model = load_model(args.model)
     started = time.perf_counter()
     with threadpool_limits(1):  # as replay's workers: BLAS threads would change the last bits of the log-mels
-        unsplit = score_as_one_signal(model, sources, args.minutes)
-    print(f"reference (the sources as one signal, one process): {time.perf_counter() - started:.1f} s", flush=True)
+        unsplit = score_as_one_signal(model, joined)
+    print(f"reference (the joined file as one signal, one process): {time.perf_counter() - started:.1f} s", flush=True)
     ends = np.array([int(r.rsplit("_", 1)[1]) for r in table.column("row_id").to_pylist()])
     scores = np.stack([table.column(s.code).to_numpy() for s in model.species], axis=1)
     same_windows = np.array_equal(ends * SAMPLE_RATE, unsplit.ends)
     same_scores = scores.shape == unsplit.scores.shape and np.array_equal(scores, unsplit.scores)
-    print(f"long: {len(ends)} windows; windows equal to the sources as one signal: {same_windows}; float32 scores "
-          f"equal: {same_scores}", flush=True)
+    difference = float(np.abs(scores - unsplit.scores).max()) if scores.shape == unsplit.scores.shape else np.inf
+    print(f"long: {len(ends)} windows; windows equal to the joined signal unsplit: {same_windows}; float32 scores "
+          f"equal: {same_scores} (largest difference {difference:.2g})", flush=True)
 
 
 def free_port() -> int:
@@ -176,15 +178,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_cluster(workers: int) -> tuple[str, list[subprocess.Popen]]:
+def worker_config(folder: Path) -> dict[str, str]:
+    """The environment of a `dask worker` configured as docs/scale.md says: WORKER_CONFIG in a Dask YAML file."""
+    nested: dict = {}
+    for key, value in WORKER_CONFIG.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "birdd.yaml").write_text(yaml.safe_dump(nested))
+    return {**os.environ, "DASK_CONFIG": str(folder)}
+
+
+def start_cluster(workers: int, config: Path) -> tuple[str, list[subprocess.Popen]]:
     """A `dask scheduler` and ``workers`` single-threaded `dask worker` processes on loopback."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], **quiet)]
-    procs += [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host",
-                                "127.0.0.1"], **quiet) for _ in range(workers)]
+    env = worker_config(config)
+    procs += [subprocess.Popen([str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                "--no-dashboard", "--host", "127.0.0.1"], env=env, **quiet) for _ in range(workers)]
     from distributed import Client
 
     with Client(address, timeout="30s") as client:
@@ -204,7 +221,7 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 
 def dask_vs_pool(args: argparse.Namespace, folder: Path, files: int) -> None:
     jobs = len(os.sched_getaffinity(0))
-    address, cluster = start_cluster(jobs)
+    address, cluster = start_cluster(jobs, args.work / "dask_config")
     try:
         modes = {"pool": [], "dask local": ["--dask", "local"], "dask scheduler+workers": ["--dask", address]}
         walls: dict[str, list[float]] = {name: [] for name in modes}

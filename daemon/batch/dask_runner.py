@@ -6,6 +6,15 @@ bundle by path, so every worker must see the same paths (a shared file system). 
 order, with a bounded number of tasks in flight, so memory stays flat however many tasks there are. A worker
 that dies has its tasks run again elsewhere by the scheduler; each task's result is taken once, in order, so no
 row is lost or doubled.
+
+Three Dask defaults cost replay dearly and are changed for ``--dask local`` (:data:`WORKER_CONFIG`): the
+nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which disables glibc's dynamic mmap threshold, so
+every array over 128 kB is mapped, zero-filled by page faults and unmapped again (on 700 one-minute files this
+took 1.9x the CPU time of the process pool, 40 % of it in the kernel); and the workers' statistical profiler
+samples the task thread every 10 ms; and workers are spawned, so each imports Dask, NumPy and birdd afresh (about
+1 CPU s each). Local workers are forked instead, as the process pool's are (from a process whose other threads
+are Dask's own event loops; each worker loads the bundle itself, as the pool's do). Separately started workers read their own configuration: the client warns
+when they run with the trim threshold set (``docs/scale.md`` shows the worker configuration).
 """
 
 from __future__ import annotations
@@ -23,6 +32,13 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 """``--dask local``: a LocalCluster on this machine, one single-threaded worker process per core"""
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+WORKER_CONFIG = {
+    f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None,  # None: the nanny leaves it unset
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.multiprocessing-method": "fork",
+}
+"""Dask configuration of ``--dask local`` workers (see the module docstring)"""
 TASKS_PER_WORKER_THREAD = 8
 """tasks kept in flight per worker thread: enough to hide scheduling latency, few enough to bound memory"""
 
@@ -36,6 +52,7 @@ def dask_runner(address: str, jobs: int = 0) -> Runner:
 
     def run(job: ReplayJob, tasks: list[Task]) -> Iterator[list[SegmentResult]]:
         with _client(address, jobs) as client:
+            _warn_about_trimming(client)
             threads = sum(client.nthreads().values())
             log.info("dask: %d task(s) on %d worker thread(s) at %s", len(tasks), threads,
                      client.scheduler.address)
@@ -58,15 +75,31 @@ def dask_runner(address: str, jobs: int = 0) -> Runner:
     return run
 
 
+def _warn_about_trimming(client) -> None:
+    trimming = {value for value in client.run(_trim_threshold).values() if value is not None}
+    if trimming:
+        log.warning("dask workers run with %s=%s (the nanny's default), which makes replay up to 2x slower; "
+                    "start them with distributed.nanny.pre-spawn-environ.%s: null in their Dask configuration "
+                    "(docs/scale.md)", TRIM_VARIABLE, ",".join(sorted(trimming)), TRIM_VARIABLE)
+
+
+def _trim_threshold() -> str | None:
+    """The worker's ``MALLOC_TRIM_THRESHOLD_`` (runs in the worker: ``os.environ.get`` itself would be pickled
+    with the client's environment)."""
+    return os.environ.get(TRIM_VARIABLE)
+
+
 @contextmanager
 def _client(address: str, jobs: int):
+    import dask
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown replay's
     if address == LOCAL:
         workers = jobs or len(os.sched_getaffinity(0))
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        with dask.config.set(WORKER_CONFIG), LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
             yield client
         return
     try:

@@ -17,7 +17,10 @@ class LinearHead:
                               f"weights {weights.shape}, bias {bias.shape}")
         folded = weights / scale[:, None]
         self.weights = np.ascontiguousarray(folded, dtype=np.float32)
-        self.bias = (bias - (mean / scale) @ weights).astype(np.float32)
+        # einsum's own loop, not BLAS: a BLAS product's last bits depend on its thread count, and replay's workers
+        # (one BLAS thread) must fold the same bias as a process with several
+        shift = np.einsum("i,ij->j", (mean / scale).astype(np.float64), weights.astype(np.float64))
+        self.bias = (bias - shift).astype(np.float32)
         self.input_dim = dim
         self.n_species = n_species
 
