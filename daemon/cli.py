@@ -103,10 +103,13 @@ def cli(log_level: str) -> None:
 @click.option("--resume", is_flag=True, help="Journal finished files next to OUT and continue an interrupted run.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
               help="Run on a Dask cluster (tcp://host:8786, or 'local' for a LocalCluster); needs birdd[dask].")
+@click.option("--parts", is_flag=True,
+              help="The workers write the rows as Parquet parts into the folder OUT (shared storage), nothing "
+                   "gathered; --format submission or detections.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, jobs: int,
-           segment_minutes: float, time_pattern: str | None, resume: bool, dask_address: str | None,
+           segment_minutes: float, time_pattern: str | None, resume: bool, dask_address: str | None, parts: bool,
            progress: bool | None, lat: float | None, lon: float | None, week: int | None, day: datetime | None,
            threshold: float) -> None:
     """Score recordings (files or folders, recursive) into a submission CSV or detection tables.
@@ -117,7 +120,7 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
     With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
     --date, default the whole year) score 0 in the submission and are left out of detection tables.
     """
-    from daemon.batch.run import ReplayOptions, run_replay
+    from daemon.batch.run import ReplayOptions, replay_into_parts, run_replay
 
     options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern)
     if time_pattern:
@@ -135,7 +138,8 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
         runner = pool_runner(model, jobs)
     started = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
-    summary = run_replay(model, files, output, options, runner, resume, show, in_range)
+    summary = (replay_into_parts if parts else run_replay)(model, files, output, options, runner, resume, show,
+                                                           in_range)
     elapsed = time.perf_counter() - started
     log.info("scored %d files (%.1f min of audio) in %.1f s (%.0fx real time) -> %s", summary.scored,
              summary.audio_seconds / 60, elapsed, summary.audio_seconds / max(elapsed, 1e-9), output)

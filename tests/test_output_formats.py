@@ -1,5 +1,7 @@
 """Replay output formats: submission rows, detections, Raven selections, Audacity labels, atomic writes."""
 
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from daemon.batch.formats import (
     RavenTable,
     audacity_labels,
     detection_rows,
+    raven_header,
     submission_header,
     submission_rows,
 )
@@ -41,6 +44,20 @@ def test_raven_selection_table_numbers_selections_across_files():
     assert [line.split("\t")[0] for line in first + second] == ["1", "2", "3", "4", "5", "6"]
     fields = second[0].split("\t")
     assert fields[3] == "10.000" and fields[10] == "/x/site_01.ogg" and fields[11] == "0.000"
+
+
+def test_raven_table_gets_raven_clock_times_when_the_recording_start_is_known():
+    assert raven_header(True).rstrip("\n").split("\t")[-4:] == ["Begin Date", "Begin Clock Time", "End Date",
+                                                                 "End Clock Time"]
+    table = RavenTable(0.5, with_times=True)
+    start = datetime(2024, 5, 1, 23, 59, 57, 250000, tzinfo=timezone(timedelta(hours=1)))
+    timed = table.rows(replace(result(), recording_start=start), SPECIES).splitlines()
+    untimed = table.rows(result(), SPECIES).splitlines()
+    assert timed[0].split("\t")[-4:] == ["2024/05/01", "23:59:57.250", "2024/05/02", "00:00:02.250"]
+    assert untimed[0].split("\t")[-4:] == ["", "", "", ""]
+    assert len(timed[0].split("\t")) == len(raven_header(True).split("\t"))
+    plain = RavenTable(0.5).rows(result(), SPECIES).splitlines()[0]
+    assert len(plain.split("\t")) == len(raven_header(False).split("\t"))
 
 
 def test_audacity_labels():

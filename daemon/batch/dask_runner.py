@@ -10,11 +10,12 @@ row is lost or doubled.
 Three Dask defaults cost replay dearly and are changed for ``--dask local`` (:data:`WORKER_CONFIG`): the
 nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which disables glibc's dynamic mmap threshold, so
 every array over 128 kB is mapped, zero-filled by page faults and unmapped again (on 700 one-minute files this
-took 1.9x the CPU time of the process pool, 40 % of it in the kernel); and the workers' statistical profiler
-samples the task thread every 10 ms; and workers are spawned, so each imports Dask, NumPy and birdd afresh (about
-1 CPU s each). Local workers are forked instead, as the process pool's are (from a process whose other threads
-are Dask's own event loops; each worker loads the bundle itself, as the pool's do). Separately started workers read their own configuration: the client warns
-when they run with the trim threshold set (``docs/scale.md`` shows the worker configuration).
+took 1.9x the CPU time of the process pool, 40 % of it in the kernel); the workers' statistical profiler samples
+the task thread every 10 ms; and workers are spawned, so each imports Dask, NumPy and birdd afresh (about 1 CPU s
+each). Local workers are forked instead, as the process pool's are (from a process whose other threads are
+Dask's own event loops; each worker loads the bundle itself, as the pool's do). Separately started workers read
+their own configuration: the client warns when they run with the trim threshold set (``docs/scale.md`` shows
+the worker configuration).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from daemon.batch.replay import ReplayJob, Runner, SegmentResult, Task, run_task
+from daemon.batch.replay import ReplayJob, Runner, Task, TaskResult, run_task
 from daemon.errors import BirddError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def dask_runner(address: str, jobs: int = 0) -> Runner:
     except ImportError:
         raise BirddError("--dask needs Dask distributed: pip install 'birdd[dask]'") from None
 
-    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[list[SegmentResult]]:
+    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[TaskResult]:
         with _client(address, jobs) as client:
             _warn_about_trimming(client)
             threads = sum(client.nthreads().values())

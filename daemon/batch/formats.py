@@ -6,8 +6,8 @@ Times are derived from sample indices here, at the edge.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,14 @@ class FileScores:
     """when the recording started (see :mod:`daemon.batch.recording_time`), if known"""
     in_range: np.ndarray | None = None
     """bool per species: what the range filter expects (the others are never listed); None = every species"""
+
+
+def for_output(result: FileScores, in_range: np.ndarray | None, recording_start: datetime | None) -> FileScores:
+    """``result`` as the writers take it: species out of range (``in_range`` False) scored 0 and never listed,
+    and its recording's start."""
+    if in_range is not None:
+        result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)), in_range=in_range)
+    return replace(result, recording_start=recording_start)
 
 
 def row_id(path: Path, end_sample: int) -> str:
@@ -84,28 +92,48 @@ TIME_COLUMNS = ("start_time", "end_time")
 """absolute times of a detection, added to the detections table when some recording's start is known"""
 DETECTIONS_HEADER = ",".join(DETECTIONS_COLUMNS) + "\n"
 DETECTIONS_HEADER_WITH_TIMES = ",".join(DETECTIONS_COLUMNS + TIME_COLUMNS) + "\n"
-RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t"
-                "Species Code\tCommon Name\tConfidence\tBegin Path\tFile Offset (s)\n")
+RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+                 "Species Code", "Common Name", "Confidence", "Begin Path", "File Offset (s)")
+RAVEN_CLOCK_COLUMNS = ("Begin Date", "Begin Clock Time", "End Date", "End Clock Time")
+"""Raven's own date and clock-time measurements (the recording's local time, as Raven shows it with "Real Clock
+Times"), added when some recording's start is known; the offset from UTC is in the detections table's times"""
+
+
+def raven_header(with_times: bool) -> str:
+    """Header line of a Raven selection table."""
+    return "\t".join(RAVEN_COLUMNS + (RAVEN_CLOCK_COLUMNS if with_times else ())) + "\n"
 
 
 class RavenTable:
     """A Raven Pro selection table over all files (``Begin Path`` and ``File Offset`` name the place)."""
 
-    def __init__(self, min_conf: float, high_freq: float = SAMPLE_RATE / 2) -> None:
+    def __init__(self, min_conf: float, with_times: bool = False, high_freq: float = SAMPLE_RATE / 2) -> None:
         self.min_conf = min_conf
+        self.with_times = with_times
         self.high_freq = high_freq
         self.selection = 0
         self.offset = 0.0  # files laid end to end on Raven's timeline
 
     def rows(self, result: FileScores, species: list[Species]) -> str:
-        """Selection lines of one file."""
+        """Selection lines of one file (with ``with_times``, its clock times; empty when its start is unknown)."""
         lines = []
         for a, b, s, c in detections(result, species, self.min_conf):
             self.selection += 1
+            clock = "\t" + "\t".join(raven_clock(result, a) + raven_clock(result, b)) if self.with_times else ""
             lines.append(f"{self.selection}\tSpectrogram 1\t1\t{self.offset + a:.3f}\t{self.offset + b:.3f}\t0\t"
-                         f"{self.high_freq:.0f}\t{s.code}\t{s.common_name}\t{c:.4f}\t{result.path}\t{a:.3f}\n")
+                         f"{self.high_freq:.0f}\t{s.code}\t{s.common_name}\t{c:.4f}\t{result.path}\t{a:.3f}"
+                         f"{clock}\n")
         self.offset += float(result.ends[-1]) / SAMPLE_RATE if len(result.ends) else 0.0
         return "".join(lines)
+
+
+def raven_clock(result: FileScores, offset_seconds: float) -> tuple[str, str]:
+    """Raven's date (``2024/05/01``) and clock time (``05:30:05.000``) ``offset_seconds`` into the recording, in
+    the recording's local time ("" when its start is unknown)."""
+    if result.recording_start is None:
+        return "", ""
+    moment = result.recording_start + timedelta(seconds=offset_seconds)
+    return moment.strftime("%Y/%m/%d"), moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def audacity_labels(result: FileScores, species: list[Species], min_conf: float) -> str:

@@ -38,6 +38,26 @@ def files_digest(paths: list[Path]) -> str:
     return hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
 
 
+def record_run(index: Path, run: dict[str, Any]) -> bool:
+    """Record the run described by ``run`` (JSON-able) in ``index``, atomically; if ``index`` exists, check that it
+    records the same run (:class:`ResumeError` naming what differs) and return True."""
+    if not index.is_file():
+        writer = AtomicWriter(index)
+        writer.write(json.dumps({"run": run}, indent=1, sort_keys=True) + "\n")
+        writer.commit()
+        return False
+    try:
+        recorded = json.loads(index.read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ResumeError(f"{index}: unreadable; remove {index.parent} to start over") from None
+    changed = [f"{key} {recorded.get(key)!r} -> {run.get(key)!r}" for key in sorted(set(run) | set(recorded))
+               if recorded.get(key) != run.get(key)]
+    if changed:
+        raise ResumeError(f"{index.parent}: cannot resume, this run differs from the interrupted one "
+                          f"({'; '.join(changed)}); run without --resume or remove the folder")
+    return True
+
+
 class ResumeJournal:
     """Finished files of one run, by position in its file list."""
 
@@ -45,22 +65,8 @@ class ResumeJournal:
         """Open the journal of ``output`` for the run described by ``run`` (JSON-able), creating it if needed;
         raises :class:`ResumeError` when an existing journal belongs to a run with other settings."""
         self.folder = journal_dir(output)
-        index = self.folder / INDEX
-        if index.is_file():
-            try:
-                recorded = json.loads(index.read_text())["run"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise ResumeError(f"{index}: unreadable; remove {self.folder} to start over") from None
-            changed = [f"{key} {recorded.get(key)!r} -> {run.get(key)!r}" for key in sorted(set(run) | set(recorded))
-                       if recorded.get(key) != run.get(key)]
-            if changed:
-                raise ResumeError(f"{self.folder}: cannot resume, this run differs from the interrupted one "
-                                  f"({'; '.join(changed)}); run without --resume or remove the folder")
+        if record_run(self.folder / INDEX, run):
             log.info("resuming: %d finished file(s) in %s", len(list(self.folder.glob("*.npz"))), self.folder)
-        else:
-            writer = AtomicWriter(index)
-            writer.write(json.dumps({"run": run}, indent=1, sort_keys=True) + "\n")
-            writer.commit()
 
     def has(self, position: int) -> bool:
         """Whether the file at ``position`` is finished."""

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from daemon.audio.files import audio_length
 from daemon.batch.formats import FileScores
+from daemon.batch.parts import PartsSpec, PartSummary, write_part
 from daemon.batch.segments import Segment, file_scores, join_segments, score_segment, split_recording
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
@@ -33,25 +34,36 @@ SEGMENT_MINUTES = 10
 SegmentResult = FileScores | str
 """A segment's window scores, or the message of the AudioError that stopped it."""
 
-Task = tuple[Segment, ...]
-"""What one worker scores at a time: one segment of a long file, or several consecutive short files whole."""
+TaskResult = list[SegmentResult] | PartSummary
+"""Each segment's result, or, when the worker wrote the rows into a Parquet part, what the task did."""
 
-Runner = Callable[["ReplayJob", list[Task]], Iterable[list[SegmentResult]]]
+Runner = Callable[["ReplayJob", list["Task"]], Iterable[TaskResult]]
 """Runs :func:`run_task` over tasks and yields their results in the order of the tasks."""
 
 _worker_models: dict[tuple[str, str], Model] = {}  # (bundle path, digest) -> model, per worker process
 
 
 @dataclass(frozen=True)
+class Task:
+    """What one worker scores at a time: one segment of a long file, or several consecutive short files whole."""
+
+    number: int
+    """position in the run's plan (names its Parquet part with ``--parts``)"""
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
 class ReplayJob:
-    """What every worker needs besides its segment (small and picklable)."""
+    """What every worker needs besides its task (small and picklable)."""
 
     model_path: str
     digest: str
     grid: WindowGrid
+    parts: PartsSpec | None = None
+    """with ``--parts``: the worker writes each task's rows into a Parquet part and returns its summary"""
 
 
-def run_task(job: ReplayJob, task: Task) -> list[SegmentResult]:
+def run_task(job: ReplayJob, task: Task) -> TaskResult:
     """Score one task's segments in a worker process (the bundle is loaded on the first call and kept)."""
     key = (job.model_path, job.digest)
     if key not in _worker_models:
@@ -61,7 +73,15 @@ def run_task(job: ReplayJob, task: Task) -> list[SegmentResult]:
         if model.digest != job.digest:
             raise BundleError(f"{job.model_path}: the bundle changed while replay was running")
         _worker_models[key] = model
-    return [_score_or_message(_worker_models[key], segment, job.grid) for segment in task]
+    return score_task(_worker_models[key], job, task)
+
+
+def score_task(model: Model, job: ReplayJob, task: Task) -> TaskResult:
+    """Score one task's segments with ``model`` in this process."""
+    results = [_score_or_message(model, segment, job.grid) for segment in task.segments]
+    if job.parts is None:
+        return results
+    return write_part(job.parts, model.species, task.number, list(zip(task.segments, results, strict=True)))
 
 
 def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
@@ -87,7 +107,7 @@ def plan_tasks(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> l
     segments one per task; short files several per task). A file whose header cannot be read is one segment:
     it fails when scored."""
     budget = round(segment_seconds * SAMPLE_RATE)
-    tasks: list[Task] = []
+    groups: list[tuple[Segment, ...]] = []
     current: list[Segment] = []
     filled = 0
     for path in paths:
@@ -98,11 +118,13 @@ def plan_tasks(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> l
         for segment in split_recording(path, length, grid, budget):
             size = (segment.stop if segment.stop is not None else length) - segment.start
             if current and filled + size > budget:
-                tasks.append(tuple(current))
+                groups.append(tuple(current))
                 current, filled = [], 0
             current.append(segment)
             filled += size
-    return [*tasks, tuple(current)] if current else tasks
+    if current:
+        groups.append(tuple(current))
+    return [Task(number, segments) for number, segments in enumerate(groups)]
 
 
 def pool_runner(model: Model, jobs: int = 0) -> Runner:
@@ -110,10 +132,10 @@ def pool_runner(model: Model, jobs: int = 0) -> Runner:
     when there is one job or one task."""
     jobs = jobs or len(os.sched_getaffinity(0))
 
-    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[list[SegmentResult]]:
+    def run(job: ReplayJob, tasks: list[Task]) -> Iterator[TaskResult]:
         if jobs == 1 or len(tasks) == 1:
             with threadpool_limits(1):
-                yield from ([_score_or_message(model, segment, job.grid) for segment in task] for task in tasks)
+                yield from (score_task(model, job, task) for task in tasks)
             return
         context = multiprocessing.get_context("fork")
         with context.Pool(jobs) as pool:
@@ -128,7 +150,7 @@ def replay_files(model: Model, paths: list[Path], grid: WindowGrid, runner: Runn
     runner = runner or pool_runner(model)
     job = ReplayJob(str(model.path), model.digest, grid)
     tasks = plan_tasks(paths, grid, segment_seconds)
-    segments = [segment for task in tasks for segment in task]
+    segments = [segment for task in tasks for segment in task.segments]
     results = (result for task_results in runner(job, tasks) for result in task_results)
     parts: list[FileScores] = []
     error = None

@@ -15,7 +15,6 @@ from daemon.batch.formats import (
     DETECTIONS_COLUMNS,
     DETECTIONS_HEADER,
     DETECTIONS_HEADER_WITH_TIMES,
-    RAVEN_HEADER,
     TIME_COLUMNS,
     FileScores,
     RavenTable,
@@ -23,6 +22,7 @@ from daemon.batch.formats import (
     audacity_labels,
     detection_rows,
     detections,
+    raven_header,
     row_id,
     submission_header,
     submission_rows,
@@ -63,11 +63,11 @@ class CsvTable:
 
     def __init__(self, output: Path, fmt: str, species: list[Species], min_conf: float, with_times: bool) -> None:
         self.fmt, self.species, self.min_conf, self.with_times = fmt, species, min_conf, with_times
-        self._raven = RavenTable(min_conf)
+        self._raven = RavenTable(min_conf, with_times)
         self._file = AtomicWriter(output)
         self._file.write({"submission": submission_header(species),
                           "detections": DETECTIONS_HEADER_WITH_TIMES if with_times else DETECTIONS_HEADER,
-                          "raven": RAVEN_HEADER}[fmt])
+                          "raven": raven_header(with_times)}[fmt])
 
     def write(self, result: FileScores) -> None:
         """Append one file's rows."""
@@ -109,7 +109,9 @@ class AudacityFolder:
 class ParquetTable:
     """The submission or detections table as Parquet; rows are buffered into fixed-size row groups."""
 
-    def __init__(self, output: Path, fmt: str, species: list[Species], min_conf: float, with_times: bool) -> None:
+    def __init__(self, output: Path, fmt: str, species: list[Species], min_conf: float, with_times: bool,
+                 metadata: dict[str, str] | None = None) -> None:
+        """``metadata``: key-value pairs kept in the file's schema."""
         try:  # only Parquet output needs pyarrow
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -126,7 +128,7 @@ class ParquetTable:
             fields += [pa.field(name, pa.string()) for name in TIME_COLUMNS if with_times]
         if with_times:
             fields.append(pa.field("recording_start", pa.string()))
-        self.schema = pa.schema(fields)
+        self.schema = pa.schema(fields, metadata=metadata)
         self._file = AtomicWriter(output, binary=True)
         self._writer = pq.ParquetWriter(self._file.file, self.schema)
         self._pending = self.schema.empty_table()
