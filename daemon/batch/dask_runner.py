@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 """``--dask local``: a LocalCluster on this machine, one single-threaded worker process per core"""
+LOOPBACK = "127.0.0.1"
 TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 WORKER_CONFIG = {
     f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}": None,  # None: the nanny leaves it unset
@@ -98,9 +99,11 @@ def _client(address: str, jobs: int):
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown replay's
     if address == LOCAL:
         workers = jobs or len(os.sched_getaffinity(0))
+        # no dashboard; the scheduler's HTTP routes (health, metrics) on a free loopback port, not 8787
         with dask.config.set(WORKER_CONFIG), LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=f"{LOOPBACK}:0",
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     try:
