@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -103,19 +104,19 @@ def process_cpu(pids: list[int]) -> float:
     return sum(sum(proc.cpu_times()[:2]) for proc in procs)
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (and theirs, when waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_with_cpu(command: list[str], cluster: list[int]) -> tuple[float, float]:
     """Wall seconds and CPU seconds of ``command``'s process tree plus the ``cluster`` processes' CPU meanwhile
-    (CPU time does not depend on what else the shared machine runs)."""
-    before = process_cpu(cluster)
-    started = time.perf_counter()
-    proc = subprocess.Popen(command)
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
-    if proc.wait():
-        sys.exit(f"{command} failed")
-    sampler.done.set()
-    sampler.join()
-    return time.perf_counter() - started, sum(sampler.cpu.values()) + process_cpu(cluster) - before
+    (CPU time does not depend on what else the shared machine runs; counted without sampling, which would
+    take CPU from what is measured)."""
+    before = process_cpu(cluster) + children_cpu()
+    wall = timed(command)
+    return wall, process_cpu(cluster) + children_cpu() - before
 
 
 def join_soundscapes(sources: list[Path], minutes: int, target: Path) -> None:

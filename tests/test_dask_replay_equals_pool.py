@@ -13,7 +13,7 @@ from conftest import HOST, free_port
 from replay_fixtures import birdd_command, run_birdd, write_recordings
 
 from daemon.audio.files import find_audio_files
-from daemon.batch.dask_runner import dask_runner
+from daemon.batch.dask_runner import LOCAL, TRIM_VARIABLE, _client, _trim_threshold, dask_runner
 from daemon.batch.journal import journal_dir
 from daemon.batch.replay import pool_runner
 from daemon.batch.run import ReplayOptions, run_replay
@@ -48,6 +48,30 @@ def test_local_cluster_equals_the_pool(trained_model, recordings, pool_output, t
     assert (tmp_path / "dask.csv").read_bytes() == pool_output
 
 
+def test_local_workers_keep_glibc_memory_defaults():
+    with _client(LOCAL, 2) as client:
+        assert list(client.run(_trim_threshold).values()) == [None, None]
+
+
+def test_workers_started_with_the_nannys_trim_threshold_are_warned_about(trained_model, recordings, tmp_path,
+                                                                        caplog):
+    port = free_port()
+    address = f"tcp://{HOST}:{port}"
+    dask = birdd_command()[0].replace("birdd", "dask")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([dask, "scheduler", "--host", HOST, "--port", str(port), "--no-dashboard"],
+                                  **quiet)]
+    try:
+        processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--host",
+                                           HOST], **quiet))  # a nanny with Dask's default configuration
+        model = load_model(trained_model)
+        files = find_audio_files([recordings])[:2]
+        run_replay(model, files, tmp_path / "dask.csv", OPTIONS, dask_runner(address))
+        assert f"{TRIM_VARIABLE}=65536" in caplog.text and "docs/scale.md" in caplog.text
+    finally:
+        stop(processes)
+
+
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(trained_model, recordings, pool_output, tmp_path):
     port = free_port()
     address = f"tcp://{HOST}:{port}"
@@ -73,10 +97,14 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(trained_model, record
         assert replay.returncode == 0, stderr
         assert out.read_bytes() == pool_output
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in reversed(processes):
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

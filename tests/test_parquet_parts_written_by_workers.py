@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
-from replay_fixtures import stopping_after, write_recordings
+from replay_fixtures import run_birdd, stopping_after, write_recordings
 
 from daemon.audio.files import find_audio_files
 from daemon.batch.parts import RUN_FILE
@@ -74,6 +74,16 @@ def test_parts_refuse_another_run_and_are_replaced_without_resume(model, recordi
     assert len(list(out.glob("part-*.parquet"))) == 1 and (out / RUN_FILE).is_file()
     with pytest.raises(BirddError, match="--format submission or detections, not raven"):
         replay_into_parts(model, files, out, replace(OPTIONS, fmt="raven"), pool_runner(model, 1))
+
+
+@pytest.mark.integration
+def test_birdd_replay_parts_on_the_command_line(trained_model, model, recordings, tmp_path):
+    long = recordings / "long"
+    table, _ = gathered(model, find_audio_files([long]), OPTIONS, tmp_path / "all.parquet")
+    run_birdd("replay", long, "-m", trained_model, "-o", tmp_path / "parts", "--parts", "--format", "detections",
+              "--min-conf", OPTIONS.min_conf, "--segment-minutes", 1, "-j", 2)
+    assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 3
+    assert pq.read_table(tmp_path / "parts").equals(table)
 
 
 @pytest.mark.integration

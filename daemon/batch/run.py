@@ -109,7 +109,7 @@ def replay_into_parts(model: Model, files: list[Path], folder: Path, options: Re
         log.info("resuming: %d of %d part(s) already in %s", len(summaries), len(tasks), folder)
     todo = [task for task in tasks if task.number not in summaries]
     job = ReplayJob(str(model.path), model.digest, grid,
-                    PartsSpec(str(folder), options.fmt, options.min_conf, with_times, pattern, in_range))
+                    PartsSpec(str(folder.absolute()), options.fmt, options.min_conf, with_times, pattern, in_range))
     fresh = runner(job, todo) if todo else []
     for task, result in zip(todo, tqdm(fresh, total=len(todo), desc="replay", unit="task", disable=not progress),
                             strict=True):
