@@ -10,6 +10,7 @@ at start deletes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -53,15 +54,16 @@ class ClipDirectory:
             raise
 
     def delete(self, names: Iterable[str]) -> None:
-        """Delete these files (a missing one is fine); an empty day directory goes too."""
+        """Delete these files, and a day directory they leave empty. A file or directory already gone is fine:
+        the sink thread (retention) and the clip worker (eviction, a failed clip) may delete in one day at once."""
         for name in names:
             path = self.root / name
             if not os.path.lexists(path):  # never written: nothing to do (unlink would fail on a read-only disk)
                 continue
             try:
                 path.unlink(missing_ok=True)
-                if path.parent != self.root and not any(path.parent.iterdir()):
-                    path.parent.rmdir()
+                if path.parent != self.root:
+                    _remove_if_empty(path.parent)
             except OSError as exc:
                 log.warning("clips: cannot delete %s: %s", path, exc)
 
@@ -81,3 +83,13 @@ class ClipDirectory:
         orphans = [name for name in orphans if name not in keep]
         self.delete(orphans)
         return len(orphans)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove ``directory`` if it is empty; one another thread removed or wrote into meanwhile is left as it is."""
+    try:
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+            raise
