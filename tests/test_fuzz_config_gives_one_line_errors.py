@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import tempfile
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ pytestmark = pytest.mark.integration
 
 DOCUMENTED = tomllib.loads((Path(__file__).parents[1] / "config.toml").read_text())
 NO_MODEL = "/nonexistent/birdd-fuzz-model"
+STATE_DIR = "/var/lib/birdd"
+DEFAULTS = Config()
+STATE_PATHS = [(section.name, key.name) for section in dataclasses.fields(DEFAULTS) if section.name != "model"
+               for key in dataclasses.fields(getattr(DEFAULTS, section.name))
+               if str(getattr(getattr(DEFAULTS, section.name), key.name)).startswith(f"{STATE_DIR}/")]
+"""(section, key) of every file or directory the daemon writes: each defaults to a place in the state directory
+(the model is there too, but only read; the test gives it the trained one)"""
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 scalars = st.one_of(
@@ -71,6 +79,34 @@ config_files = st.one_of(
 )
 
 
+def _inside(config: Config, model: Path, tmp: Path) -> Config:
+    """``config`` with the trained model, and every file and directory the daemon writes placed in ``tmp``."""
+    sections: dict[str, Any] = {"model": dataclasses.replace(config.model, path=str(model))}
+    for section, key in STATE_PATHS:
+        table = sections.get(section, getattr(config, section))
+        sections[section] = dataclasses.replace(table, **{key: str(tmp / f"{section}.{key}")})
+    return dataclasses.replace(config, **sections)
+
+
+def _modified(directory: Path) -> dict[Path, int]:
+    """Every file and directory under ``directory`` and its modification time."""
+    return {path: path.lstat().st_mtime_ns for path in directory.rglob("*")} if directory.is_dir() else {}
+
+
+@pytest.fixture(autouse=True)
+def nothing_written_outside_tmp() -> Iterator[None]:
+    """Nothing is written under the default state directory, nor made in the working directory (where a mutated
+    relative path would land)."""
+    state, here = _modified(Path(STATE_DIR)), set(Path.cwd().iterdir())
+    yield
+    assert _modified(Path(STATE_DIR)) == state
+    assert set(Path.cwd().iterdir()) == here
+
+
+def test_every_path_the_daemon_writes_is_redirected():
+    assert {("outbox", "path"), ("store", "path"), ("clips", "dir"), ("archive", "dir")} <= set(STATE_PATHS)
+
+
 def _check(document: bytes, model: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.toml"
@@ -90,9 +126,8 @@ def _check(document: bytes, model: Path) -> None:
 
 
 def _build_service(config: Config, model: Path, tmp: Path) -> None:
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=str(model)),
-                                 outbox=dataclasses.replace(config.outbox, path=str(tmp / "outbox.sqlite")),
-                                 archive=dataclasses.replace(config.archive, dir=str(tmp / "archive")))
+    config = _inside(config, model, tmp)
+    assert all(Path(getattr(getattr(config, section), key)).is_relative_to(tmp) for section, key in STATE_PATHS)
     with no_hang("Service(config)"):
         try:
             service = Service(config)
