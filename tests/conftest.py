@@ -248,13 +248,16 @@ def make_detection() -> Callable[[int], dict[str, Any]]:
 @pytest.fixture
 def config_table(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """``config_table(broker, **mqtt)`` -> a TOML-shaped dict for ``config_from_dict``: station "test",
-    fast reconnects and status, outbox in ``tmp_path`` (``broker=None``: a port nothing listens on)."""
+    fast reconnects and status, outbox, store, clips and archive in ``tmp_path`` (``broker=None``: a port nothing
+    listens on)."""
 
     def make(broker: Broker | None, **mqtt_keys: Any) -> dict[str, Any]:
         host, port = (broker.host, broker.port) if broker else (HOST, free_port())
         mqtt_table = {"host": host, "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
                       "status_interval_s": 1.0, "keepalive_s": 10, **mqtt_keys}
         return {"station": {"name": "test"}, "mqtt": mqtt_table,
-                "outbox": {"path": str(tmp_path / "outbox.sqlite")}}
+                "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+                "store": {"path": str(tmp_path / "detections.sqlite")}, "clips": {"dir": str(tmp_path / "clips")},
+                "archive": {"dir": str(tmp_path / "archive")}}
 
     return make
