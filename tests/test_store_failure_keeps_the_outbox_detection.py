@@ -1,6 +1,7 @@
 """A store that cannot be written never costs a detection its MQTT message: the outbox gets it first, with the
 id it will have; the row waits in memory and is stored by a retry, with back-off, once the store can be written
-again. One log line and one status event on each edge, not one per window."""
+again, before any newer row: so ``birdd web``'s live stream, which polls for ids above the last it sent, misses
+none. One log line and one status event on each edge, not one per window."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import detection_payload
+from conftest import HOST, detection_payload, free_port
+from web_fixtures import ServerThread, SseClient
 
-from daemon.config import OutboxConfig, StoreConfig
+from daemon.config import OutboxConfig, StoreConfig, config_from_dict
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox, OutboxSink
@@ -64,3 +66,34 @@ def test_a_locked_store_delays_the_row_not_the_outbox(tmp_path: Path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "daemon.write_faults"]
     assert len(lines) == 2 and "cannot write" in lines[0] and "3 waiting detection(s) stored" in lines[1], lines
     recording.close()
+
+
+def test_rows_a_fault_held_back_land_in_id_order_and_reach_a_live_stream(tmp_path: Path):
+    """The rows land in the order of their ids (recorded by a trigger), so a live client gets every one: it was
+    connected before the fault and already had a row when the others were held back."""
+    store_path = tmp_path / "store.sqlite"
+    recording = RecordingSink(DetectionStore(StoreConfig(path=str(store_path))), clips=None)
+    observer = sqlite3.connect(store_path, isolation_level=None)
+    observer.executescript("CREATE TABLE landed (seq INTEGER PRIMARY KEY, id INTEGER);"
+                           "CREATE TRIGGER record_landing AFTER INSERT ON detections "
+                           "BEGIN INSERT INTO landed (id) VALUES (NEW.id); END;")
+    server = ServerThread(config_from_dict({"store": {"path": str(store_path)}, "clips": {"dir": str(tmp_path)},
+                                            "web": {"bind": HOST, "port": free_port(), "sse_poll_s": 0.02}}))
+    client = SseClient(server.url)
+    try:
+        assert client.event()[0] == "connected"
+        dispatch(window(0), [recording], [recording])
+        assert client.event()[2] == "1"
+        observer.execute("BEGIN EXCLUSIVE")  # the store cannot be written: rows 2..4 wait in memory
+        for index in range(1, 4):
+            dispatch(window(index), [recording], [recording])
+        observer.execute("ROLLBACK")
+        dispatch(window(4), [recording], [recording])  # writable again, but no retry is due: row 5 waits behind 2..4
+        time.sleep(RETRY_INITIAL_S * 1.1)  # the stream polls meanwhile: a row 5 stored now would be sent now
+        dispatch(window(5), [recording], [recording])  # the retry stores 2..5, then row 6
+        assert [row_id for row_id, in observer.execute("SELECT id FROM landed ORDER BY seq")] == [1, 2, 3, 4, 5, 6]
+        assert [client.event()[2] for _ in range(5)] == ["2", "3", "4", "5", "6"]
+    finally:
+        client.close()
+        server.stop()
+        recording.close()

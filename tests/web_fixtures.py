@@ -1,11 +1,12 @@
 """A detection store filled through the daemon's own writer, with real FLAC clips and PNG spectrograms,
-and ``birdd web`` serving it (in this process, or as a real ``birdd web`` subprocess)."""
+and ``birdd web`` serving it (in this process, or as a real ``birdd web`` subprocess); a raw SSE reader."""
 
 from __future__ import annotations
 
 import functools
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -120,6 +121,37 @@ class ServerThread:
     def stop(self) -> None:
         self.server.stop()
         self._thread.join(5)
+
+
+class SseClient:
+    """A raw SSE reader over a socket: the wire format exactly as a browser's EventSource sees it."""
+
+    def __init__(self, url: str, last_event_id: int | None = None):
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
+        self.sock.sendall(f"GET /api/v2/detections/stream HTTP/1.1\r\nHost: x\r\n{resume}\r\n".encode())
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n")
+        self.status = int(head.split()[1])
+        self.headers = head.decode()
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("stream closed")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(marker, 1)
+        return head
+
+    def event(self) -> tuple[str, dict, str | None]:
+        """The next event: name, data and id."""
+        fields = dict(line.split(": ", 1) for line in self._until(b"\n\n").decode().splitlines())
+        return fields["event"], json.loads(fields["data"]), fields.get("id")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class WebProcess:

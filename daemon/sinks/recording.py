@@ -11,7 +11,8 @@ A store write that fails (disk full, file system turned read-only, I/O error) ke
 memory, in order; beyond ``RETRY_KEPT`` waiting rows the oldest is given up (counted). One log line and a
 ``store_write_failed`` event on the status topic say so; the waiting rows are retried with back-off
 (:mod:`daemon.write_faults`) at each window and detection, and once more at close; once the store takes
-one again they all land in order, under the ids the MQTT payloads already carry, and one line and a
+one again they all land in order, under the ids the MQTT payloads already carry, before any newer row (so
+rows are committed in id order, which ``birdd web``'s live stream relies on), and one line and a
 ``store_writable`` event say so. A waiting row loses its clip (counted as ``clips.skipped_store``): by
 the time it lands, the ring no longer holds its audio.
 """
@@ -107,7 +108,7 @@ class RecordingSink:
             planned = Planned(self._next_id, None, local_date, local_time, 0, 0)
             self._next_id += 1
         self._store_waiting(force=False)
-        if self._waiting or not self._store(detection, planned):
+        if self._waiting or not self._store(detection, planned):  # never ahead of a waiting row: ids land in order
             self._keep_waiting(detection, planned)
         self._report()
 

@@ -2,7 +2,9 @@
 
 Events: ``connected`` once, ``detection`` per new detection (BirdNET-Go's SSE detection data, with an
 ``id:`` line so a reconnecting client can resume with ``Last-Event-ID``), ``heartbeat`` every 15 s. New
-detections are found by polling the store's largest id, an index lookup, every ``web.sse_poll_s``.
+detections are found by polling the store's largest id, an index lookup, every ``web.sse_poll_s``. That
+misses none because rows are committed in the order of their ids: the detector hands ids out in order and
+stores a row that a store fault held back before any newer one (:mod:`daemon.sinks.recording`).
 """
 
 from __future__ import annotations
