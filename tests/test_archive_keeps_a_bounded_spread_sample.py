@@ -31,6 +31,7 @@ from daemon.config import ArchiveConfig, Config
 from daemon.constants import BLOCK_SAMPLES, SAMPLE_RATE
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.scoring import AudioBlock
+from daemon.write_faults import RETRY_INITIAL_S
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
 PLENTY = DiskUsage(10**12, 0, 10**12)
@@ -187,25 +188,65 @@ for i in range(100000):
     assert again.files == sum(1 for p in root.rglob("mic_*.flac"))
 
 
+def fault_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """The archive's fault lines (level, message), as :class:`~daemon.write_faults.WriteFault` logs them."""
+    return [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name == "daemon.write_faults" and r.getMessage().startswith("archive ")]
+
+
 def test_a_full_then_read_only_disk_is_counted_and_logged_once(small_fs, rng, caplog):
     archive = directory(small_fs, min_free_mb=0)  # a 16 MB tmpfs
     counters = archive.counters
-    caplog.set_level(logging.INFO, logger="daemon.archive.directory")
-    written = [archive.write(ArchivePiece("mic:", HOUR + 60 * i, noise(rng, 60))) for i in range(12)]
+    caplog.set_level(logging.INFO)
+    minute = noise(rng, 60)  # made once: the writes follow each other within the back-off
+    written = [archive.write(ArchivePiece("mic:", HOUR + 60 * i, minute)) for i in range(12)]
     assert written[0] and not any(written[-3:])  # about 3 MB a minute of noise: 16 MB holds a few
-    assert counters.failed == written.count(False) >= 3
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "No space left on device" in errors[0].getMessage()
+    assert counters.failed == 1  # one try; the later pieces come before the back-off allows another
+    assert counters.skipped_unwritable == written.count(False) - 1 >= 2
+    assert [level for level, _ in fault_lines(caplog)] == [logging.ERROR]
+    assert "No space left on device" in fault_lines(caplog)[0][1] and archive.error
     assert not [p for p in small_fs.rglob(".*") if p.is_file()]  # a failed write leaves no temporary file
 
     for path in sorted(small_fs.rglob("*.flac"))[:2]:
         path.unlink()
+    time.sleep(RETRY_INITIAL_S * 1.1)  # the retry waits for its back-off (monotonic clock)
     assert archive.write(ArchivePiece("mic:", HOUR + 3600, noise(rng, 10)))
-    assert "writing again" in caplog.text
+    assert fault_lines(caplog)[1][0] == logging.WARNING and "writable again" in fault_lines(caplog)[1][1]
+    assert archive.error == ""
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
-    assert not archive.write(ArchivePiece("mic:", HOUR + 7200, noise(rng, 10)))
-    assert "Read-only file system" in caplog.text
-    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2  # a new spell of failures: logged
+    assert not archive.write(ArchivePiece("mic:", HOUR + 7200, noise(rng, 10)))  # back-off reset: tried at once
+    assert len(fault_lines(caplog)) == 3 and "Read-only file system" in fault_lines(caplog)[2][1]  # a new spell
+
+
+def test_an_unwritable_archive_publishes_one_event_each_way(tmp_path, rng, caplog):
+    root = tmp_path / "archive"
+    events: list[tuple[str, str]] = []
+    archive = AudioArchive(ArchiveConfig(dir=str(root), minutes_per_hour=60), StreamClock(HOUR),
+                           lambda kind, message: events.append((kind, message)))
+    caplog.set_level(logging.INFO)
+
+    def archive_minute(minute: int) -> None:
+        for block in blocks(noise(rng, 10), first=60 * minute * SAMPLE_RATE):
+            archive.put_audio(block)
+        archive.end_audio()
+        archive.work(1.0)
+
+    (root / "2027-01-15").write_text("not a directory")  # where the day's files go: every write fails
+    archive_minute(0)
+    archive_minute(1)  # within the back-off: not tried
+    status = archive.status()["archive"]
+    assert (status["failed"], status["skipped_unwritable"], status["written"]) == (1, 1, 0)
+    assert [kind for kind, _ in events] == ["archive_write_failed"] and "File exists" in events[0][1]
+    assert status["error"] == events[0][1]
+
+    (root / "2027-01-15").unlink()
+    time.sleep(RETRY_INITIAL_S * 1.1)
+    archive_minute(2)
+    archive_minute(3)
+    assert [kind for kind, _ in events] == ["archive_write_failed", "archive_writable"]
+    assert archive.status()["archive"]["written"] == 2 and archive.status()["archive"]["error"] == ""
+    assert [level for level, _ in fault_lines(caplog)] == [logging.ERROR, logging.WARNING]  # one line each way
+    assert "2 piece(s) not kept" in fault_lines(caplog)[1][1]
 
 
 def test_the_pipeline_thread_never_waits_for_the_archive(tmp_path, rng):

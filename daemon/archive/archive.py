@@ -5,7 +5,9 @@ minutes out (:class:`~daemon.archive.sampler.ArchiveSampler`, no copy) and queue
 (never waits: a piece that finds the queue full is dropped and counted), so the archive adds no latency to
 scoring. :meth:`AudioArchive.work` runs on the ``birdd-archive`` thread, which the service makes: it encodes
 and writes the pieces (:class:`~daemon.archive.directory.ArchiveDirectory`). Memory: the minute under way
-and at most :data:`QUEUED_PIECES` finished ones (7.7 MB each).
+and at most :data:`QUEUED_PIECES` finished ones (7.7 MB each). When the archive's directory stops taking
+writes, and when it takes them again, ``on_event`` publishes ``archive_write_failed`` (with the error) and
+``archive_writable``, as the outbox and the store do (:mod:`daemon.write_faults`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from daemon.config import ArchiveConfig
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.scoring import AudioBlock
+from daemon.write_faults import EventCallback, FaultEvents
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,13 @@ class AudioArchive:
 
     name = "birdd-archive"
 
-    def __init__(self, config: ArchiveConfig, clock: StreamClock, disk_usage: DiskUsage = shutil.disk_usage) -> None:
+    def __init__(self, config: ArchiveConfig, clock: StreamClock, on_event: EventCallback | None = None,
+                 disk_usage: DiskUsage = shutil.disk_usage) -> None:
         self.counters = ArchiveCounters()
         self.directory = ArchiveDirectory(config, self.counters, disk_usage)
         self.directory.open()
+        self._events = FaultEvents("archive", on_event)
+        self._report()
         self._sampler = ArchiveSampler(config.minutes_per_hour, clock)
         self._queue: queue.Queue[ArchivePiece] = queue.Queue(QUEUED_PIECES)
         self._unwritten = 0  # pieces queued or being written
@@ -89,7 +95,8 @@ class AudioArchive:
     def status(self) -> dict[str, Any]:
         """Statistics for ``<prefix>/status/stats``."""
         return {"archive": {**asdict(self.counters), "files": self.directory.files,
-                            "total_bytes": self.directory.total_bytes, "queued": self._queue.qsize()}}
+                            "total_bytes": self.directory.total_bytes, "queued": self._queue.qsize(),
+                            "error": self.directory.error}}
 
     def _submit(self, piece: ArchivePiece) -> None:
         if piece.samples.size < MIN_PIECE_SAMPLES:
@@ -111,6 +118,10 @@ class AudioArchive:
             self.directory.write(piece)
         finally:
             self._written_or_given_up()
+        self._report()
+
+    def _report(self) -> None:
+        self._events.report(self.directory.error, "archived audio written again")
 
     def _written_or_given_up(self) -> None:
         with self._lock:

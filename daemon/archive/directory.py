@@ -6,8 +6,10 @@ recording time back (:mod:`daemon.batch.recording_time`). A file is written thro
 :class:`~daemon.atomic.AtomicWriter` (a temporary sibling, fsynced, renamed): a reader or a power cut never
 sees half a file under its name, and the temporary file a kill may leave is deleted at the next start.
 
-Nothing here raises while the daemon runs: a full or read-only disk is counted and logged once (again
-when writing works again), and the audio of that moment is not kept.
+Nothing here raises while the daemon runs: a full or read-only disk is counted, and logged as the outbox,
+the store and the clips log theirs (:class:`~daemon.write_faults.WriteFault`: one line when writes start to
+fail, one when they work again); the audio of that moment is not kept, nor that of pieces that come before
+the back-off allows another try.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from daemon.clips.encode import encode_clip
 from daemon.clips.policy import MB, DiskUsage, leaves_free_space
 from daemon.config import ArchiveConfig
 from daemon.constants import SAMPLE_RATE
+from daemon.write_faults import WriteFault
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class ArchiveCounters:
     """pieces not written: below the free-space floor"""
     failed: int = 0
     """pieces not written: encoding or file-system errors (full or read-only disk)"""
+    skipped_unwritable: int = 0
+    """pieces not written: the archive could not be written, and the back-off allowed no try yet"""
     too_short: int = 0
     """pieces shorter than one window, not written (a gap or a start just before the minute's end)"""
     dropped_busy: int = 0
@@ -78,13 +83,19 @@ class ArchiveDirectory:
         self._disk_usage = disk_usage
         self._cap_bytes = int(config.max_total_mb * MB)
         self._files: list[tuple[float, str, int]] = []  # (recording time, name, bytes), oldest first
-        self._failing = False
+        self._fault = WriteFault(f"archive {self.root}", "not keeping the audio (counted in archive.failed and "
+                                                         "archive.skipped_unwritable)")
         self.total_bytes = 0
 
     @property
     def files(self) -> int:
         """Files in the archive."""
         return len(self._files)
+
+    @property
+    def error(self) -> str:
+        """Why the last write failed ("" while writes succeed)."""
+        return self._fault.error
 
     def open(self) -> None:
         """At start: make the directory, delete what a killed write left, index the files (logged, never raised)."""
@@ -97,7 +108,7 @@ class ArchiveDirectory:
                     self._files.append((started.timestamp(), path.relative_to(self.root).as_posix(),
                                         path.stat().st_size))
         except OSError as exc:
-            self._trouble(f"cannot open {self.root}: {exc}")
+            self._fault.failed(exc)
             return
         self._files.sort()
         self.total_bytes = sum(nbytes for _, _, nbytes in self._files)
@@ -106,6 +117,9 @@ class ArchiveDirectory:
 
     def write(self, piece: ArchivePiece) -> bool:
         """Encode and write one piece within the cap; False if it was not written (counted)."""
+        if not self._fault.due():
+            self.counters.skipped_unwritable += 1
+            return False
         name = file_name(piece)
         try:
             data = encode_clip(piece.samples, SAMPLE_RATE, FORMAT)
@@ -118,17 +132,20 @@ class ArchiveDirectory:
                 self._delete_oldest()
             with AtomicWriter(self.root / name, binary=True) as out:
                 out.write(data)
-        except (OSError, ValueError, RuntimeError) as exc:  # soundfile raises RuntimeError
+        except OSError as exc:  # the directory: full, read-only, I/O error
             self.counters.failed += 1
-            self._trouble(f"cannot write {self.root / name}: {exc}")
+            self._fault.failed(exc)
+            return False
+        except (ValueError, RuntimeError) as exc:  # encoding: soundfile raises RuntimeError
+            self.counters.failed += 1
+            log.warning("archive: cannot encode %s: %s", name, exc)
             return False
         bisect.insort(self._files, (piece.start_time, name, len(data)))
         self.total_bytes += len(data)
         self.counters.written += 1
         self.counters.bytes_written += len(data)
-        if self._failing:
-            self._failing = False
-            log.info("archive: writing again (%d piece(s) lost so far)", self.counters.failed)
+        self._fault.succeeded(f"{self.counters.failed + self.counters.skipped_unwritable} piece(s) not kept since "
+                              "start")
         return True
 
     def _delete_oldest(self) -> None:
@@ -147,8 +164,3 @@ class ArchiveDirectory:
                 self._files.remove(entry)
                 self.total_bytes -= entry[2]
                 return
-
-    def _trouble(self, why: str) -> None:
-        if not self._failing:  # once per spell of failures, not once per piece
-            self._failing = True
-            log.error("archive: %s; the audio is not kept until a write succeeds (counted in archive.failed)", why)

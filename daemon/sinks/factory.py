@@ -86,7 +86,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
         built.sinks.append(recording)
     built.sinks.append(LogSink())
     if config.archive.enabled:
-        archive = AudioArchive(config.archive, context.clock)
+        archive = AudioArchive(config.archive, context.clock, on_event)
         built.audio_sinks.append(archive)
         built.background.append(archive)
         built.status.append(archive.status)
