@@ -38,8 +38,13 @@ RESULTS: dict[str, float] = {}
 """the last run's figures, for bench/robustness.py"""
 
 
+VM_RSS = re.compile(r"^VmRSS:\s+(\d+) kB$", re.MULTILINE)
+"""resident memory in ``/proc/<pid>/status``; a process that has ended (a zombie not yet reaped) has none"""
+
+
 class RssSampler:
-    """Samples a process's resident memory (MB) every ``period`` seconds on a thread."""
+    """Samples a process's resident memory (MB) every ``period`` seconds on a thread, until stopped or the
+    process ends."""
 
     def __init__(self, pid: int, period: float = 0.2) -> None:
         self.samples: list[tuple[float, float]] = []
@@ -53,9 +58,12 @@ class RssSampler:
         while not self._stop.wait(period):
             try:
                 status = Path(f"/proc/{self._pid}/status").read_text()
-            except OSError:
+            except OSError:  # ended and reaped
                 return
-            self.samples.append((time.monotonic() - started, int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024))
+            rss = VM_RSS.search(status)
+            if rss is None:  # ended, not yet reaped
+                return
+            self.samples.append((time.monotonic() - started, int(rss[1]) / 1024))
 
     def stop(self) -> None:
         self._stop.set()
