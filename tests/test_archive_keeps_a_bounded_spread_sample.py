@@ -1,5 +1,6 @@
 """The audio archive keeps the chosen minutes of each hour as FLAC files named with their UTC start, within its
-disk cap (oldest deleted first), writes atomically, and survives a full or read-only disk without raising."""
+disk cap (oldest deleted first), writes atomically, and survives a full or read-only disk without raising, saying
+so once each way (a log line, a status event)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from daemon_process import Daemon, write_config
 
 from daemon.archive.archive import QUEUED_PIECES, AudioArchive
 from daemon.archive.directory import ArchiveCounters, ArchiveDirectory, file_name
@@ -247,6 +249,40 @@ def test_an_unwritable_archive_publishes_one_event_each_way(tmp_path, rng, caplo
     assert archive.status()["archive"]["written"] == 2 and archive.status()["archive"]["error"] == ""
     assert [level for level, _ in fault_lines(caplog)] == [logging.ERROR, logging.WARNING]  # one line each way
     assert "2 piece(s) not kept" in fault_lines(caplog)[1][1]
+
+
+@pytest.mark.integration
+def test_the_daemon_says_on_the_status_topic_that_it_cannot_write_the_archive(tmp_path, mosquitto, subscribe,
+                                                                               trained_model, synthetic_corpus):
+    blocker = tmp_path / "usb"
+    blocker.write_text("a file where the archive's disk should be: the archive cannot be made")
+    prefix = "birdd/archive"
+    sub = subscribe(mosquitto, f"{prefix}/#")
+    config = write_config(tmp_path / "config.toml", {
+        "station": {"name": "archive"},
+        "audio": {"source": "file", "files": [str(sorted((synthetic_corpus / "test_soundscapes").iterdir())[0])],
+                  "realtime": True, "loop": True},
+        "model": {"path": str(trained_model)},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "ha_discovery": False, "status_interval_s": 1.0},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "store": {"enabled": False},
+        "archive": {"enabled": True, "dir": str(blocker / "archive"), "minutes_per_hour": 60},
+    })
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        events = sub.wait_for(lambda ms: any(m.json()["kind"] == "archive_write_failed" for m in ms),
+                              topic=f"{prefix}/status/events", timeout=60)
+        stats = sub.wait_for(lambda ms: any("archive" in m.json() for m in ms), topic=f"{prefix}/status/stats",
+                             timeout=30)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0  # running all along: the archive is never worth a restart
+    finally:
+        daemon.close()
+    failed = next(m.json()["message"] for m in events if m.json()["kind"] == "archive_write_failed")
+    assert "Not a directory" in failed and stats[-1].json()["archive"]["error"] == failed
+    log = (tmp_path / "daemon.log").read_text()
+    assert len([line for line in log.splitlines() if "daemon.write_faults: archive " in line]) == 1, log
+    assert "Traceback" not in log
 
 
 def test_the_pipeline_thread_never_waits_for_the_archive(tmp_path, rng):
