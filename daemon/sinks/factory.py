@@ -76,7 +76,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
             recorder.reconcile()
             clips = ClipSchedule(recorder, context.ring)
             built.background.append(clips)
-        recording = RecordingSink(store, clips, on_event)
+        recording = RecordingSink(store, clips, on_event, published_id=context.outbox.highest_id)
         built.window_sinks.append(recording)
         built.status.append(recording.status)
     outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None)

@@ -10,6 +10,13 @@ one fsync per detection and the WAL auto-checkpoint keep SD-card wear low.
 Bounds: beyond ``max_rows`` the oldest rows are dropped, and rows older than ``max_age_days``
 are dropped; both are counted in a persisted ``dropped`` counter and logged.
 
+Detection ids: the highest ``id`` field (the detection store's row id) of any payload ever committed is kept
+in the ``highest_id`` counter, in the same transaction as the payload, so it is durable before the payload
+can be published and outlives the row's acknowledgement and the bounds. The recording sink
+(:mod:`daemon.sinks.recording`) issues ids above it, so an id once published is never given to another
+detection, even when the store never kept the first one (docs/service.md). A file moved aside as damaged
+takes its counter with it: the new one starts at 0.
+
 Faults: a file that is not a database, or fails ``PRAGMA quick_check``, is moved aside at start
 (``outbox.sqlite.corrupt-<UTC time>``, never deleted) and a new one is started. A write that fails
 while running (disk full, file system turned read-only, I/O error) keeps the detection in memory, in
@@ -56,7 +63,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped', 0);
+-- a file from before this counter: the ids still waiting are all it knows of (scanned only then)
+INSERT OR IGNORE INTO counters (name, value)
+    SELECT 'highest_id', COALESCE(MAX(json_extract(payload, '$.id')), 0) FROM outbox
+    WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'highest_id');
 """
+_ID_FIELD = "id"
+"""the payload field whose highest value is kept (the detection store's row id; None without a store)"""
 
 
 class Outbox:
@@ -67,7 +80,7 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._path = Path(config.path)
-        self._held: deque[str] = deque()
+        self._held: deque[tuple[str, int | None]] = deque()  # (payload JSON, its id field) not yet written
         self._held_acks: set[int] = set()
         self._held_dropped = 0
         self._fault = WriteFault(f"outbox {self._path}", f"holding detections in memory (at most {HELD_MAX})")
@@ -78,7 +91,8 @@ class Outbox:
                 raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
             self._move_aside(exc)
             self._open()
-        log.info("outbox %s: %d detection(s) waiting, %d dropped so far", self._path, self._backlog, self._dropped)
+        log.info("outbox %s: %d detection(s) waiting, %d dropped so far, highest detection id %d", self._path,
+                 self._backlog, self._dropped, self._highest_id)
 
     def _open(self) -> None:
         try:
@@ -92,7 +106,8 @@ class Outbox:
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             self._configure()
             self._backlog = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            self._dropped = self._conn.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[0]
+            self._dropped = self._counter("dropped")
+            self._highest_id = self._counter("highest_id")
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             self._last_seq = row[0] if row else 0
             with self._lock:
@@ -103,6 +118,9 @@ class Outbox:
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
+
+    def _counter(self, name: str) -> int:
+        return self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
 
     def _move_aside(self, exc: Exception) -> None:
         """Keep a damaged outbox (and its WAL) under a new name for inspection; a new one starts empty."""
@@ -130,7 +148,8 @@ class Outbox:
         """Store one payload durably (fsynced before returning) and return its ``seq``; None if the file
         cannot be written now: the payload is then held in memory and written by a later retry."""
         with self._lock:
-            self._held.append(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+            self._held.append((json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                               payload.get(_ID_FIELD)))
             if len(self._held) > 1:  # older ones wait: keep the order, and retry only when due
                 self._bound_held()
                 self._flush_held(force=False)
@@ -197,6 +216,12 @@ class Outbox:
         with self._lock:
             return self._last_seq
 
+    @property
+    def highest_id(self) -> int:
+        """The highest ``id`` field of any payload ever committed (0 if none); it outlives acks and the bounds."""
+        with self._lock:
+            return self._highest_id
+
     def close(self) -> None:
         """Write what is held (one last try), close the file (SQLite checkpoints the WAL); safe to call twice."""
         with self._lock:
@@ -215,11 +240,14 @@ class Outbox:
         def write() -> None:
             for seq in sorted(self._held_acks):
                 self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
-            for text in self._held:
+            for text, row_id in self._held:
                 cursor = self._conn.execute("INSERT INTO outbox (created, payload) VALUES (?, ?)",
                                             (self._clock(), text))
                 self._backlog += 1
                 self._last_seq = cursor.lastrowid
+                if row_id is not None and row_id > self._highest_id:
+                    self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (row_id,))
+                    self._highest_id = row_id
             self._enforce_bounds()
 
         try:
@@ -243,7 +271,7 @@ class Outbox:
     def _transaction(self, body: Callable[[], Any], *, durable: bool) -> Any:
         # The caller holds self._lock. synchronous is per connection and cannot change inside a transaction.
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        backlog, last_seq, dropped = self._backlog, self._last_seq, self._dropped
+        backlog, last_seq, dropped, highest_id = self._backlog, self._last_seq, self._dropped, self._highest_id
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             result = body()
@@ -251,7 +279,7 @@ class Outbox:
         except BaseException:
             if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
                 self._conn.execute("ROLLBACK")
-            self._backlog, self._last_seq, self._dropped = backlog, last_seq, dropped
+            self._backlog, self._last_seq, self._dropped, self._highest_id = backlog, last_seq, dropped, highest_id
             raise
         return result
 

@@ -7,6 +7,11 @@ commits the detection durably; :meth:`RecordingSink.put` finally stores the row 
 hands the clip job to the clip worker. The outbox comes first, so the store can never hold a
 detection back from MQTT.
 
+Ids are never issued twice: they start above both the store's highest id and the highest id the outbox
+ever committed (``published_id``, :attr:`daemon.sinks.outbox.Outbox.highest_id`), so a detection whose
+payload went out but whose row never landed (still waiting at stop, given up, or lost from the store's WAL
+in a power cut) leaves a gap in the ids instead of lending its id to the next detection after a restart.
+
 A store write that fails (disk full, file system turned read-only, I/O error) keeps the row waiting in
 memory, in order; beyond ``RETRY_KEPT`` waiting rows the oldest is given up (counted). One log line and a
 ``store_write_failed`` event on the status topic say so; the waiting rows are retried with back-off
@@ -64,11 +69,16 @@ class RecordingSink:
     """A window sink and a detection sink over one :class:`DetectionStore` and (optionally) the clips."""
 
     def __init__(self, store: DetectionStore, clips: ClipSchedule | None,
-                 on_event: EventCallback | None = None) -> None:
+                 on_event: EventCallback | None = None, *, published_id: int = 0) -> None:
+        """``published_id``: the highest row id the outbox ever committed (published, or to be: its ``highest_id``)."""
         self.store = store
         self.clips = clips
         self.counters = StoreCounters()
-        self._next_id = store.last_id() + 1
+        stored_id = store.last_id()
+        if published_id > stored_id:
+            log.info("detection store %s: ids go on after %d, the highest published (%d stored)", store.path,
+                     published_id, stored_id)
+        self._next_id = max(stored_id, published_id) + 1
         self._planned: dict[str, Planned] = {}
         self._waiting: deque[tuple[Detection, Planned]] = deque()
         self._fault = WriteFault(f"detection store {store.path}",

@@ -1,0 +1,110 @@
+"""A detection id, once committed to the outbox (and so published), is never given to another detection: the
+outbox keeps the highest id it committed in the same transaction as the payload, that mark outlives the rows'
+acknowledgement and the outbox's bounds, and the recording sink starts its ids above it and the store's.
+
+The daemon-level version (a real daemon SIGKILLed while the store could not be written, restarted, with a real
+broker's subscriber) is ``test_ids_stay_unique_across_a_restart.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from conftest import detection_payload
+
+from daemon.config import OutboxConfig, StoreConfig
+from daemon.pipeline.detection import Detection
+from daemon.pipeline.scoring import WindowResult
+from daemon.sinks.outbox import Outbox, OutboxSink
+from daemon.sinks.recording import RecordingSink
+from daemon.store.writer import DetectionStore
+
+
+def window(index: int) -> WindowResult:
+    detection = Detection(**detection_payload(index))
+    return WindowResult(source="mic", segment_start=0, start_sample=index * 160_000, end_sample=(index + 1) * 160_000,
+                        scores=np.zeros(1), species=[], read_at=0.0, detections=(detection,))
+
+
+def publish(outbox: Outbox, store_path: Path, indices: range) -> list[int]:
+    """What the sink thread does with one detection a window, the outbox before the store; the ids published."""
+    recording = RecordingSink(DetectionStore(StoreConfig(path=str(store_path))), clips=None,
+                              published_id=outbox.highest_id)
+    outbox_sink = OutboxSink(outbox, extra_fields=recording.payload_fields)
+    ids = []
+    for index in indices:
+        result = window(index)
+        recording.put_window(result)
+        ids.append(recording.payload_fields(result.detections[0])["id"])
+        outbox_sink.put(result.detections[0])
+        recording.put(result.detections[0])
+    recording.close()
+    return ids
+
+
+def test_the_highest_id_outlives_acknowledgement_and_the_bounds(tmp_path: Path):
+    config = OutboxConfig(path=str(tmp_path / "outbox.sqlite"), max_rows=3)
+    outbox = Outbox(config)
+    seqs = [outbox.put({**detection_payload(i), "id": row_id}) for i, row_id in enumerate((7, 9, 8, 4, 5))]
+    assert outbox.highest_id == 9 and outbox.backlog() == 3 and outbox.dropped() == 2  # 7 and 9 dropped at max_rows
+    for seq in seqs:
+        outbox.ack(seq)
+    outbox.put({**detection_payload(5), "id": None})  # no store: no id, the mark stays
+    assert outbox.backlog() == 1 and outbox.highest_id == 9
+    outbox.close()
+    reopened = Outbox(config)
+    assert reopened.highest_id == 9
+    reopened.close()
+
+
+def test_ids_go_on_above_published_rows_the_store_lost(tmp_path: Path):
+    """The store file is replaced (as a power cut losing its WAL, or rows given up, leave it: without the rows the
+    payloads carried); the next ids start above every published one, not at the store's highest."""
+    outbox_path, store_path = tmp_path / "outbox.sqlite", tmp_path / "store.sqlite"
+    outbox = Outbox(OutboxConfig(path=str(outbox_path)))
+    first = publish(outbox, store_path, range(0, 5))
+    for seq, _ in outbox.pending(10):
+        outbox.ack(seq)  # the broker has them all: the outbox rows are gone
+    outbox.close()
+    assert first == [1, 2, 3, 4, 5]
+    conn = sqlite3.connect(store_path)
+    conn.execute("DELETE FROM detections WHERE id > 2")  # rows 3..5 never landed
+    conn.execute("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'detections'")
+    conn.commit()
+    conn.close()
+    outbox = Outbox(OutboxConfig(path=str(outbox_path)))
+    assert outbox.backlog() == 0 and outbox.highest_id == 5
+    second = publish(outbox, store_path, range(5, 8))
+    outbox.close()
+    assert second == [6, 7, 8]
+    rows = sqlite3.connect(store_path).execute("SELECT id, detection_id FROM detections ORDER BY id").fetchall()
+    assert rows == [(1, detection_payload(0)["detection_id"]), (2, detection_payload(1)["detection_id"])] + [
+        (row_id, detection_payload(index)["detection_id"]) for row_id, index in zip(second, range(5, 8))]
+
+
+def test_an_outbox_from_before_the_mark_takes_it_from_its_waiting_rows(tmp_path: Path):
+    path = tmp_path / "outbox.sqlite"
+    outbox = Outbox(OutboxConfig(path=str(path)))
+    for i, row_id in enumerate((3, 11, 10)):
+        outbox.put({**detection_payload(i), "id": row_id})
+    outbox.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM counters WHERE name = 'highest_id'")  # as the previous version left its file
+    conn.commit()
+    conn.close()
+    reopened = Outbox(OutboxConfig(path=str(path)))
+    assert reopened.highest_id == 11
+    reopened.close()
+
+
+def test_a_damaged_outbox_moved_aside_starts_a_new_mark(tmp_path: Path):
+    """Documented limit: the store's highest id is then all that is known."""
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"not a database, " * 512)
+    outbox = Outbox(OutboxConfig(path=str(path)))
+    assert outbox.highest_id == 0
+    assert publish(outbox, tmp_path / "store.sqlite", range(2)) == [1, 2]
+    outbox.close()
+    assert list(tmp_path.glob("outbox.sqlite.corrupt-*"))
