@@ -8,7 +8,9 @@ recorded. Every cycle replays the file under its own name (a symlink), so each d
 says which cycle made it. The outbox's AUTOINCREMENT counter is the number of detections ever
 committed; at the end a last daemon drains the outbox, and a subscriber must have received exactly
 that many distinct detections of the killed cycles, every row that waited in the outbox at a kill
-among them, each source's detections in stream order.
+among them, each source's detections in stream order. Every cycle also has a detection store of its own (beside
+its config), so only the outbox's record of the highest id it committed keeps a later cycle from giving a
+published id to another detection: no id may arrive with two detections.
 
 ``BIRDD_POWERCUT_CYCLES`` sets the number of cycles (10 in the suite; ``bench/robustness.py powercut`` runs 200).
 """
@@ -106,6 +108,10 @@ def test_sigkill_at_random_instants_loses_no_committed_detection(tmp_path, mosqu
 
     by_id = {}
     order_violations = 0
+    detections_of_id: dict[int, set[str]] = {}
+    for message in received:
+        detections_of_id.setdefault(message.json()["id"], set()).add(message.json()["detection_id"])
+    id_reuses = sum(len(detections) - 1 for detections in detections_of_id.values())
     last_end: dict[str, str] = {}
     for message in received:
         payload = message.json()
@@ -117,8 +123,8 @@ def test_sigkill_at_random_instants_loses_no_committed_detection(tmp_path, mosqu
     lost = len(set(waiting) - set(by_id)) + max(0, committed - len(by_id))
     RESULTS.update(cycles=CYCLES, committed=committed, received=len(by_id), lost=lost,
                    kills_while_writing=kills_while_writing, waiting_at_a_kill=len(waiting),
-                   integrity_failures=integrity_failures, order_violations=order_violations)
+                   integrity_failures=integrity_failures, order_violations=order_violations, id_reuses=id_reuses)
     print(f"\npower cuts: {RESULTS}")
     assert committed > 0 and kills_while_writing > 0
     assert lost == 0 and len(by_id) == committed, RESULTS
-    assert integrity_failures == 0 and order_violations == 0, RESULTS
+    assert integrity_failures == 0 and order_violations == 0 and id_reuses == 0, RESULTS
