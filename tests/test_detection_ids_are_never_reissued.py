@@ -80,8 +80,8 @@ def test_ids_go_on_above_published_rows_the_store_lost(tmp_path: Path):
     outbox.close()
     assert second == [6, 7, 8]
     rows = sqlite3.connect(store_path).execute("SELECT id, detection_id FROM detections ORDER BY id").fetchall()
-    assert rows == [(1, detection_payload(0)["detection_id"]), (2, detection_payload(1)["detection_id"])] + [
-        (row_id, detection_payload(index)["detection_id"]) for row_id, index in zip(second, range(5, 8))]
+    assert rows == [(row_id, detection_payload(index)["detection_id"])
+                    for row_id, index in ((1, 0), (2, 1), (6, 5), (7, 6), (8, 7))]
 
 
 def test_an_outbox_from_before_the_mark_takes_it_from_its_waiting_rows(tmp_path: Path):
