@@ -22,6 +22,7 @@ import pytest
 from daemon.errors import BundleError
 from daemon.model.range_filter import RangeFilter
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
+from daemon.pipeline.scoring import WindowResult
 
 pytest_plugins = ("model_fixtures", "disk_fixtures")  # synthetic corpus, trained model; small file systems
 
@@ -237,6 +238,13 @@ def detection_payload(index: int, station: str = "test") -> dict[str, Any]:
         common_name="Great Tit", scientific_name="Parus major", confidence=0.5 + (index % 50) / 100,
         model={"name": "stsg", "version": "test"},
     ).to_payload()
+
+
+def detection_window(index: int) -> WindowResult:
+    """A scored window (number ``index``, 5 s at 32 kHz) whose one detection is :func:`detection_payload`'s."""
+    return WindowResult(source="mic", segment_start=0, start_sample=index * 160_000, end_sample=(index + 1) * 160_000,
+                        scores=np.zeros(1), species=[], read_at=0.0,
+                        detections=(Detection(**detection_payload(index)),))
 
 
 @pytest.fixture

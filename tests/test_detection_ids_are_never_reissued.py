@@ -11,21 +11,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import numpy as np
-from conftest import detection_payload
+from conftest import detection_payload, detection_window
 
 from daemon.config import OutboxConfig, StoreConfig
-from daemon.pipeline.detection import Detection
-from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
 from daemon.store.writer import DetectionStore
-
-
-def window(index: int) -> WindowResult:
-    detection = Detection(**detection_payload(index))
-    return WindowResult(source="mic", segment_start=0, start_sample=index * 160_000, end_sample=(index + 1) * 160_000,
-                        scores=np.zeros(1), species=[], read_at=0.0, detections=(detection,))
 
 
 def publish(outbox: Outbox, store_path: Path, indices: range) -> list[int]:
@@ -35,7 +26,7 @@ def publish(outbox: Outbox, store_path: Path, indices: range) -> list[int]:
     outbox_sink = OutboxSink(outbox, extra_fields=recording.payload_fields)
     ids = []
     for index in indices:
-        result = window(index)
+        result = detection_window(index)
         recording.put_window(result)
         ids.append(recording.payload_fields(result.detections[0])["id"])
         outbox_sink.put(result.detections[0])

@@ -10,23 +10,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-import numpy as np
-from conftest import HOST, detection_payload, free_port
+from conftest import HOST, detection_payload, detection_window, free_port
 from web_fixtures import ServerThread, SseClient
 
 from daemon.config import OutboxConfig, StoreConfig, config_from_dict
-from daemon.pipeline.detection import Detection
 from daemon.pipeline.scoring import WindowResult
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
 from daemon.store.writer import DetectionStore
 from daemon.write_faults import RETRY_INITIAL_S
-
-
-def window(index: int) -> WindowResult:
-    detection = Detection(**detection_payload(index))
-    return WindowResult(source="mic", segment_start=0, start_sample=index * 160_000, end_sample=(index + 1) * 160_000,
-                        scores=np.zeros(1), species=[], read_at=0.0, detections=(detection,))
 
 
 def dispatch(result: WindowResult, sinks: list, window_sinks: list) -> None:
@@ -46,11 +38,11 @@ def test_a_locked_store_delays_the_row_not_the_outbox(tmp_path: Path, caplog):
     recording = RecordingSink(DetectionStore(StoreConfig(path=str(store_path))), clips=None,
                               on_event=lambda kind, message: events.append((kind, message)))
     sinks, window_sinks = [OutboxSink(outbox, extra_fields=recording.payload_fields), recording], [recording]
-    dispatch(window(0), sinks, window_sinks)
+    dispatch(detection_window(0), sinks, window_sinks)
     blocker = sqlite3.connect(store_path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the file: every write fails after the busy timeout
     for index in range(1, 4):
-        dispatch(window(index), sinks, window_sinks)
+        dispatch(detection_window(index), sinks, window_sinks)
     assert [(p["id"], p["detection_id"]) for _, p in outbox.pending(10)] == [
         (i + 1, detection_payload(i)["detection_id"]) for i in range(4)]
     assert recording.counters.failed_writes == 1  # the later ones wait for the back-off: no burst of attempts
@@ -58,7 +50,7 @@ def test_a_locked_store_delays_the_row_not_the_outbox(tmp_path: Path, caplog):
     assert events == [("store_write_failed", "database is locked")]
     blocker.execute("ROLLBACK")
     time.sleep(RETRY_INITIAL_S * 1.1)
-    dispatch(window(4), sinks, window_sinks)  # the waiting rows go first, under the ids already published
+    dispatch(detection_window(4), sinks, window_sinks)  # the waiting rows go first, under the ids already published
     rows = sqlite3.connect(store_path).execute("SELECT id, detection_id FROM detections ORDER BY id").fetchall()
     assert rows == [(i + 1, detection_payload(i)["detection_id"]) for i in range(5)]
     assert [kind for kind, _ in events] == ["store_write_failed", "store_writable"]
@@ -82,15 +74,15 @@ def test_rows_a_fault_held_back_land_in_id_order_and_reach_a_live_stream(tmp_pat
     client = SseClient(server.url)
     try:
         assert client.event()[0] == "connected"
-        dispatch(window(0), [recording], [recording])
+        dispatch(detection_window(0), [recording], [recording])
         assert client.event()[2] == "1"
         observer.execute("BEGIN EXCLUSIVE")  # the store cannot be written: rows 2..4 wait in memory
         for index in range(1, 4):
-            dispatch(window(index), [recording], [recording])
+            dispatch(detection_window(index), [recording], [recording])
         observer.execute("ROLLBACK")
-        dispatch(window(4), [recording], [recording])  # writable again, but no retry is due: row 5 waits behind 2..4
+        dispatch(detection_window(4), [recording], [recording])  # writable, but no retry is due: 5 waits behind 2..4
         time.sleep(RETRY_INITIAL_S * 1.1)  # the stream polls meanwhile: a row 5 stored now would be sent now
-        dispatch(window(5), [recording], [recording])  # the retry stores 2..5, then row 6
+        dispatch(detection_window(5), [recording], [recording])  # the retry stores 2..5, then row 6
         assert [row_id for row_id, in observer.execute("SELECT id FROM landed ORDER BY seq")] == [1, 2, 3, 4, 5, 6]
         assert [client.event()[2] for _ in range(5)] == ["2", "3", "4", "5", "6"]
     finally:
