@@ -3,11 +3,14 @@ interrupted run resumes from its parts; a LocalCluster's workers write the same 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
-from replay_fixtures import run_birdd, stopping_after, write_recordings
+from replay_fixtures import birdd_command, run_birdd, stopping_after, write_recordings
 
 from daemon.audio.files import find_audio_files
 from daemon.batch.parts import RUN_FILE
@@ -84,6 +87,25 @@ def test_birdd_replay_parts_on_the_command_line(trained_model, model, recordings
               "--min-conf", OPTIONS.min_conf, "--segment-minutes", 1, "-j", 2)
     assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 3
     assert pq.read_table(tmp_path / "parts").equals(table)
+
+
+@pytest.mark.integration
+def test_a_parts_run_killed_with_sigkill_resumes_to_the_same_rows(trained_model, model, tmp_path):
+    recordings = write_recordings(tmp_path / "recordings", 40, 20, seed=13)
+    table, _ = gathered(model, find_audio_files([recordings]), OPTIONS, tmp_path / "all.parquet")
+    out = tmp_path / "parts"
+    args = ("replay", recordings, "-m", trained_model, "-o", out, "--parts", "--format", "detections", "--min-conf",
+            OPTIONS.min_conf, "--segment-minutes", 1, "-j", 1, "--resume")
+    proc = subprocess.Popen(birdd_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("part-*.parquet"))) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert 4 <= len(list(out.glob("part-*.parquet"))) < 20
+    run_birdd(*args)
+    assert pq.read_table(out).equals(table)
 
 
 @pytest.mark.integration
