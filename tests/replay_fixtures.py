@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,19 @@ def run_birdd(*args: object, timeout: float = 300) -> subprocess.CompletedProces
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def run_birdd_killed_after(args: tuple, folder: Path, pattern: str, count: int) -> int:
+    """Start ``birdd args...``, SIGKILL it once ``count`` files match ``pattern`` in ``folder``; returns how many
+    match after the kill (fails if the run ends first)."""
+    proc = subprocess.Popen(birdd_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob(pattern))) < count and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return len(list(folder.glob(pattern)))
 
 
 def stopping_after(runner, results: int):

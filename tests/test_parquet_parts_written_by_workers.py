@@ -3,14 +3,11 @@ interrupted run resumes from its parts; a LocalCluster's workers write the same 
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
-from replay_fixtures import birdd_command, run_birdd, stopping_after, write_recordings
+from replay_fixtures import run_birdd, run_birdd_killed_after, stopping_after, write_recordings
 
 from daemon.audio.files import find_audio_files
 from daemon.batch.parts import RUN_FILE
@@ -96,14 +93,7 @@ def test_a_parts_run_killed_with_sigkill_resumes_to_the_same_rows(trained_model,
     out = tmp_path / "parts"
     args = ("replay", recordings, "-m", trained_model, "-o", out, "--parts", "--format", "detections", "--min-conf",
             OPTIONS.min_conf, "--segment-minutes", 1, "-j", 1, "--resume")
-    proc = subprocess.Popen(birdd_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("part-*.parquet"))) < 4 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert 4 <= len(list(out.glob("part-*.parquet"))) < 20
+    assert 4 <= run_birdd_killed_after(args, out, "part-*.parquet", 4) < 20
     run_birdd(*args)
     assert pq.read_table(out).equals(table)
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
-import subprocess
-import time
 
 import pytest
-from replay_fixtures import birdd_command, run_birdd, stopping_after, write_recordings
+from replay_fixtures import run_birdd, run_birdd_killed_after, stopping_after, write_recordings
 
 from daemon.audio.files import find_audio_files
 from daemon.batch.journal import journal_dir
@@ -31,15 +28,8 @@ def test_resume_after_sigkill_equals_a_full_run(trained_model, recordings, tmp_p
     run_birdd("replay", recordings, "-m", trained_model, "-o", full, "-j", "1", "--format", "detections")
     out = tmp_path / "resumed.csv"
     args = ("replay", recordings, "-m", trained_model, "-o", out, "-j", "1", "--format", "detections", "--resume")
-    proc = subprocess.Popen(birdd_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parts = journal_dir(out)
-    deadline = time.monotonic() + 120
-    while len(list(parts.glob("*.npz"))) < 15 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    done = len(list(parts.glob("*.npz")))
+    done = run_birdd_killed_after(args, parts, "*.npz", 15)
     assert 15 <= done < 60 and not out.exists()
     run_birdd(*args)
     assert out.read_bytes() == full.read_bytes()
