@@ -15,15 +15,20 @@ in the ``highest_id`` counter, in the same transaction as the payload, so it is 
 can be published and outlives the row's acknowledgement and the bounds. The recording sink
 (:mod:`daemon.sinks.recording`) issues ids above it, so an id once published is never given to another
 detection, even when the store never kept the first one (docs/service.md). A file moved aside as damaged
-takes its counter with it: the new one starts at 0.
+takes its counter with it: the new one starts at 0. The exception: a detection published from memory while
+the file takes no write (below) reaches the counter only with the write that catches up (acknowledged or
+not); if the daemon stops before that write, its id may be issued again once the file is writable.
 
 Faults: a file that is not a database, or fails ``PRAGMA quick_check``, is moved aside at start
 (``outbox.sqlite.corrupt-<UTC time>``, never deleted) and a new one is started. A write that fails
 while running (disk full, file system turned read-only, I/O error) keeps the detection in memory, in
-order, up to :data:`HELD_MAX` (beyond it the oldest held are dropped and counted); an acknowledgement
-that cannot be written is kept too. Both are retried with back-off (:mod:`daemon.write_faults`) at the
-next ``put`` or ``retry_held`` (the outbox sink calls it at every scored window), oldest first. What is
-still held when the outbox closes is lost, and the count logged.
+order, under the ``seq`` it will have in the file, up to :data:`HELD_MAX` (beyond it the oldest held are
+dropped and counted). ``pending`` hands held detections out after the file's rows, so the publisher goes on
+publishing while the file takes no write; an acknowledged held detection is forgotten (it never reaches the
+file), and an acknowledgement of a file row that cannot be written is kept. Both are retried with back-off
+(:mod:`daemon.write_faults`) at the next ``put`` or ``retry_held`` (the outbox sink calls it at every scored
+window): the unacknowledged held detections are written, oldest first, under their ``seq``. What is still held
+when the outbox closes (not acknowledged by the broker) is lost, and the count logged.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +85,8 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._path = Path(config.path)
-        self._held: deque[tuple[str, int | None]] = deque()  # (payload JSON, its id field) not yet written
+        self._held: dict[int, str] = {}  # seq -> payload JSON, in seq order; not in the file yet
+        self._put_id = 0  # the highest id field of any payload put, held ones (even acknowledged) included
         self._held_acks: set[int] = set()
         self._held_dropped = 0
         self._fault = WriteFault(f"outbox {self._path}", f"holding detections in memory (at most {HELD_MAX})")
@@ -146,16 +152,16 @@ class Outbox:
 
     def put(self, payload: dict[str, Any]) -> int | None:
         """Store one payload durably (fsynced before returning) and return its ``seq``; None if the file
-        cannot be written now: the payload is then held in memory and written by a later retry."""
+        cannot be written now: the payload is then held in memory (and published from there) under the next
+        ``seq``, and written by a later retry unless the broker acknowledges it first."""
         with self._lock:
-            self._held.append((json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-                               payload.get(_ID_FIELD)))
-            if len(self._held) > 1:  # older ones wait: keep the order, and retry only when due
-                self._bound_held()
-                self._flush_held(force=False)
-                return None
-            self._flush_held(force=True)
-            return self._last_seq if not self._held else None
+            self._last_seq += 1
+            seq = self._last_seq
+            self._held[seq] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            self._put_id = max(self._put_id, payload.get(_ID_FIELD) or 0)
+            self._bound_held()
+            self._flush_held(force=False)  # while writes fail, only when the back-off says so
+            return None if seq in self._held else seq
 
     def retry_held(self) -> None:
         """Write held detections and acknowledgements if the back-off says it is time (cheap otherwise)."""
@@ -174,15 +180,19 @@ class Outbox:
             return len(self._held), self._held_dropped
 
     def pending(self, limit: int, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
-        """Up to ``limit`` unacknowledged ``(seq, payload)`` with ``seq > after``, in seq order."""
+        """Up to ``limit`` unacknowledged ``(seq, payload)`` with ``seq > after``, in seq order: the file's rows,
+        then the held detections (whose seqs all come after the file's)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
+            if len(rows) < limit:  # held ones at or before ``after`` are the few in flight: the skip is short
+                rows += islice(((seq, text) for seq, text in self._held.items() if seq > after), limit - len(rows))
         return [(seq, json.loads(text)) for seq, text in rows]
 
     def ack(self, seq: int) -> bool:
-        """Remove the row ``seq`` once the broker has it; False if it was already gone."""
+        """Remove the row (or held detection) ``seq`` once the broker has it; False if it was already gone, or if
+        removing the row cannot be written now (then it is removed by a later retry)."""
 
         def delete() -> bool:
             removed = self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
@@ -190,6 +200,8 @@ class Outbox:
             return removed > 0
 
         with self._lock:
+            if self._held.pop(seq, None) is not None:  # delivered before the file took it: never written
+                return True
             if self._fault.error:  # writes fail now: keep it for the next retry
                 self._held_acks.add(seq)
                 return False
@@ -212,7 +224,7 @@ class Outbox:
 
     @property
     def last_seq(self) -> int:
-        """The highest ``seq`` ever handed out (0 for a new file); cheap, no SQL."""
+        """The highest ``seq`` ever handed out, held detections included (0 for a new file); cheap, no SQL."""
         with self._lock:
             return self._last_seq
 
@@ -228,26 +240,29 @@ class Outbox:
             if self._held or self._held_acks:
                 self._flush_held(force=True)
             if self._held:
-                log.error("outbox %s: %d held detection(s) could not be written before exit (%s)", self._path,
-                          len(self._held), self._fault.error)
+                log.error("outbox %s: %d held detection(s) could not be written before exit, not acknowledged by "
+                          "the broker (%s)", self._path, len(self._held), self._fault.error)
             self._conn.close()
 
     def _flush_held(self, *, force: bool) -> None:
-        """Write held acks, then held detections oldest first, in one durable transaction (the lock is held)."""
-        if not (self._held or self._held_acks) or (not force and not self._fault.due()):
+        """Write held acks, then held detections oldest first under their seqs, in one durable transaction (the
+        lock is held). While writes fail, also with nothing held (all acknowledged): that write tells when the
+        file takes writes again."""
+        if not (self._held or self._held_acks or self._fault.error) or (not force and not self._fault.due()):
             return
 
         def write() -> None:
             for seq in sorted(self._held_acks):
                 self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
-            for text, row_id in self._held:
-                cursor = self._conn.execute("INSERT INTO outbox (created, payload) VALUES (?, ?)",
-                                            (self._clock(), text))
+            for seq, text in self._held.items():
+                self._conn.execute("INSERT INTO outbox (seq, created, payload) VALUES (?, ?, ?)",
+                                   (seq, self._clock(), text))
                 self._backlog += 1
-                self._last_seq = cursor.lastrowid
-                if row_id is not None and row_id > self._highest_id:
-                    self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (row_id,))
-                    self._highest_id = row_id
+            if next(reversed(self._held), None) != self._last_seq:  # the newest were acknowledged while held
+                self._keep_last_seq()
+            if self._put_id > self._highest_id:
+                self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (self._put_id,))
+                self._highest_id = self._put_id
             self._enforce_bounds()
 
         try:
@@ -260,9 +275,15 @@ class Outbox:
         self._held.clear()
         self._held_acks.clear()
 
+    def _keep_last_seq(self) -> None:
+        """Record ``_last_seq`` as AUTOINCREMENT's high mark, so that seqs never go back after a restart."""
+        mark = (self._last_seq,)
+        if not self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'", mark).rowcount:
+            self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", mark)
+
     def _bound_held(self) -> None:
         while len(self._held) > HELD_MAX:
-            self._held.popleft()
+            del self._held[next(iter(self._held))]
             self._held_dropped += 1
             if worth_logging(self._held_dropped):
                 log.warning("outbox %s: %d held detection(s) dropped so far (memory bound %d)", self._path,
@@ -271,7 +292,7 @@ class Outbox:
     def _transaction(self, body: Callable[[], Any], *, durable: bool) -> Any:
         # The caller holds self._lock. synchronous is per connection and cannot change inside a transaction.
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        backlog, last_seq, dropped, highest_id = self._backlog, self._last_seq, self._dropped, self._highest_id
+        backlog, dropped, highest_id = self._backlog, self._dropped, self._highest_id
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             result = body()
@@ -279,7 +300,7 @@ class Outbox:
         except BaseException:
             if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
                 self._conn.execute("ROLLBACK")
-            self._backlog, self._last_seq, self._dropped, self._highest_id = backlog, last_seq, dropped, highest_id
+            self._backlog, self._dropped, self._highest_id = backlog, dropped, highest_id
             raise
         return result
 
