@@ -2,7 +2,8 @@
 
 One thread owns the paho client: it connects (with jittered, capped back-off), drives ``loop()``,
 moves detections from the :class:`~daemon.outbox.Outbox` to the broker with at most
-``MAX_INFLIGHT`` unacknowledged, acks the outbox on PUBACK, and publishes status. Other threads
+``MAX_INFLIGHT`` unacknowledged (the file's rows, then those the outbox holds in memory while its file
+takes no write), acks the outbox on PUBACK, and publishes status. Other threads
 only hand it work (``publish_window``, ``publish_event``) or read counters; none of them blocks.
 
 Topics under the prefix (``Config.topic_prefix``):
