@@ -62,10 +62,10 @@ def test_held_detections_are_pending_under_their_file_seq_and_only_unacknowledge
     reopened.close()
 
 
-def test_nothing_held_but_the_file_read_only_says_so_until_it_is_writable(tmp_path: Path):
+def test_all_held_acknowledged_the_file_read_only_says_so_and_the_catch_up_keeps_seq_and_id(tmp_path: Path):
     outbox = Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
     _read_only(outbox, True)
-    outbox.put(_payload(0))
+    outbox.put(_payload(5))
     assert outbox.ack(1) and outbox.held() == (0, 0)  # delivered from memory
     time.sleep(RETRY_INITIAL_S * 1.1)
     outbox.retry_held()
@@ -74,6 +74,7 @@ def test_nothing_held_but_the_file_read_only_says_so_until_it_is_writable(tmp_pa
     outbox.close()
     reopened = Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
     assert reopened.last_seq == 1 and reopened.backlog() == 0  # seqs never go back, even for one never written
+    assert reopened.highest_id == 5  # nor the ids: its id was published, so it is never issued again
     reopened.close()
 
 
