@@ -237,7 +237,7 @@ class Outbox:
     def close(self) -> None:
         """Write what is held (one last try), close the file (SQLite checkpoints the WAL); safe to call twice."""
         with self._lock:
-            if self._held or self._held_acks:
+            if self._held or self._held_acks or self._fault.error:
                 self._flush_held(force=True)
             if self._held:
                 log.error("outbox %s: %d held detection(s) could not be written before exit, not acknowledged by "
