@@ -26,10 +26,13 @@ def _read_only(outbox: Outbox, on: bool) -> None:
 
 
 def _catch_up(outbox: Outbox) -> None:
-    """Make the file writable again and let the retry's back-off pass; the held ones are written."""
+    """Make the file writable again and retry until the back-off lets a retry through (it doubles per failure:
+    these tests fail a few times at most); the held ones are written."""
     _read_only(outbox, False)
-    time.sleep(RETRY_INITIAL_S * 1.1)
-    outbox.retry_held()
+    deadline = time.monotonic() + RETRY_INITIAL_S * 8
+    while outbox.write_error and time.monotonic() < deadline:
+        time.sleep(0.05)
+        outbox.retry_held()
     assert outbox.write_error == "" and outbox.held() == (0, 0)
 
 
