@@ -8,15 +8,18 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
                              soundscapes once per row and score them; plus the rows `teacher`,
                              `supervised` (`birdd train` on the labels), `labels` (teacher scores plus the
                              train.csv labels) and `hours=F` (a seeded share F of the audio files)
-  cv [--set KEY=VALUE ...]   cross-validation on the unlabelled training audio against the teacher:
-                             folds of files; (a) agreement: the student's macro ROC-AUC on held-out
-                             windows against the teacher's verdicts (probability >= 0.5); (b) calls in
-                             noise: held-out calls the teacher is sure of, mixed into held-out windows at
-                             -5..15 dB, labelled by the teacher's verdict on the clean call; student and
-                             teacher both scored
+  cv [--set KEY=VALUE ...]   cross-validation on the unlabelled training audio against the teacher: folds
+                             of files, a whole student per fold, scored by its fidelity: the macro ROC-AUC
+                             of its scores against the teacher's verdicts (probability >= 0.1) on held-out
+                             test-like windows (real held-out windows, and held-out calls mixed into them at
+                             -5..15 dB, each as the teacher scores it)
+  heads --head LOSS:L2 ...   the student's features once (fitted on all the audio, label-free), then each
+                             head: 2-fold fidelity as above (the head fitted on one fold's training windows)
+                             and, fitted on all windows, the test score (once per head)
 
 usage: python bench/distill.py [--data ../shared/bench206] [--out out/distill] table default= "hours=0.25" ...
-       python bench/distill.py cv --folds 3 --set teacher.temperature=2
+       python bench/distill.py cv --folds 2 --set teacher.temperature=2
+       python bench/distill.py heads --head squares:3 --head logistic:0.01 --set teacher.species_floor=0
 A student whose species list misses some of the test columns scores them 0 (an AUC of 0.5), as the
 teacher scores the 4 species BirdNET does not know.
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import logging
 import os
 import re
@@ -40,16 +42,32 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.batch.evaluate import macro_roc_auc, read_table
+import trainer.train
+from daemon.audio.files import read_audio
+from daemon.batch.evaluate import Table, macro_roc_auc, read_table
+from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
+from daemon.model.head import LinearHead
 from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
-from trainer.distill import SpeciesChoice, TeacherPass, fit_student, probabilities, run_teacher, write_student
+from trainer.distill import (
+    SpeciesChoice,
+    TeacherPass,
+    fit_student,
+    probabilities,
+    run_teacher,
+    student_windows,
+    teacher_grid,
+    write_student,
+)
 from trainer.distill_recipe import DistillRecipe
+from trainer.head_fit import fit_head
+from trainer.recipe import HeadParams
 from trainer.synthesis import place_call
 from trainer.train import FittedSTSG
 
-VERDICT = 0.5
-"""teacher probability that counts as "present" in the cross-validation's reference labels"""
+VERDICT = 0.1
+"""teacher probability that counts as "present" in the cross-validation's reference (and makes a held-out
+window a call to mix)"""
 MIXTURES_PER_CALL = 2
 BACKGROUND_SHARE = 0.3
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
@@ -76,11 +94,7 @@ def test_score(birdd: str, model: Path, data: Path) -> float:
          str(submission), "--no-progress"])
     sub, truth = read_table(submission), read_table(data / "test_soundscapes_labels.csv")
     rows = {r: i for i, r in enumerate(sub.row_ids)}
-    cols = {c: j for j, c in enumerate(sub.columns)}
-    values = sub.values[[rows[r] for r in truth.row_ids]]
-    aligned = np.stack([values[:, cols[c]] if c in cols else np.zeros(len(truth.row_ids)) for c in truth.columns],
-                       axis=1)
-    return macro_roc_auc(truth.values, aligned, truth.columns)[0]
+    return aligned_auc(truth, sub.columns, sub.values[[rows[r] for r in truth.row_ids]])
 
 
 def link_audio(data: Path, folder: Path, share: float = 1.0, seed: int = 0) -> list[Path]:
@@ -182,82 +196,134 @@ def recipe_from(settings: list[str]) -> DistillRecipe:
     return recipe
 
 
-def verdicts(logits: np.ndarray) -> np.ndarray:
-    return (probabilities(logits) >= VERDICT).astype(np.float32)
-
-
-def mixtures(run_: TeacherPass, held: list[int], grid: WindowGrid, rng: np.random.Generator
-             ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Held-out calls (windows with a verdict) mixed into held-out 5-s windows, and their reference labels."""
+def held_out_windows(run_: TeacherPass, held: list[int],
+                     rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """Test-like windows from the held-out files and the teacher's probabilities on each of them: their real
+    5-s windows, and each held-out call (a teacher window whose top probability reaches ``VERDICT``) mixed
+    ``MIXTURES_PER_CALL`` times into a real held-out window at -5..15 dB, plus ``BACKGROUND_SHARE`` more
+    real windows; the teacher scores every window as it is (mixture included)."""
+    grid, tgrid = WindowGrid(), run_.teacher.grid
     calls, backgrounds = [], []
     for i in held:
         samples, logits = run_.decoded[i][1], run_.logits[i]
         for w, z in enumerate(logits):
-            start = grid.start(w)
+            start = tgrid.start(w)
             window = samples[start: start + grid.length]
-            if verdicts(z).any():
-                calls.append((window, verdicts(z)))
+            if probabilities(z).max() >= VERDICT:
+                calls.append(window)
             if start % grid.length == 0 and start + grid.length <= samples.size:
-                backgrounds.append((window, verdicts(z)))
-    windows, labels = [], []
-    for call, label in calls:
+                backgrounds.append(window)
+    windows = list(backgrounds)
+    for call in calls:
         for _ in range(MIXTURES_PER_CALL):
-            background, background_label = backgrounds[rng.integers(len(backgrounds))]
-            mixed = background.copy()
+            mixed = backgrounds[rng.integers(len(backgrounds))].copy()
             place_call(mixed, call, rng.uniform(-5, 15), rng)
             windows.append(mixed)
-            labels.append(np.maximum(label, background_label))
-    for _ in range(int(len(windows) * BACKGROUND_SHARE)):
-        background, background_label = backgrounds[rng.integers(len(backgrounds))]
-        windows.append(background.copy())
-        labels.append(background_label)
-    return windows, np.stack(labels)
+    windows += [backgrounds[rng.integers(len(backgrounds))] for _ in range(int(len(calls) * BACKGROUND_SHARE))]
+    return windows, probabilities(np.stack([run_.teacher.logits(w)[0] for w in windows]))
+
+
+def fidelity(teacher_probabilities: np.ndarray, scores: np.ndarray, codes: list[str]) -> float:
+    """Macro ROC-AUC of ``scores`` against the teacher's verdicts (probability >= ``VERDICT``)."""
+    return macro_roc_auc((teacher_probabilities >= VERDICT).astype(np.float32), scores, codes)[0]
+
+
+def window_vectors(backend, windows: list[np.ndarray]) -> np.ndarray:
+    return np.stack([embed_signal(backend, w, WindowGrid())[0].vector for w in windows])
 
 
 def student_scores(fitted: FittedSTSG, columns: list[int], n_species: int, windows: list[np.ndarray]) -> np.ndarray:
     """The student's probabilities of 5-s windows, in the teacher's columns (0 where it has none)."""
-    vectors = np.stack([embed_signal(fitted.backend, w, WindowGrid())[0].vector for w in windows])
     full = np.zeros((len(windows), n_species), np.float32)
-    full[:, columns] = fitted.head().probabilities(vectors)
+    full[:, columns] = fitted.head().probabilities(window_vectors(fitted.backend, windows))
     return full
 
 
-def cross_validate(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING)
+def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, list[int]]:
+    """The recipe of ``--set``, the teacher's pass over the linked audio, and the learnt columns."""
     recipe = recipe_from(args.set)
     audio = link_audio(args.data, args.out / "audio")
     run_ = run_teacher(audio, args.out / "teacher", recipe.teacher, args.out / "teacher_cache", progress=False)
+    return recipe, run_, SpeciesChoice().columns(run_.teacher, run_.logits, recipe.teacher.species_floor)
+
+
+def cross_validate(args: argparse.Namespace) -> None:
+    """Folds of files: a whole student per fold, scored by its fidelity to the teacher on held-out windows."""
+    logging.basicConfig(level=logging.WARNING)
+    recipe, run_, columns = distilled(args)
     species = run_.teacher.species
-    codes = [s.code for s in species]
-    columns = SpeciesChoice().columns(run_.teacher, run_.logits, recipe.teacher.species_floor)
     scored = run_.scored(columns, recipe.teacher)
-    grid = WindowGrid()
     results = []
     for fold in range(args.folds):
         started = time.perf_counter()
         held = [i for i in range(len(scored)) if i % args.folds == fold]
         fitted, _ = fit_student([s for i, s in enumerate(scored) if i % args.folds != fold], recipe, progress=False)
-        student = functools.partial(student_scores, fitted, columns, len(species))
-        real, real_labels = [], []
-        for i in held:
-            samples = run_.decoded[i][1]
-            for w, z in enumerate(run_.logits[i]):
-                start = run_.teacher.grid.start(w)
-                if start % grid.length == 0 and start + grid.length <= samples.size:
-                    real.append(samples[start: start + grid.length])
-                    real_labels.append(verdicts(z))
-        agreement = macro_roc_auc(np.stack(real_labels), student(real), codes)[0]
-        mixed, labels = mixtures(run_, held, run_.teacher.grid, np.random.default_rng(100 + fold))
-        teacher_scores = probabilities(np.stack([run_.teacher.logits(w)[0] for w in mixed]))
-        in_noise = macro_roc_auc(labels, student(mixed), codes)[0]
-        teacher_in_noise = macro_roc_auc(labels, teacher_scores, codes)[0]
-        results.append((agreement, in_noise, teacher_in_noise))
-        print(f"fold {fold}: agreement {agreement:.4f}, calls in noise {in_noise:.4f} "
-              f"(teacher {teacher_in_noise:.4f}); {len(real)} real and {len(mixed)} mixed windows, "
+        windows, reference = held_out_windows(run_, held, np.random.default_rng(100 + fold))
+        score = fidelity(reference, student_scores(fitted, columns, len(species), windows), [s.code for s in species])
+        results.append(score)
+        print(f"fold {fold}: fidelity {score:.4f} on {len(windows)} held-out windows, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    means = [statistics.mean(r[k] for r in results) for k in range(3)]
-    print(f"cv {' '.join(args.set) or 'default'}: agreement {means[0]:.4f}, calls in noise {means[1]:.4f} "
-          f"(teacher {means[2]:.4f})")
+    print(f"cv {' '.join(args.set) or 'default'}: fidelity {statistics.mean(results):.4f}")
+
+
+def compare_heads(args: argparse.Namespace) -> None:
+    """One student's features (its codebook, skip-gram vectors and idf fitted on all the unlabelled audio, as
+    `birdd distill` does), then each head (`LOSS:L2`) fitted on the training windows of one fold of files and
+    scored by its fidelity to the teacher on the other fold's held-out windows; then fitted on all windows and
+    scored once on the test soundscapes."""
+    logging.basicConfig(level=logging.WARNING)
+    recipe, run_, columns = distilled(args)
+    codes = [run_.teacher.species[i].code for i in columns]
+    scored = run_.scored(columns, recipe.teacher)
+    grid = teacher_grid(recipe.teacher)
+    captured = {}
+
+    def capture(features: np.ndarray, targets: np.ndarray, params: HeadParams) -> dict[str, np.ndarray]:
+        captured.update(x=features, y=targets)
+        return fit_head(features[:2], targets[:2], HeadParams(loss="squares"))  # replaced below
+
+    trainer.train.fit_head = capture
+    try:
+        fitted, _ = fit_student(scored, recipe, progress=False)
+    finally:
+        trainer.train.fit_head = fit_head
+    folds = []
+    for fold in range(2):
+        windows, _ = student_windows([s for i, s in enumerate(scored) if i % 2 != fold], grid, recipe)
+        pairs = list(windows.make())
+        held, reference = held_out_windows(run_, [i for i in range(len(scored)) if i % 2 == fold],
+                                           np.random.default_rng(100 + fold))
+        folds.append((window_vectors(fitted.backend, [w for w, _ in pairs]), np.stack([t for _, t in pairs]),
+                      window_vectors(fitted.backend, held), reference[:, columns]))
+    test_x, truth = test_vectors(fitted.backend, args.data)
+    for spec in args.head:
+        loss, _, l2 = spec.partition(":")
+        params = HeadParams(loss=loss, l2=float(l2))
+        cv = statistics.mean(fidelity(ref, head_probabilities(fit_head(x, y, params), held), codes)
+                             for x, y, held, ref in folds)
+        test = aligned_auc(truth, codes, head_probabilities(fit_head(captured["x"], captured["y"], params), test_x))
+        print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
+
+
+def head_probabilities(arrays: dict[str, np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    return LinearHead(**{k.removeprefix("head_"): v for k, v in arrays.items()}).probabilities(vectors)
+
+
+def test_vectors(backend, data: Path) -> tuple[np.ndarray, Table]:
+    """The window vectors of the test soundscapes, in the order of their label file's rows."""
+    truth = read_table(data / "test_soundscapes_labels.csv")
+    vectors = {}
+    for path in sorted((data / "test_soundscapes").glob("*.ogg")):
+        for result in embed_signal(backend, read_audio(path), WindowGrid()):
+            vectors[f"{path.stem}_{result.start_sample // SAMPLE_RATE + WINDOW_SECONDS}"] = result.vector
+    return np.stack([vectors[r] for r in truth.row_ids]), truth
+
+
+def aligned_auc(truth: Table, codes: list[str], scores: np.ndarray) -> float:
+    """Macro ROC-AUC on the test labels; test columns the model lacks score 0."""
+    cols = {c: j for j, c in enumerate(codes)}
+    aligned = np.stack([scores[:, cols[c]] if c in cols else np.zeros(len(scores)) for c in truth.columns], axis=1)
+    return macro_roc_auc(truth.values, aligned, truth.columns)[0]
 
 
 def main() -> None:
@@ -271,6 +337,9 @@ def main() -> None:
     cv_parser = commands.add_parser("cv")
     cv_parser.add_argument("--folds", type=int, default=3)
     cv_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    heads_parser = commands.add_parser("heads")
+    heads_parser.add_argument("--head", action="append", required=True, metavar="LOSS:L2")
+    heads_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     labels_parser = commands.add_parser("labels", help="(internal) the `labels` row's student")
     labels_parser.add_argument("model", type=Path)
     labels_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -279,6 +348,8 @@ def main() -> None:
         table(args)
     elif args.command == "cv":
         cross_validate(args)
+    elif args.command == "heads":
+        compare_heads(args)
     else:
         logging.basicConfig(level=logging.INFO)
         with_labels(args)

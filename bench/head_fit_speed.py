@@ -43,8 +43,8 @@ from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
 from trainer.cli import set_changes, with_changes
 from trainer.dataset import load_dataset
-from trainer.head_fit import fit_multilabel_logistic, positive_weights, standardise
-from trainer.recipe import Recipe
+from trainer.head_fit import fit_head, fit_multilabel_logistic, positive_weights, standardise
+from trainer.recipe import HeadParams, Recipe
 
 Fitter = Callable[[np.ndarray, np.ndarray, float, int], dict[str, np.ndarray]]
 
@@ -73,7 +73,7 @@ def build_features(data: Path, recipe: Recipe) -> dict[str, np.ndarray]:
     labels (rows of ``test_soundscapes_labels.csv``), from the same fitted backend."""
     handed: dict[str, np.ndarray] = {}
 
-    def capture(features: np.ndarray, labels: np.ndarray, l2: float, max_iter: int) -> dict[str, np.ndarray]:
+    def capture(features: np.ndarray, labels: np.ndarray, params: HeadParams) -> dict[str, np.ndarray]:
         handed.update(train_x=features, train_y=labels)
         d, s = features.shape[1], labels.shape[1]
         return {"head_mean": np.zeros(d, np.float32), "head_scale": np.ones(d, np.float32),
@@ -81,11 +81,11 @@ def build_features(data: Path, recipe: Recipe) -> dict[str, np.ndarray]:
 
     dataset = load_dataset(data)
     audio = trainer.train.decode_dataset(dataset, progress=False)
-    trainer.train.fit_multilabel_logistic = capture  # the head is what this bench fits, twice, below
+    trainer.train.fit_head = capture  # the head is what this bench fits, twice, below
     try:
         fitted = trainer.train.fit_stsg(audio, len(dataset.species), recipe)
     finally:
-        trainer.train.fit_multilabel_logistic = fit_multilabel_logistic
+        trainer.train.fit_head = fit_head
     truth = read_table(data / "test_soundscapes_labels.csv")
     if truth.columns != dataset.codes:
         raise SystemExit(f"{data}: test label columns differ from the species list")

@@ -1,10 +1,12 @@
 """The multi-label logistic head learns separable species and keeps rare positives."""
 
 import numpy as np
+import pytest
 
 from daemon.batch.evaluate import macro_roc_auc
 from daemon.model.head import LinearHead
-from trainer.head_fit import fit_multilabel_logistic
+from trainer.head_fit import fit_head, fit_least_squares, fit_multilabel_logistic, platt
+from trainer.recipe import HeadParams
 
 
 def test_head_separates_and_folds_standardisation(rng):
@@ -23,3 +25,36 @@ def test_head_separates_and_folds_standardisation(rng):
     manual = 1 / (1 + np.exp(-(((x - arrays["head_mean"]) / arrays["head_scale"]) @ arrays["head_weights"]
                                 + arrays["head_bias"])))
     np.testing.assert_allclose(p, manual, atol=1e-4)
+
+
+def test_least_squares_head_ranks_like_its_soft_targets_and_gives_probabilities(rng):
+    """The "squares" head follows soft (teacher) targets and its calibrated outputs are probabilities near them."""
+    n, d, s = 2000, 12, 4
+    x = rng.standard_normal((n, d))
+    truth = 1 / (1 + np.exp(-(x[:, :s] * 3 - 2)))  # species k's probability rises with feature k
+    arrays = fit_least_squares(x.astype(np.float32), truth, l2=1e-3)
+    head = LinearHead(**{k.removeprefix("head_"): v for k, v in arrays.items()})
+    p = head.probabilities(x.astype(np.float32))
+    for k in range(s):
+        assert np.corrcoef(np.argsort(np.argsort(p[:, k])), np.argsort(np.argsort(truth[:, k])))[0, 1] > 0.95
+    assert abs(p.mean() - truth.mean()) < 0.02
+    assert np.abs(p - truth).mean() < 0.08
+
+
+def test_platt_scaling_keeps_the_order_and_matches_the_rate(rng):
+    u = rng.standard_normal((5000, 2)) * [1.0, 50.0] + [0.0, 7.0]
+    targets = (rng.random((5000, 2)) < 1 / (1 + np.exp(-(2 * (u - [0.0, 7.0]) / [1.0, 50.0] - 1)))).astype(float)
+    a, c = platt(u, targets)
+    assert (a > 0).all()
+    p = 1 / (1 + np.exp(-(a * u + c)))
+    np.testing.assert_allclose(p.mean(axis=0), targets.mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(a * [1.0, 50.0], [2.0, 2.0], rtol=0.15)
+
+
+def test_head_loss_is_checked_and_chosen_by_the_recipe(rng):
+    with pytest.raises(ValueError, match="'hinge' is not one of logistic, squares"):
+        HeadParams(loss="hinge")
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    y = (x[:, :2] > 0).astype(float)
+    squares = fit_head(x, y, HeadParams(loss="squares", l2=1e-3))
+    np.testing.assert_allclose(squares["head_weights"], fit_least_squares(x, y, 1e-3)["head_weights"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.recipe import Overridable, Recipe
+from trainer.recipe import HeadParams, Overridable, Recipe
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,17 @@ class TeacherParams:
     """0: soft targets; otherwise targets are 1 where the teacher's probability reaches it, else 0"""
     species_floor: float = 0.1
     """a species is learnt when the teacher's probability reaches this in at least one window of the audio"""
-    call_threshold: float = 0.1
+    call_threshold: float = 0.0
     """a window whose highest learnt-species probability reaches this is a call: it is mixed into other
-    windows as a training example (the synthesis of ``birdd train``, teacher scores in place of labels)"""
-    max_calls: int = 2000
+    windows as a training example (the synthesis of ``birdd train``, teacher scores in place of labels);
+    0: every window (chosen by cross-validation, docs/accuracy.md)"""
+    max_calls: int = 3000
     """at most this many calls are mixed (a seeded sample of them when there are more)"""
+
+
+STUDENT_HEAD = HeadParams(loss="squares", l2=3.0)
+"""least squares on the teacher's probabilities, calibrated: chosen by cross-validation against the teacher
+(docs/accuracy.md); ``--set student.head.loss=logistic --set student.head.l2=0.01`` is ``birdd train``'s head"""
 
 
 @dataclass(frozen=True)
@@ -35,5 +41,5 @@ class DistillRecipe(Overridable):
     ``student.synthesis.background_windows`` the number of real windows (teacher targets as they are).
     """
 
-    student: Recipe = field(default_factory=Recipe)
+    student: Recipe = field(default_factory=lambda: Recipe(head=STUDENT_HEAD))
     teacher: TeacherParams = field(default_factory=TeacherParams)

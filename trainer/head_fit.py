@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import scipy.optimize
 
+from trainer.recipe import HeadParams
+
 log = logging.getLogger(__name__)
 
 MAX_POSITIVE_WEIGHT = 50.0
@@ -70,3 +72,54 @@ def fit_multilabel_logistic(features: np.ndarray, labels: np.ndarray, l2: float 
     weights, bias = result.x[: d * s].reshape(d, s), result.x[d * s:]
     return {"head_mean": mean.astype(np.float32), "head_scale": scale.astype(np.float32),
             "head_weights": weights.astype(np.float32), "head_bias": bias.astype(np.float32)}
+
+
+PLATT_STEPS = 25
+"""Newton steps of the per-species calibration (two parameters each; it converges in a handful)"""
+
+
+def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0) -> dict[str, np.ndarray]:
+    """Fit ``((x - mean) / scale) @ W + b`` to the targets by least squares (the squared error averaged over
+    windows plus ``l2 * |W|^2 / 2``, one closed-form solve for all species), then calibrate each species'
+    output ``u`` to a probability ``sigmoid(a * u + c)`` (Platt scaling on the same targets, ``a > 0`` so the
+    order of the windows is kept) and fold the calibration into the head. Returns the arrays of
+    :class:`daemon.head.LinearHead`.
+
+    Soft teacher targets are mostly near 0; least squares follows the probabilities where cross-entropy
+    chases the teacher's tiny differences between near-zero ones (``docs/accuracy.md``, distillation).
+    """
+    mean, scale, x = standardise(features)
+    y = targets.astype(np.float64)
+    n, d = x.shape
+    bias = y.mean(axis=0)
+    weights = np.linalg.solve(x.T @ x + l2 * n * np.eye(d), x.T @ (y - bias))
+    slope, offset = platt(x @ weights + bias, y)
+    log.info("head (least squares): %d windows x %d features -> %d species, calibration slope median %.2f",
+             n, d, y.shape[1], float(np.median(slope)))
+    return {"head_mean": mean.astype(np.float32), "head_scale": scale.astype(np.float32),
+            "head_weights": (weights * slope).astype(np.float32),
+            "head_bias": (bias * slope + offset).astype(np.float32)}
+
+
+def platt(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, ``(a, c)`` minimising the cross-entropy of ``sigmoid(a * u + c)`` against the (soft)
+    targets, by Newton's method on all columns at once; ``a`` is kept at least 1e-3 (order preserved)."""
+    u = (outputs - outputs.mean(axis=0)) / (outputs.std(axis=0) + 1e-12)
+    a, c = np.ones(u.shape[1]), np.zeros(u.shape[1])
+    for _ in range(PLATT_STEPS):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (a * u + c)))
+        r, h = p - targets, p * (1.0 - p) + 1e-9
+        g_a, g_c = (r * u).mean(axis=0), r.mean(axis=0)
+        h_aa, h_ac, h_cc = (h * u * u).mean(axis=0) + 1e-6, (h * u).mean(axis=0), h.mean(axis=0) + 1e-6
+        det = h_aa * h_cc - h_ac**2
+        a = np.maximum(a - (h_cc * g_a - h_ac * g_c) / det, 1e-3)
+        c = c - (h_aa * g_c - h_ac * g_a) / det
+    std, centre = outputs.std(axis=0) + 1e-12, outputs.mean(axis=0)
+    return a / std, c - a * centre / std
+
+
+def fit_head(features: np.ndarray, targets: np.ndarray, params: HeadParams) -> dict[str, np.ndarray]:
+    """The head the recipe asks for (``params.loss``)."""
+    if params.loss == "squares":
+        return fit_least_squares(features, targets, params.l2)
+    return fit_multilabel_logistic(features, targets, params.l2, params.max_iter)

@@ -40,14 +40,24 @@ class SynthesisParams:
     """range of call-to-background level (decibels, uniform)"""
 
 
+HEAD_LOSSES = ("logistic", "squares")
+
+
 @dataclass(frozen=True)
 class HeadParams:
-    """The multi-label logistic head."""
+    """The multi-label linear head (one sigmoid per species)."""
 
+    loss: str = "logistic"
+    """"logistic": cross-entropy by L-BFGS; "squares": least squares on the targets (closed form), then each
+    species' output calibrated to a probability (Platt scaling)"""
     l2: float = 1e-2
     """L2 penalty on the weights (per training window)"""
     max_iter: int = 300
-    """L-BFGS iterations"""
+    """L-BFGS iterations (logistic)"""
+
+    def __post_init__(self) -> None:
+        if self.loss not in HEAD_LOSSES:
+            raise ValueError(f"{self.loss!r} is not one of {', '.join(HEAD_LOSSES)}")
 
 
 class Overridable:

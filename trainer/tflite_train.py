@@ -25,7 +25,7 @@ from daemon.model.tflite_spec import TFLiteSpec
 from daemon.model.windows import WindowGrid
 from trainer.dataset import load_dataset
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
-from trainer.head_fit import fit_multilabel_logistic
+from trainer.head_fit import fit_head
 from trainer.recipe import TFLiteRecipe
 from trainer.synthesis import training_windows, window_count
 from trainer.tflite_model import DEFAULT_SPEC, bundle_manifest, open_model
@@ -87,7 +87,7 @@ def train_tflite(data_dir: str | Path, out_dir: str | Path, model_path: str | Pa
     with stage("embed training windows"):
         features, labels = embed_training_windows(backend, audio, len(dataset.species), recipe, cache, progress)
     with stage("linear head"):
-        arrays = fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter)
+        arrays = fit_head(features, labels, recipe.head)
     manifest = bundle_manifest(out_dir, backend, dataset.species, recipe=recipe.to_dict(), training_data={
         "root": str(dataset.root),
         "recordings": len(audio.clips),

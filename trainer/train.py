@@ -28,7 +28,7 @@ from daemon.model.tokenizer import FrameNormaliser, StreamingTokenizer
 from daemon.model.windows import WindowGrid
 from trainer.codebook_fit import fit_codebook, sample_frames
 from trainer.dataset import Dataset, load_dataset
-from trainer.head_fit import fit_multilabel_logistic
+from trainer.head_fit import fit_head
 from trainer.recipe import Recipe
 from trainer.synthesis import training_windows, window_count
 from trainer.token_embeddings import fit_idf, fit_token_vectors
@@ -141,7 +141,7 @@ def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe
     with stage("training windows"):
         features, labels = _window_features(backend, windows.make(), windows.count, progress)
     with stage("linear head"):
-        arrays.update(fit_multilabel_logistic(features, labels, recipe.head.l2, recipe.head.max_iter))
+        arrays.update(fit_head(features, labels, recipe.head))
     return FittedSTSG(backend, arrays, int(features.shape[0]))
 
 
