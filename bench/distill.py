@@ -290,11 +290,14 @@ def compare_heads(args: argparse.Namespace) -> None:
     folds = []
     for fold in range(2):
         windows, _ = student_windows([s for i, s in enumerate(scored) if i % 2 != fold], grid, recipe)
-        pairs = list(windows.make())
+        vectors, targets = [], []
+        for window, target in windows.make():  # one at a time: all windows' samples would not fit in memory
+            vectors.append(embed_signal(fitted.backend, window, WindowGrid())[0].vector)
+            targets.append(target)
         held, reference = held_out_windows(run_, [i for i in range(len(scored)) if i % 2 == fold],
                                            np.random.default_rng(100 + fold))
-        folds.append((window_vectors(fitted.backend, [w for w, _ in pairs]), np.stack([t for _, t in pairs]),
-                      window_vectors(fitted.backend, held), reference[:, columns]))
+        folds.append((np.stack(vectors), np.stack(targets), window_vectors(fitted.backend, held),
+                      reference[:, columns]))
     test_x, truth = test_vectors(fitted.backend, args.data)
     for spec in args.head:
         loss, _, l2 = spec.partition(":")
