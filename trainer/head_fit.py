@@ -104,7 +104,8 @@ def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0
 def platt(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column, ``(a, c)`` minimising the cross-entropy of ``sigmoid(a * u + c)`` against the (soft)
     targets, by Newton's method on all columns at once; ``a`` is kept at least 1e-3 (order preserved)."""
-    u = (outputs - outputs.mean(axis=0)) / (outputs.std(axis=0) + 1e-12)
+    centre, std = outputs.mean(axis=0), outputs.std(axis=0) + 1e-12
+    u = (outputs - centre) / std
     a, c = np.ones(u.shape[1]), np.zeros(u.shape[1])
     for _ in range(PLATT_STEPS):
         p = 0.5 * (1.0 + np.tanh(0.5 * (a * u + c)))
@@ -114,7 +115,6 @@ def platt(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndar
         det = h_aa * h_cc - h_ac**2
         a = np.maximum(a - (h_cc * g_a - h_ac * g_c) / det, 1e-3)
         c = c - (h_aa * g_c - h_ac * g_a) / det
-    std, centre = outputs.std(axis=0) + 1e-12, outputs.mean(axis=0)
     return a / std, c - a * centre / std
 
 
