@@ -7,7 +7,9 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
   table [NAME=OPTIONS ...]   distil each configuration (extra `birdd distill` options), replay the test
                              soundscapes once per row and score them; plus the rows `teacher`,
                              `supervised` (`birdd train` on the labels), `labels` (teacher scores plus the
-                             train.csv labels) and `hours=F` (a seeded share F of the audio files)
+                             train.csv labels), `hours_F=OPTIONS` (a seeded share F of the audio files)
+                             and `copies_N=OPTIONS` (the audio N times over, in N folders: the memory and
+                             time of distilling a longer archive, e.g. 8 copies ~ a week at 5 min/hour)
   cv [--set KEY=VALUE ...]   cross-validation on the unlabelled training audio against the teacher: folds
                              of files, a whole student per fold, scored by its fidelity: the macro ROC-AUC
                              of its scores against the teacher's verdicts (probability >= 0.1) on held-out
@@ -118,6 +120,21 @@ def link_audio(data: Path, folder: Path, share: float = 1.0, seed: int = 0) -> l
     return paths
 
 
+def link_copies(audio: list[Path], folder: Path, copies: int) -> list[Path]:
+    """``copies`` folders under ``folder``, each linking every path of ``audio``: the same files N times
+    over (the teacher's cache scores each once); returns the links (folders named on the command line are
+    followed, links inside them are not)."""
+    links = []
+    for k in range(copies):
+        for path in audio:
+            target = folder / f"copy_{k}" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(path.resolve())
+            links.append(target)
+    return links
+
+
 def teacher_bundle(birdd: str, data: Path, out: Path) -> Path:
     """BirdNET V2.4 zero-shot on taxonomy.csv (made once)."""
     teacher = out / "teacher"
@@ -156,6 +173,8 @@ def table(args: argparse.Namespace) -> None:
         else:
             share = float(name.partition("_")[2] or 1) if name.startswith("hours") else 1.0
             audio = link_audio(args.data, args.out / ("audio" if share >= 1 else f"audio_{share}"), share)
+            if name.startswith("copies"):
+                audio = link_copies(audio, args.out / f"audio_{name}", int(name.partition("_")[2]))
             wall, peak, text = run([birdd, "distill", *map(str, audio), "--teacher", str(teacher), "-o", str(model),
                                     "--no-progress", *cache, *shlex.split(options)])
             hours = re.search(r"files \(([\d.]+) h of audio\)", text)
@@ -216,7 +235,7 @@ def held_out_windows(run_: TeacherPass, held: list[int],
     windows = list(backgrounds)
     for call in calls:
         for _ in range(MIXTURES_PER_CALL):
-            mixed = backgrounds[rng.integers(len(backgrounds))].copy()
+            mixed = backgrounds[rng.integers(len(backgrounds))].astype(np.float32)
             place_call(mixed, call, rng.uniform(-5, 15), rng)
             windows.append(mixed)
     windows += [backgrounds[rng.integers(len(backgrounds))] for _ in range(int(len(calls) * BACKGROUND_SHARE))]

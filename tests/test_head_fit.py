@@ -5,6 +5,7 @@ import pytest
 
 from daemon.batch.evaluate import macro_roc_auc
 from daemon.model.head import LinearHead
+from trainer import head_fit
 from trainer.head_fit import fit_head, fit_least_squares, fit_multilabel_logistic, platt
 from trainer.recipe import HeadParams
 
@@ -39,6 +40,22 @@ def test_least_squares_head_ranks_like_its_soft_targets_and_gives_probabilities(
         assert np.corrcoef(np.argsort(np.argsort(p[:, k])), np.argsort(np.argsort(truth[:, k])))[0, 1] > 0.95
     assert abs(p.mean() - truth.mean()) < 0.02
     assert np.abs(p - truth).mean() < 0.08
+
+
+def test_least_squares_sums_its_normal_equations_block_by_block(rng, monkeypatch):
+    """Blocks of a few rows (the last one short) give the one-shot closed-form solution on standardised
+    features."""
+    n, d, s, l2 = 103, 6, 3, 0.05
+    x = (rng.standard_normal((n, d)) * 4 + 2).astype(np.float32)
+    y = rng.uniform(size=(n, s))
+    mean, scale, z = head_fit.standardise(x)
+    weights = np.linalg.solve(z.T @ z + l2 * n * np.eye(d), z.T @ (y - y.mean(axis=0)))
+    slope, _ = platt(z @ weights + y.mean(axis=0), y)
+    monkeypatch.setattr(head_fit, "ROWS_PER_BLOCK", 10)
+    arrays = fit_least_squares(x, y, l2)
+    np.testing.assert_allclose(arrays["head_mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(arrays["head_scale"], scale, rtol=1e-6)
+    np.testing.assert_allclose(arrays["head_weights"], weights * slope, rtol=1e-4, atol=1e-6)
 
 
 def test_platt_scaling_keeps_the_order_and_matches_the_rate(rng):

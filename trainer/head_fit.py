@@ -78,6 +78,24 @@ PLATT_STEPS = 25
 """Newton steps of the per-species calibration (two parameters each; it converges in a handful)"""
 
 
+ROWS_PER_BLOCK = 4096
+"""windows standardised at a time by the least-squares fit (in float64), so it never holds a float64 copy of
+all the features"""
+
+
+def row_blocks(n_rows: int) -> list[slice]:
+    """Consecutive slices of at most :data:`ROWS_PER_BLOCK` rows covering ``range(n_rows)``."""
+    return [slice(i, min(i + ROWS_PER_BLOCK, n_rows)) for i in range(0, n_rows, ROWS_PER_BLOCK)]
+
+
+def column_moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` of each column as :func:`standardise` computes them, block by block in float64."""
+    blocks = row_blocks(features.shape[0])
+    mean = sum(features[b].sum(axis=0, dtype=np.float64) for b in blocks) / features.shape[0]
+    square = sum(((features[b] - mean) ** 2).sum(axis=0) for b in blocks) / features.shape[0]
+    return mean, np.sqrt(square) + 1e-6
+
+
 def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0) -> dict[str, np.ndarray]:
     """Fit ``((x - mean) / scale) @ W + b`` to the targets by least squares (the squared error averaged over
     windows plus ``l2 * |W|^2 / 2``, one closed-form solve for all species), then calibrate each species'
@@ -87,13 +105,21 @@ def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0
 
     Soft teacher targets are mostly near 0; least squares follows the probabilities where cross-entropy
     chases the teacher's tiny differences between near-zero ones (``docs/accuracy.md``, distillation).
+    The normal equations are summed a block of windows at a time: memory beyond the features themselves
+    is one block and the ``d x d`` system.
     """
-    mean, scale, x = standardise(features)
+    mean, scale = column_moments(features)
     y = targets.astype(np.float64)
-    n, d = x.shape
+    (n, d), blocks = features.shape, row_blocks(features.shape[0])
     bias = y.mean(axis=0)
-    weights = np.linalg.solve(x.T @ x + l2 * n * np.eye(d), x.T @ (y - bias))
-    slope, offset = platt(x @ weights + bias, y)
+    gram, moment = np.zeros((d, d)), np.zeros((d, y.shape[1]))
+    for b in blocks:
+        x = (features[b] - mean) / scale
+        gram += x.T @ x
+        moment += x.T @ (y[b] - bias)
+    weights = np.linalg.solve(gram + l2 * n * np.eye(d), moment)
+    outputs = np.concatenate([((features[b] - mean) / scale) @ weights for b in blocks]) + bias
+    slope, offset = platt(outputs, y)
     log.info("head (least squares): %d windows x %d features -> %d species, calibration slope median %.2f",
              n, d, y.shape[1], float(np.median(slope)))
     return {"head_mean": mean.astype(np.float32), "head_scale": scale.astype(np.float32),

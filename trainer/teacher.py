@@ -65,7 +65,8 @@ class Teacher:
 
     def logits(self, samples: np.ndarray) -> np.ndarray:
         """Logits ``(n_windows, n_species)`` of every window of ``samples`` on the grid (window ``w`` starts
-        at ``grid.start(w)``)."""
+        at ``grid.start(w)``); ``samples`` of any float type, scored as float32."""
+        samples = np.asarray(samples, dtype=np.float32)
         compute = functools.partial(self._compute, samples)
         return compute() if self.cache is None else self.cache.vectors(samples, compute)
 

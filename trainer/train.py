@@ -121,16 +121,17 @@ def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe
     params = recipe.tokenizer
     window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
     with stage("codebook"):
-        stream_blocks = [_frame_blocks(recipe, x) for x in streams]
         # every stride-th training window: about 4x the frames k-means samples, so the sample is varied
         # without computing the frames of every window twice
         stride = max(1, round(windows.count * window_frames / max(recipe.codebook_frames, 1) / 4))
-        window_blocks = (_frame_blocks(recipe, x) for x, _ in itertools.islice(windows.make(), 0, None, stride))
-        frame_sets = [_normalised(recipe, b) for b in itertools.chain(stream_blocks, window_blocks)]
+        window_audio = (x for x, _ in itertools.islice(windows.make(), 0, None, stride))
+        # one signal's log-mel at a time: only the normalised frames are kept until they are sampled
+        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in itertools.chain(streams, window_audio)]
         frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
+        del frame_sets
         codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
-        sequences = [_tokens(codebook, recipe, blocks) for blocks in stream_blocks]
+        sequences = [_tokens(codebook, recipe, _frame_blocks(recipe, x)) for x in streams]
     with stage("skip-gram token embeddings"):
         if any(b.startswith("emb_") for b in recipe.pooling):
             arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
@@ -200,9 +201,18 @@ def _training_windows(audio: DecodedAudio, n_species: int, recipe: Recipe) -> It
 
 def _window_features(backend: STSGBackend, windows: Iterator[tuple[np.ndarray, np.ndarray]], total: int,
                      progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The windows' feature vectors and targets, filled into arrays of ``total`` rows (no list of vectors
+    beside them: the features are the largest thing training holds)."""
     grid = WindowGrid()
-    features, labels = [], []
+    features = labels = None
+    count = 0
     for samples, target in tqdm(windows, total=total, desc="windows", unit="win", disable=not progress):
-        features.append(embed_signal(backend, samples, grid)[0].vector)
-        labels.append(target)
-    return np.stack(features), np.stack(labels)
+        vector = embed_signal(backend, samples, grid)[0].vector
+        if features is None:
+            features = np.empty((total, vector.size), dtype=vector.dtype)
+            labels = np.empty((total, target.size), dtype=np.asarray(target).dtype)
+        features[count], labels[count] = vector, target
+        count += 1
+    if count != total:
+        raise ValueError(f"training windows: {count} made, {total} expected")
+    return features, labels
