@@ -44,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 
-import trainer.train
 from daemon.audio.files import read_audio
 from daemon.batch.evaluate import Table, macro_roc_auc, read_table
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
@@ -57,15 +56,14 @@ from trainer.distill import (
     fit_student,
     probabilities,
     run_teacher,
-    student_windows,
-    teacher_grid,
+    student_inputs,
     write_student,
 )
 from trainer.distill_recipe import DistillRecipe
 from trainer.head_fit import fit_head
 from trainer.recipe import HeadParams
 from trainer.synthesis import place_call
-from trainer.train import FittedSTSG
+from trainer.train import FittedSTSG, fit_stsg_features, window_features
 
 VERDICT = 0.1
 """teacher probability that counts as "present" in the cross-validation's reference (and makes a held-out
@@ -294,36 +292,22 @@ def compare_heads(args: argparse.Namespace) -> None:
     recipe, run_, columns = distilled(args)
     codes = [run_.teacher.species[i].code for i in columns]
     scored = run_.scored(columns, recipe.teacher)
-    grid = teacher_grid(recipe.teacher)
-    captured = {}
-
-    def capture(features: np.ndarray, targets: np.ndarray, params: HeadParams) -> dict[str, np.ndarray]:
-        captured.update(x=features, y=targets)
-        return fit_head(features[:2], targets[:2], HeadParams(loss="squares"))  # replaced below
-
-    trainer.train.fit_head = capture
-    try:
-        fitted, _ = fit_student(scored, recipe, progress=False)
-    finally:
-        trainer.train.fit_head = fit_head
+    streams, windows, _ = student_inputs(scored, recipe)
+    backend, _ = fit_stsg_features(streams, windows, recipe.student)
+    all_x, all_y = window_features(backend, windows)
     folds = []
     for fold in range(2):
-        windows, _ = student_windows([s for i, s in enumerate(scored) if i % 2 != fold], grid, recipe)
-        vectors, targets = [], []
-        for window, target in windows.make():  # one at a time: all windows' samples would not fit in memory
-            vectors.append(embed_signal(fitted.backend, window, WindowGrid())[0].vector)
-            targets.append(target)
+        _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
         held, reference = held_out_windows(run_, [i for i in range(len(scored)) if i % 2 == fold],
                                            np.random.default_rng(100 + fold))
-        folds.append((np.stack(vectors), np.stack(targets), window_vectors(fitted.backend, held),
-                      reference[:, columns]))
-    test_x, truth = test_vectors(fitted.backend, args.data)
+        folds.append((*window_features(backend, fold_windows), window_vectors(backend, held), reference[:, columns]))
+    test_x, truth = test_vectors(backend, args.data)
     for spec in args.head:
         loss, _, l2 = spec.partition(":")
         params = HeadParams(loss=loss, l2=float(l2))
         cv = statistics.mean(fidelity(ref, head_probabilities(fit_head(x, y, params), held), codes)
                              for x, y, held, ref in folds)
-        test = aligned_auc(truth, codes, head_probabilities(fit_head(captured["x"], captured["y"], params), test_x))
+        test = aligned_auc(truth, codes, head_probabilities(fit_head(all_x, all_y, params), test_x))
         print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
 
 

@@ -234,13 +234,20 @@ def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: Teache
     return TeacherPass(teacher, decoded, failed, logits)
 
 
-def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool) -> tuple[FittedSTSG, int]:
-    """The student fitted on the scored audio, and how many calls were mixed."""
+def student_inputs(scored: list[ScoredAudio], recipe: DistillRecipe) -> tuple[list[np.ndarray], WindowSource, int]:
+    """What the student is fitted on: the streams (files at least one window long), the training windows
+    (:func:`student_windows`), and how many calls are mixed."""
     grid = teacher_grid(recipe.teacher)
     windows, n_calls = student_windows(scored, grid, recipe)
+    streams = [item.samples for item in scored if item.samples.size >= grid.length]
+    return streams, windows, n_calls
+
+
+def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool) -> tuple[FittedSTSG, int]:
+    """The student fitted on the scored audio, and how many calls were mixed."""
+    streams, windows, n_calls = student_inputs(scored, recipe)
     log.info("training windows: %d calls mixed %d times each, %d real windows", n_calls,
              recipe.student.synthesis.windows_per_recording, recipe.student.synthesis.background_windows)
-    streams = [item.samples for item in scored if item.samples.size >= grid.length]
     return fit_stsg_on(streams, windows, recipe.student, progress), n_calls
 
 

@@ -112,12 +112,22 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
 
 def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe,
                 progress: bool = False) -> FittedSTSG:
-    """Fit an STSG model on unlabelled ``streams`` (long field recordings) and target-labelled ``windows``.
-
-    The codebook is fitted on frames of what the model will hear: the streams and the training windows
-    (calls over field background), not clean focal clips. Skip-gram vectors and idf are learnt from the
-    streams' tokens; the head from the windows' features and targets (0/1 or soft).
+    """Fit an STSG model on unlabelled ``streams`` (long field recordings) and target-labelled ``windows``:
+    its features (:func:`fit_stsg_features`), then the head on the windows' features and targets (0/1 or soft).
     """
+    backend, arrays = fit_stsg_features(streams, windows, recipe)
+    with stage("training windows"):
+        features, labels = window_features(backend, windows, progress)
+    with stage("linear head"):
+        arrays.update(fit_head(features, labels, recipe.head))
+    return FittedSTSG(backend, arrays, int(features.shape[0]))
+
+
+def fit_stsg_features(streams: list[np.ndarray], windows: WindowSource,
+                      recipe: Recipe) -> tuple[STSGBackend, dict[str, np.ndarray]]:
+    """The STSG backend (no head yet) and its arrays. The codebook is fitted on frames of what the model will
+    hear: the streams and the training windows (calls over field background), not clean focal clips.
+    Skip-gram vectors and idf are learnt from the streams' tokens."""
     params = recipe.tokenizer
     window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
     with stage("codebook"):
@@ -138,12 +148,7 @@ def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe
         if "tfidf" in recipe.pooling:
             arrays["idf"] = fit_idf(sequences, params.codebook_size, window_frames)
     featurizer = WindowFeaturizer(list(recipe.pooling), arrays.get("token_vectors"), arrays.get("idf"))
-    backend = STSGBackend(recipe.front_end, codebook, featurizer)
-    with stage("training windows"):
-        features, labels = _window_features(backend, windows.make(), windows.count, progress)
-    with stage("linear head"):
-        arrays.update(fit_head(features, labels, recipe.head))
-    return FittedSTSG(backend, arrays, int(features.shape[0]))
+    return STSGBackend(recipe.front_end, codebook, featurizer), arrays
 
 
 def train(data_dir: str | Path, out_dir: str | Path, recipe: Recipe | None = None, progress: bool = True) -> Path:
@@ -199,14 +204,14 @@ def _training_windows(audio: DecodedAudio, n_species: int, recipe: Recipe) -> It
     return training_windows(audio.clips, audio.labels, audio.soundscapes, n_species, recipe.synthesis, rng)
 
 
-def _window_features(backend: STSGBackend, windows: Iterator[tuple[np.ndarray, np.ndarray]], total: int,
-                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The windows' feature vectors and targets, filled into arrays of ``total`` rows (no list of vectors
-    beside them: the features are the largest thing training holds)."""
-    grid = WindowGrid()
+def window_features(backend: STSGBackend, windows: WindowSource, progress: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows' feature vectors and targets, made one window at a time and filled into arrays of
+    ``windows.count`` rows (no list of vectors beside them: the features are the largest thing training holds)."""
+    grid, total = WindowGrid(), windows.count
     features = labels = None
     count = 0
-    for samples, target in tqdm(windows, total=total, desc="windows", unit="win", disable=not progress):
+    for samples, target in tqdm(windows.make(), total=total, desc="windows", unit="win", disable=not progress):
         vector = embed_signal(backend, samples, grid)[0].vector
         if features is None:
             features = np.empty((total, vector.size), dtype=vector.dtype)
