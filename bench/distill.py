@@ -18,6 +18,9 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
   heads --head LOSS:L2 ...   the student's features once (fitted on all the audio, label-free), then each
                              head: 2-fold fidelity as above (the head fitted on one fold's training windows)
                              and, fitted on all windows, the test score (once per head)
+  evidence MODEL ...         the test macro ROC-AUC of each model's submission (MODEL.csv, written by
+                             `table`) split by how much the teacher finds each species in the unlabelled
+                             audio: its highest probability in any window, at or above 0.5 or below
 
 usage: python bench/distill.py [--data ../shared/bench206] [--out out/distill] table default= "hours=0.25" ...
        python bench/distill.py cv --folds 2 --set teacher.temperature=2
@@ -311,6 +314,31 @@ def compare_heads(args: argparse.Namespace) -> None:
         print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
 
 
+EVIDENCE = 0.5
+"""a species the teacher's probability reaches this for somewhere in the unlabelled audio is "found" there"""
+
+
+def by_evidence(args: argparse.Namespace) -> None:
+    """Each submission's test macro ROC-AUC on the species the teacher finds in the audio and on the others."""
+    logging.basicConfig(level=logging.WARNING)
+    _, run_, _ = distilled(args)
+    peak = probabilities(np.max(np.concatenate(run_.logits), axis=0))
+    found = {s.code for s, p in zip(run_.teacher.species, peak, strict=True) if p >= EVIDENCE}
+    truth = read_table(args.data / "test_soundscapes_labels.csv")
+    in_audio = np.array([c in found for c in truth.columns])
+    groups = [(f"found (peak >= {EVIDENCE})", in_audio), ("not found", ~in_audio)]
+    tested = truth.values.sum(axis=0) > 0
+    print("| model | " + " | ".join(f"{name}: {int(np.sum(keep & tested))} species" for name, keep in groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for model in args.models:
+        sub = read_table(model.parent / f"{model.name}.csv")
+        rows = {r: i for i, r in enumerate(sub.row_ids)}
+        values = sub.values[[rows[r] for r in truth.row_ids]]
+        parts = [Table(truth.row_ids, list(np.array(truth.columns)[keep]), truth.values[:, keep]) for _, keep in groups]
+        print(f"| {model.name} | " + " | ".join(f"{aligned_auc(part, sub.columns, values):.4f}" for part in parts)
+              + " |", flush=True)
+
+
 def head_probabilities(arrays: dict[str, np.ndarray], vectors: np.ndarray) -> np.ndarray:
     return LinearHead(**{k.removeprefix("head_"): v for k, v in arrays.items()}).probabilities(vectors)
 
@@ -346,6 +374,9 @@ def main() -> None:
     heads_parser = commands.add_parser("heads")
     heads_parser.add_argument("--head", action="append", required=True, metavar="LOSS:L2")
     heads_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    evidence_parser = commands.add_parser("evidence")
+    evidence_parser.add_argument("models", nargs="+", type=Path)
+    evidence_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     labels_parser = commands.add_parser("labels", help="(internal) the `labels` row's student")
     labels_parser.add_argument("model", type=Path)
     labels_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -356,6 +387,8 @@ def main() -> None:
         cross_validate(args)
     elif args.command == "heads":
         compare_heads(args)
+    elif args.command == "evidence":
+        by_evidence(args)
     else:
         logging.basicConfig(level=logging.INFO)
         with_labels(args)

@@ -111,6 +111,24 @@ def test_short_tail_window_is_zero_padded(backend):
     np.testing.assert_allclose(window.vector, model.embedding(chunk.astype(np.float64)), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("seconds, pooled", [(2.4, [0]), (3.6, [0, 1])])
+def test_short_clip_pools_only_chunks_half_full_of_audio(backend, seconds, pooled):
+    """A 2.4-s clip is the 0-3 s chunk alone (the 2-5 s chunk would hold 0.4 s of audio); at 3.6 s the
+    second chunk holds 1.6 s and is pooled too."""
+    backend, model = backend
+    spec = backend.spec
+    if len(spec.offset_samples()) < 2:
+        pytest.skip("one chunk per window")
+    samples = np.full(int(seconds * SAMPLE_RATE), 0.05, np.float32)
+    (window,) = embed_signal(backend, samples, WindowGrid())
+    at_rate = samples if spec.sample_rate == SAMPLE_RATE else soxr.resample(samples, SAMPLE_RATE, spec.sample_rate,
+                                                                             quality="HQ")
+    padded = np.pad(at_rate, (0, spec.offset_samples()[-1] + spec.chunk_samples))
+    chunks = [padded[spec.offset_samples()[k]: spec.offset_samples()[k] + spec.chunk_samples] for k in pooled]
+    expected = np.mean([model.embedding(c.astype(np.float64)) for c in chunks], axis=0)  # the fixture's pooling
+    np.testing.assert_allclose(window.vector, expected, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("seconds, hop, min_first, ends", [
     (23.0, 5, 1, [5, 10, 15, 20, 25]),  # a 3-s tail is kept
     (22.0, 5, 1, [5, 10, 15, 20]),  # a 2-s tail is not

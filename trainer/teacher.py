@@ -21,6 +21,7 @@ from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST, read_bundle, sha256_file
 from daemon.model.loader import Model, Species, load_model
 from daemon.model.tflite_backend import NAME as TFLITE
+from daemon.model.tflite_backend import TRAILING_CHUNK_RULE
 from daemon.model.windows import WindowGrid
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.tflite_train import window_vectors
@@ -46,7 +47,8 @@ class Teacher:
         self.model: Model = load_model(path)
         self.grid = grid
         self.sha256 = sha256_file(path / MANIFEST)
-        identity = {"teacher_manifest_sha256": self.sha256, "grid": asdict(grid), "sample_rate": SAMPLE_RATE}
+        identity = {"teacher_manifest_sha256": self.sha256, "grid": asdict(grid), "sample_rate": SAMPLE_RATE,
+                    "trailing_chunks": TRAILING_CHUNK_RULE}
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, identity)
         self.invocations = 0
 

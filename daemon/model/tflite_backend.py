@@ -64,12 +64,19 @@ class ModelRateResampler:
         return [out] if out.size else []
 
 
+TRAILING_CHUNK_RULE = "chunks with at least half a chunk of audio"
+"""which chunks a trailing window pools (recorded in the teacher's score cache key: scores made under
+another rule are not reused)"""
+
+
 class ChunkWindowPooler:
     """Model-rate blocks in, :class:`WindowVector` s out, on a :class:`WindowGrid`.
 
     Window ``w`` uses the chunks starting at ``start(w) + offset`` for each offset of the spec. A window
     is emitted once its last chunk is complete; at the end of the stream, the trailing windows that the
-    grid keeps get their chunks zero-padded (chunks that would start after the last sample are left out).
+    grid keeps are pooled over the chunks holding at least half a chunk of audio, zero-padded (a window
+    always keeps its first chunk): a 2.4-s clip is scored on its 0-3 s chunk alone, not pooled with a
+    2-5 s chunk of 0.4 s of audio and 2.6 s of padding (see :data:`TRAILING_CHUNK_RULE`).
     Sample counts are compared at the model rate, the grid's sizes converted to it.
     """
 
@@ -104,7 +111,7 @@ class ChunkWindowPooler:
         out = []
         while self.grid.keeps_at_end(self._next_window, self._seen, self._model_index):
             starts = self._chunk_starts(self._next_window)
-            out.append(self._emit([s for s in starts if s < self._seen] or starts[:1]))
+            out.append(self._emit([s for s in starts if self._seen - s >= self._chunk // 2] or starts[:1]))
         self.reset()
         return out
 
