@@ -54,12 +54,14 @@ from daemon.model.head import LinearHead
 from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
 from trainer.distill import (
+    FOUND,
     SpeciesChoice,
     TeacherPass,
     fit_student,
     probabilities,
     run_teacher,
     student_inputs,
+    teacher_evidence,
     write_student,
 )
 from trainer.distill_recipe import DistillRecipe
@@ -203,7 +205,8 @@ def with_labels(args: argparse.Namespace) -> None:
         if label is not None:
             item.targets[:, label] = 1.0
     fitted, n_calls = fit_student(scored, recipe, progress=False)
-    write_student(args.model, run_, species, fitted, n_calls, recipe, {"train_csv_labels": str(args.data)})
+    write_student(args.model, run_, species, fitted, n_calls, recipe, {"train_csv_labels": str(args.data)},
+                  teacher_evidence(run_.logits, columns, species))
     logging.getLogger("bench").info("peak memory (RSS) %.0f MB",
                                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -314,19 +317,15 @@ def compare_heads(args: argparse.Namespace) -> None:
         print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
 
 
-EVIDENCE = 0.5
-"""a species the teacher's probability reaches this for somewhere in the unlabelled audio is "found" there"""
-
-
 def by_evidence(args: argparse.Namespace) -> None:
     """Each submission's test macro ROC-AUC on the species the teacher finds in the audio and on the others."""
     logging.basicConfig(level=logging.WARNING)
     _, run_, _ = distilled(args)
-    peak = probabilities(np.max(np.concatenate(run_.logits), axis=0))
-    found = {s.code for s, p in zip(run_.teacher.species, peak, strict=True) if p >= EVIDENCE}
+    species = run_.teacher.species
+    evidence = teacher_evidence(run_.logits, list(range(len(species))), species)
     truth = read_table(args.data / "test_soundscapes_labels.csv")
-    in_audio = np.array([c in found for c in truth.columns])
-    groups = [(f"found (peak >= {EVIDENCE})", in_audio), ("not found", ~in_audio)]
+    in_audio = np.array([evidence.get(c, {"windows": 0})["windows"] > 0 for c in truth.columns])
+    groups = [(f"found (peak >= {FOUND})", in_audio), ("not found", ~in_audio)]
     tested = truth.values.sum(axis=0) > 0
     print("| model | " + " | ".join(f"{name}: {int(np.sum(keep & tested))} species" for name, keep in groups) + " |")
     print("|---|" + "---|" * len(groups))

@@ -248,6 +248,24 @@ def info(model_path: Path) -> None:
     training = m.get("training_data")
     for key, value in (training.items() if isinstance(training, dict) else ()):
         click.echo(f"training {key}: {value}")
+    distillation = m.get("distillation")
+    if isinstance(distillation, dict):
+        _describe_distillation(distillation)
+
+
+def _describe_distillation(distillation: dict) -> None:
+    """A student's teacher, and the species its teacher did not find in the audio, lowest peak first (the student
+    knows them poorly)."""
+    teacher = distillation.get("teacher", {})
+    click.echo(f"teacher  {teacher.get('name')} (manifest sha256 {str(teacher.get('manifest_sha256'))[:12]}...)")
+    evidence = distillation.get("teacher_evidence", {})
+    species = evidence.get("species", {})
+    if species:
+        missing = sorted((code for code, seen in species.items() if not seen.get("windows")),
+                         key=lambda code: species[code].get("peak", 0))
+        shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+        click.echo(f"evidence {len(species) - len(missing)} of {len(species)} species reach {evidence.get('found_at')} "
+                   f"in some window of the audio" + (f"; never: {shown}" if missing else ""))
 
 
 def _register_plugins() -> None:

@@ -58,6 +58,15 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert made["training_data"]["files"] == 24 + 2 and len(made["training_data"]["file_list_sha256"]) == 64
     assert made["distillation"]["recipe"]["species_floor"] == 0.01
     assert 1 <= len(made["species"]) <= 3
+    evidence = made["distillation"]["teacher_evidence"]
+    assert evidence["found_at"] == 0.5 and set(evidence["species"]) == {s["code"] for s in made["species"]}
+    assert all((v["windows"] > 0) == (v["peak"] >= 0.5) for v in evidence["species"].values())
+    assert "teacher evidence:" in first.stderr
+    described = birdd("info", tmp_path / "student").stdout
+    assert "teacher  bundle" in described and f"of {len(made['species'])} species reach 0.5" in described
+    peaks = {c: v["peak"] for c, v in evidence["species"].items() if not v["windows"]}
+    never = sorted(peaks, key=peaks.get)
+    assert not never or f"never: {', '.join(never)}" in described  # lowest peak first
     birdd("replay", synthetic_corpus / "test_soundscapes", "-m", tmp_path / "student", "-o", tmp_path / "sub.csv")
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 1 + 2 * 4  # two 20-s soundscapes
 

@@ -89,6 +89,38 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * logits))
 
 
+FOUND = 0.5
+"""a learnt species is "found" in the audio when the teacher's probability for it reaches this in some window"""
+
+
+def teacher_evidence(logits: list[np.ndarray], columns: list[int], species: list[Species]) -> dict[str, dict]:
+    """Per learnt species: the teacher's highest probability in the audio and how many windows reach
+    :data:`FOUND`. A student learns the species the teacher finds well and the others barely (its targets
+    for them are near 0 everywhere): docs/accuracy.md, "Where the student loses"."""
+    peak = np.zeros(len(columns))
+    found = np.zeros(len(columns), dtype=np.int64)
+    for z in logits:
+        if len(z):
+            p = probabilities(z[:, columns])
+            peak = np.maximum(peak, p.max(axis=0))
+            found += (p >= FOUND).sum(axis=0)
+    return {s.code: {"peak": round(float(q), 4), "windows": int(n)}
+            for s, q, n in zip(species, peak, found, strict=True)}
+
+
+def log_evidence(evidence: dict[str, dict]) -> None:
+    """Tell the user how many species the teacher found in the audio, and name some it did not."""
+    missing = sorted((v["peak"], code) for code, v in evidence.items() if v["windows"] == 0)
+    log.info("teacher evidence: %d of %d learnt species reach %.1f in some window", len(evidence) - len(missing),
+             len(evidence), FOUND)
+    if missing:
+        names = ", ".join(code for _, code in missing[:10])
+        log.warning("%d learnt species never reach %.1f in this audio, so the student will know them poorly "
+                    "(lowest first: %s%s); more recordings with them help (the manifest's "
+                    "distillation.teacher_evidence lists every species)", len(missing), FOUND, names,
+                    ", ..." if len(missing) > 10 else "")
+
+
 @dataclass(frozen=True)
 class RangePlace:
     """A place and week for BirdNET's range model (``birdd species``'s options)."""
@@ -252,13 +284,14 @@ def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool
 
 
 def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species], fitted: FittedSTSG, n_calls: int,
-                  recipe: DistillRecipe, selection: dict) -> Path:
-    """Write the student bundle; its manifest records the teacher, the audio, the species selection and
-    the recipe."""
+                  recipe: DistillRecipe, selection: dict, evidence: dict[str, dict]) -> Path:
+    """Write the student bundle; its manifest records the teacher, the audio, the species selection, the
+    teacher's evidence per species and the recipe."""
     summary = audio_summary(run.decoded, run.failed)
     training_data = {**summary, "training_windows": fitted.n_windows, "calls": n_calls}
     distillation = {"teacher": {**run.teacher.describe(), "invocations": run.teacher.invocations},
-                    "species_selection": selection, "recipe": recipe.to_dict()["teacher"]}
+                    "species_selection": selection, "teacher_evidence": {"found_at": FOUND, "species": evidence},
+                    "recipe": recipe.to_dict()["teacher"]}
     manifest = build_manifest(Path(out_dir).name, STSG, stsg_backend_params(recipe.student), species,
                               recipe=recipe.student.to_dict(), training_data=training_data, distillation=distillation)
     path = write_bundle(out_dir, manifest, fitted.arrays)
@@ -286,7 +319,9 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     species = [teacher.species[i] for i in columns]
     selection = {**choice.describe(floor), "species": len(species)}
     log.info("student species: %d of the teacher's %d (%s)", len(species), len(teacher.species), selection)
+    evidence = teacher_evidence(run.logits, columns, species)
+    log_evidence(evidence)
     fitted, n_calls = fit_student(run.scored(columns, recipe.teacher), recipe, progress)
-    path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection)
+    path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection, evidence)
     log.info("distillation done in %.1f s", time.perf_counter() - started)
     return path
