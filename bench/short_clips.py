@@ -1,7 +1,7 @@
 """A TFLite bundle on short clips: how well it names the species of bench206's focal recordings.
 
-Scores every ``train_audio/`` clip (median 2.4 s: shorter than one 5-s window, so each is one trailing
-window) with the bundle through the runtime's stages, a clip's score per species being its highest
+Scores every ``train_audio/`` clip (median 2.4 s: all but one shorter than a 5-s window, so nearly each is one
+trailing window) with the bundle through the runtime's stages, a clip's score per species being its highest
 window probability, then compares them with ``train.csv``'s primary labels: the median top
 probability, top-1 accuracy, and the macro ROC-AUC of "is this clip of species s" over the species
 with a clip. This is a check of the scoring path (how a trailing window pools its chunks), not of a
@@ -59,6 +59,16 @@ def measure(bundle: Path, data: Path) -> dict:
     return metrics(scores, codes, [r["primary_label"] for r in rows])
 
 
+def reference_env(reference: Path) -> dict[str, str]:
+    """The environment that runs the checkout at ``reference``; exits if Python would import other code."""
+    env = {**os.environ, "PYTHONPATH": str(reference.resolve())}
+    found = subprocess.run([sys.executable, "-c", "import daemon; print(daemon.__file__)"], env=env,
+                           capture_output=True, text=True).stdout.strip()
+    if not found or not Path(found).resolve().is_relative_to(reference.resolve()):
+        sys.exit(f"{reference}: not a checkout of birdd (Python imports daemon from {found or 'nowhere'})")
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
@@ -69,9 +79,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure(args.bundle, args.data)))
         return
+    env = reference_env(args.reference) if args.reference else None
     rows = {"this code": measure(args.bundle, args.data)}
-    if args.reference:
-        env = {**os.environ, "PYTHONPATH": str(args.reference.resolve())}
+    if env is not None:
         child = subprocess.run([sys.executable, __file__, str(args.bundle), "--data", str(args.data), "--json"],
                                env=env, capture_output=True, text=True, check=True)
         rows[f"reference ({args.reference})"] = json.loads(child.stdout.strip().splitlines()[-1])

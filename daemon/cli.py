@@ -29,6 +29,7 @@ from daemon.config import Config, load_config
 from daemon.errors import BirddError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
+from daemon.model.teacher_evidence import named, never_found
 
 log = logging.getLogger(__name__)
 
@@ -254,18 +255,17 @@ def info(model_path: Path) -> None:
 
 
 def _describe_distillation(distillation: dict) -> None:
-    """A student's teacher, and the species its teacher did not find in the audio, lowest peak first (the student
+    """A student's teacher, and the species its teacher never found in the audio, lowest peak first (the student
     knows them poorly)."""
-    teacher = distillation.get("teacher", {})
-    click.echo(f"teacher  {teacher.get('name')} (manifest sha256 {str(teacher.get('manifest_sha256'))[:12]}...)")
-    evidence = distillation.get("teacher_evidence", {})
-    species = evidence.get("species", {})
-    if species:
-        missing = sorted((code for code, seen in species.items() if not seen.get("windows")),
-                         key=lambda code: species[code].get("peak", 0))
-        shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    teacher = distillation.get("teacher")
+    if isinstance(teacher, dict):
+        click.echo(f"teacher  {teacher.get('name')} (manifest sha256 {teacher.get('manifest_sha256')})")
+    evidence = distillation.get("teacher_evidence")
+    species = evidence.get("species") if isinstance(evidence, dict) else None
+    if isinstance(species, dict) and species:
+        missing = never_found(species)
         click.echo(f"evidence {len(species) - len(missing)} of {len(species)} species reach {evidence.get('found_at')} "
-                   f"in some window of the audio" + (f"; never: {shown}" if missing else ""))
+                   f"in some window of the audio" + (f"; never: {named(missing)}" if missing else ""))
 
 
 def _register_plugins() -> None:

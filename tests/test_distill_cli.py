@@ -11,8 +11,11 @@ import soundfile as sf
 from test_cli_train_replay_eval import birdd
 from tflite_fixtures import PERCH_LIKE, write_tiny_model
 
+import trainer.teacher
 from daemon.constants import SAMPLE_RATE
 from daemon.model.bundle import sha256_file
+from daemon.model.windows import WindowGrid
+from trainer.teacher import Teacher
 from trainer.tflite_zero_shot import zero_shot_bundle
 
 pytestmark = [pytest.mark.integration,
@@ -66,7 +69,7 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert "teacher  bundle" in described and f"of {len(made['species'])} species reach 0.5" in described
     peaks = {c: v["peak"] for c, v in evidence["species"].items() if not v["windows"]}
     never = sorted(peaks, key=peaks.get)
-    assert not never or f"never: {', '.join(never)}" in described  # lowest peak first
+    assert never and f"never: {', '.join(never)}" in described  # the tiny teacher finds none; lowest peak first
     birdd("replay", synthetic_corpus / "test_soundscapes", "-m", tmp_path / "student", "-o", tmp_path / "sub.csv")
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 1 + 2 * 4  # two 20-s soundscapes
 
@@ -78,6 +81,19 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     distill(audio, teacher, tmp_path / "other", *cache, "--seed", "1", "--include", tmp_path / "list.txt")
     assert manifest(tmp_path / "other")["files"]["codebook.npy"] != made["files"]["codebook.npy"]
     assert [s["code"] for s in manifest(tmp_path / "other")["species"]] == [codes[1], codes[0]]
+
+
+def test_teacher_scores_are_cached_per_trailing_chunk_rule(teacher, tmp_path, monkeypatch):
+    clip = np.full(int(2.4 * SAMPLE_RATE), 0.05, np.float32)
+    first = Teacher(teacher, WindowGrid(), tmp_path)
+    first.logits(clip)
+    first.logits(clip)
+    assert (first.cache.hits, first.cache.misses) == (1, 1)
+    monkeypatch.setattr(trainer.teacher, "TRAILING_CHUNK_MIN_FILL", 0.25)
+    other = Teacher(teacher, WindowGrid(), tmp_path)
+    other.logits(clip)
+    assert (other.cache.hits, other.cache.misses) == (0, 1)
+    assert other.describe()["trailing_chunk_min_fill"] == 0.25
 
 
 def test_species_from_the_range_model_keep_what_it_does_not_know(synthetic_corpus, teacher, tmp_path):

@@ -111,10 +111,10 @@ def test_short_tail_window_is_zero_padded(backend):
     np.testing.assert_allclose(window.vector, model.embedding(chunk.astype(np.float64)), rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("seconds, pooled", [(2.4, [0]), (3.6, [0, 1])])
+@pytest.mark.parametrize("seconds, pooled", [(2.4, [0]), (3.4, [0]), (3.5, [0, 1])])
 def test_short_clip_pools_only_chunks_half_full_of_audio(backend, seconds, pooled):
-    """A 2.4-s clip is the 0-3 s chunk alone (the 2-5 s chunk would hold 0.4 s of audio); at 3.6 s the
-    second chunk holds 1.6 s and is pooled too."""
+    """A 2.4-s clip is the 0-3 s chunk alone (the 2-5 s chunk would hold 0.4 s of audio); the second chunk
+    counts from 3.5 s on, when it holds half of its 3 s."""
     backend, model = backend
     spec = backend.spec
     if len(spec.offset_samples()) < 2:
@@ -127,6 +127,20 @@ def test_short_clip_pools_only_chunks_half_full_of_audio(backend, seconds, poole
     chunks = [padded[spec.offset_samples()[k]: spec.offset_samples()[k] + spec.chunk_samples] for k in pooled]
     expected = np.mean([model.embedding(c.astype(np.float64)) for c in chunks], axis=0)  # the fixture's pooling
     np.testing.assert_allclose(window.vector, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_a_files_tail_window_leaves_out_a_chunk_mostly_past_the_end(backend, rng):
+    """A 23-s file's last window (20-25 s) is its 20-23 s chunk alone: the 22-25 s chunk holds 1 s of audio."""
+    backend, model = backend
+    spec = backend.spec
+    if len(spec.offset_samples()) < 2:
+        pytest.skip("one chunk per window")
+    samples = (0.1 * rng.standard_normal(23 * SAMPLE_RATE)).astype(np.float32)
+    last = embed_signal(backend, samples, WindowGrid())[-1]
+    assert last.start_sample == 20 * SAMPLE_RATE
+    at_rate = soxr.resample(samples, SAMPLE_RATE, spec.sample_rate, quality="HQ")
+    chunk = at_rate[20 * spec.sample_rate: 20 * spec.sample_rate + spec.chunk_samples]
+    np.testing.assert_allclose(last.vector, model.embedding(chunk.astype(np.float64)), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("seconds, hop, min_first, ends", [

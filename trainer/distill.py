@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from daemon.errors import AudioError, DatasetError
 from daemon.model.bundle import write_bundle
 from daemon.model.loader import Species, build_manifest
 from daemon.model.stsg import NAME as STSG
+from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
 from trainer.distill_recipe import DistillRecipe, TeacherParams
@@ -92,33 +94,34 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 FOUND = 0.5
 """a learnt species is "found" in the audio when the teacher's probability for it reaches this in some window"""
 
+EVIDENCE_ROWS = 4096
+"""windows of a file's logits looked at together (a day-long file of a 6522-class teacher is 2 GB as a whole)"""
+
 
 def teacher_evidence(logits: list[np.ndarray], columns: list[int], species: list[Species]) -> dict[str, dict]:
-    """Per learnt species: the teacher's highest probability in the audio and how many windows reach
-    :data:`FOUND`. A student learns the species the teacher finds well and the others barely (its targets
-    for them are near 0 everywhere): docs/accuracy.md, "Where the student loses"."""
-    peak = np.zeros(len(columns))
-    found = np.zeros(len(columns), dtype=np.int64)
+    """Per learnt species: the teacher's highest probability in the audio (rounded down to 4 places) and how
+    many windows reach :data:`FOUND` (docs/distill.md, "Species the audio barely holds")."""
+    peak = np.full(len(columns), -np.inf, np.float32)
+    found = np.zeros(len(columns), np.int64)
+    at = np.float32(np.log(FOUND / (1 - FOUND)))  # the logit of FOUND: compared before any sigmoid
     for z in logits:
-        if len(z):
-            p = probabilities(z[:, columns])
-            peak = np.maximum(peak, p.max(axis=0))
-            found += (p >= FOUND).sum(axis=0)
-    return {s.code: {"peak": round(float(q), 4), "windows": int(n)}
+        for start in range(0, len(z), EVIDENCE_ROWS):
+            block = z[start: start + EVIDENCE_ROWS]
+            peak = np.maximum(peak, block.max(axis=0)[columns])
+            found += (block >= at).sum(axis=0)[columns]
+    return {s.code: {"peak": math.floor(float(probabilities(q)) * 1e4) / 1e4, "windows": int(n)}
             for s, q, n in zip(species, peak, found, strict=True)}
 
 
 def log_evidence(evidence: dict[str, dict]) -> None:
-    """Tell the user how many species the teacher found in the audio, and name some it did not."""
-    missing = sorted((v["peak"], code) for code, v in evidence.items() if v["windows"] == 0)
+    """Tell the user how many species the teacher found in the audio, and name those it never did."""
+    missing = never_found(evidence)
     log.info("teacher evidence: %d of %d learnt species reach %.1f in some window", len(evidence) - len(missing),
              len(evidence), FOUND)
     if missing:
-        names = ", ".join(code for _, code in missing[:10])
         log.warning("%d learnt species never reach %.1f in this audio, so the student will know them poorly "
-                    "(lowest first: %s%s); more recordings with them help (the manifest's "
-                    "distillation.teacher_evidence lists every species)", len(missing), FOUND, names,
-                    ", ..." if len(missing) > 10 else "")
+                    "(lowest first: %s); more recordings with them help (the manifest's "
+                    "distillation.teacher_evidence lists every species)", len(missing), FOUND, named(missing))
 
 
 @dataclass(frozen=True)

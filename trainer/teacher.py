@@ -21,7 +21,7 @@ from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST, read_bundle, sha256_file
 from daemon.model.loader import Model, Species, load_model
 from daemon.model.tflite_backend import NAME as TFLITE
-from daemon.model.tflite_backend import TRAILING_CHUNK_RULE
+from daemon.model.tflite_backend import TRAILING_CHUNK_MIN_FILL
 from daemon.model.windows import WindowGrid
 from trainer.embedding_cache import EmbeddingCache, default_cache_dir
 from trainer.tflite_train import window_vectors
@@ -48,7 +48,7 @@ class Teacher:
         self.grid = grid
         self.sha256 = sha256_file(path / MANIFEST)
         identity = {"teacher_manifest_sha256": self.sha256, "grid": asdict(grid), "sample_rate": SAMPLE_RATE,
-                    "trailing_chunks": TRAILING_CHUNK_RULE}
+                    "trailing_chunk_min_fill": TRAILING_CHUNK_MIN_FILL}
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, identity)
         self.invocations = 0
 
@@ -63,7 +63,7 @@ class Teacher:
         return {"name": self.model.manifest.get("name", self.model.path.name), "path": str(self.model.path.resolve()),
                 "manifest_sha256": self.sha256, "model_file": params.get("model_file"),
                 "model_sha256": params.get("model_sha256"), "zero_shot": "zero_shot" in self.model.manifest,
-                "grid_hop_s": self.grid.hop / SAMPLE_RATE}
+                "grid_hop_s": self.grid.hop / SAMPLE_RATE, "trailing_chunk_min_fill": TRAILING_CHUNK_MIN_FILL}
 
     def logits(self, samples: np.ndarray) -> np.ndarray:
         """Logits ``(n_windows, n_species)`` of every window of ``samples`` on the grid (window ``w`` starts

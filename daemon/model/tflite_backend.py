@@ -16,6 +16,7 @@ tflite``) or its own class logits (a zero-shot bundle, whose head just selects c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,9 @@ class ModelRateResampler:
         return [out] if out.size else []
 
 
-TRAILING_CHUNK_RULE = "chunks with at least half a chunk of audio"
-"""which chunks a trailing window pools (recorded in the teacher's score cache key: scores made under
-another rule are not reused)"""
+TRAILING_CHUNK_MIN_FILL = 0.5
+"""a trailing window pools the chunks at least this share of which is audio (its first chunk always); part
+of the teacher's score cache key and of a student's record of its teacher"""
 
 
 class ChunkWindowPooler:
@@ -74,9 +75,9 @@ class ChunkWindowPooler:
 
     Window ``w`` uses the chunks starting at ``start(w) + offset`` for each offset of the spec. A window
     is emitted once its last chunk is complete; at the end of the stream, the trailing windows that the
-    grid keeps are pooled over the chunks holding at least half a chunk of audio, zero-padded (a window
+    grid keeps are pooled over the chunks at least half full of audio, zero-padded (a window
     always keeps its first chunk): a 2.4-s clip is scored on its 0-3 s chunk alone, not pooled with a
-    2-5 s chunk of 0.4 s of audio and 2.6 s of padding (see :data:`TRAILING_CHUNK_RULE`).
+    2-5 s chunk of 0.4 s of audio and 2.6 s of padding (:data:`TRAILING_CHUNK_MIN_FILL`).
     Sample counts are compared at the model rate, the grid's sizes converted to it.
     """
 
@@ -84,6 +85,7 @@ class ChunkWindowPooler:
         self.grid = grid
         self._rate = spec.sample_rate
         self._chunk = spec.chunk_samples
+        self._min_fill = math.ceil(TRAILING_CHUNK_MIN_FILL * self._chunk)
         self._offsets = spec.offset_samples()
         self._combine = np.mean if spec.chunk_pooling == "mean" else np.max
         self._embed = embed
@@ -111,7 +113,7 @@ class ChunkWindowPooler:
         out = []
         while self.grid.keeps_at_end(self._next_window, self._seen, self._model_index):
             starts = self._chunk_starts(self._next_window)
-            out.append(self._emit([s for s in starts if self._seen - s >= self._chunk // 2] or starts[:1]))
+            out.append(self._emit([s for s in starts if self._seen - s >= self._min_fill] or starts[:1]))
         self.reset()
         return out
 
