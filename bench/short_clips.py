@@ -63,7 +63,7 @@ def reference_env(reference: Path) -> dict[str, str]:
     """The environment that runs the checkout at ``reference``; exits if Python would import other code."""
     env = {**os.environ, "PYTHONPATH": str(reference.resolve())}
     found = subprocess.run([sys.executable, "-c", "import daemon; print(daemon.__file__)"], env=env,
-                           capture_output=True, text=True).stdout.strip()
+                           cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()  # as the child
     if not found or not Path(found).resolve().is_relative_to(reference.resolve()):
         sys.exit(f"{reference}: not a checkout of birdd (Python imports daemon from {found or 'nowhere'})")
     return env
