@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,6 +35,7 @@ from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
 from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
+from daemon.service.signal_flags import SignalFlags
 from daemon.service.state_dirs import check_writable, state_directories
 from daemon.service.status import StatusReport
 from daemon.service.workers import QUEUE_ITEMS, PipelineWorker, SinkWorker
@@ -64,8 +64,7 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        self.signals = SignalFlags()
         self.clock = StreamClock()
         self.stats = PipelineStats()
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
@@ -108,7 +107,7 @@ class Service:
     def run(self) -> int:
         """Start everything, serve until told to stop, stop everything; 0 on a clean stop."""
         with threadpool_limits(self.config.model.threads):
-            self._install_signals()
+            self.signals.install(reload=True)
             try:
                 self.start()
                 code = self._serve()
@@ -152,18 +151,18 @@ class Service:
 
     def request_stop(self) -> None:
         """Ask the main loop to stop (what SIGTERM does)."""
-        self._stop.set()
+        self.signals.stop = True
 
     def request_reload(self) -> None:
         """Ask the main loop to reload the model (what SIGHUP does)."""
-        self._reload.set()
+        self.signals.reload = True
 
     def _serve(self) -> int:
         watchdog = sdnotify.watchdog_interval()
         next_ping = 0.0
-        while not self._stop.wait(TICK_S):
-            if self._reload.is_set():
-                self._reload.clear()
+        while not self.signals.stop:
+            if self.signals.reload:
+                self.signals.reload = False
                 self.reload()
             failure = self._failure()
             if failure:
@@ -175,6 +174,7 @@ class Service:
             if watchdog and time.monotonic() >= next_ping:
                 sdnotify.notify("WATCHDOG=1")
                 next_ping = time.monotonic() + watchdog / 2
+            time.sleep(TICK_S)  # a signal ends it early only after its handler (PEP 475): up to TICK_S to react
         return 0
 
     def _drain_sinks(self) -> int:
@@ -221,11 +221,6 @@ class Service:
             if self.publisher:
                 self.publisher.publish_event("model_reloaded", f"{model.identity['name']} {model.digest}")
         sdnotify.notify("READY=1")
-
-    def _install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
 
 
 def open_range_filter(config: Config) -> RangeFilter | None:

@@ -13,10 +13,10 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from daemon.config import Config
 from daemon.errors import StoreError, WebError
 from daemon.service.sdnotify import notify
+from daemon.service.signal_flags import SignalFlags
 from daemon.web.api import BirdnetGoApi
 from daemon.web.auth import Authenticator
 from daemon.web.media import OpenMedia
@@ -66,6 +67,8 @@ SECURITY_HEADERS = {
 }
 REQUEST_TIMEOUT_S = 30
 """an idle or slow connection is closed after this long (a stalled client cannot hold a thread)"""
+STOP_POLL_S = 0.2
+"""how often the main thread looks at the stop flag SIGTERM/SIGINT set"""
 MAX_CONNECTIONS = 64
 """connections served at once; more are refused with 503"""
 CHUNK = 64 * 1024
@@ -337,15 +340,15 @@ def run_web(config: Config) -> int:
     except OSError as exc:
         raise WebError(f"web.bind/web.port: cannot listen on {config.web.bind}:{config.web.port}: "
                        f"{exc.strerror or exc}") from None
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    signals = SignalFlags()
+    signals.install(reload=False)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     log.info("serving %s (store %s, clips %s, auth %s)", server.url, config.store.path, config.clips.dir,
              config.web.auth)
     notify("READY=1", f"STATUS=serving {server.url}")
-    stop.wait()
+    while not signals.stop:
+        time.sleep(STOP_POLL_S)
     notify("STOPPING=1")
     log.info("stopping")
     server.stop()
