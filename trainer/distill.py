@@ -98,19 +98,27 @@ EVIDENCE_ROWS = 4096
 """windows of a file's logits looked at together (a day-long file of a 6522-class teacher is 2 GB as a whole)"""
 
 
-def teacher_evidence(logits: list[np.ndarray], columns: list[int], species: list[Species]) -> dict[str, dict]:
-    """Per learnt species: the teacher's highest probability in the audio (rounded down to 4 places) and how
-    many windows reach :data:`FOUND` (docs/distill.md, "Species the audio barely holds")."""
-    peak = np.full(len(columns), -np.inf, np.float32)
-    found = np.zeros(len(columns), np.int64)
+def audio_peaks(logits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per teacher column: its highest probability anywhere in the audio, and how many windows reach
+    :data:`FOUND`; a block of windows at a time (no copy of all the logits)."""
+    n_columns = logits[0].shape[1]
+    peak = np.full(n_columns, -np.inf, np.float32)
+    found = np.zeros(n_columns, np.int64)
     at = np.float32(np.log(FOUND / (1 - FOUND)))  # the logit of FOUND: compared before any sigmoid
     for z in logits:
         for start in range(0, len(z), EVIDENCE_ROWS):
             block = z[start: start + EVIDENCE_ROWS]
-            peak = np.maximum(peak, block.max(axis=0)[columns])
-            found += (block >= at).sum(axis=0)[columns]
-    return {s.code: {"peak": math.floor(float(probabilities(q)) * 1e4) / 1e4, "windows": int(n)}
-            for s, q, n in zip(species, peak, found, strict=True)}
+            peak = np.maximum(peak, block.max(axis=0))
+            found += (block >= at).sum(axis=0)
+    return probabilities(peak), found
+
+
+def teacher_evidence(logits: list[np.ndarray], columns: list[int], species: list[Species]) -> dict[str, dict]:
+    """Per learnt species: the teacher's highest probability in the audio (rounded down to 4 places) and how
+    many windows reach :data:`FOUND` (docs/distill.md, "Species the audio barely holds")."""
+    peak, found = audio_peaks(logits)
+    return {s.code: {"peak": math.floor(float(peak[c]) * 1e4) / 1e4, "windows": int(found[c])}
+            for s, c in zip(species, columns, strict=True)}
 
 
 def log_evidence(evidence: dict[str, dict]) -> None:
@@ -153,8 +161,7 @@ class SpeciesChoice:
             station = StationRange(RangeFilter.open(teacher.model.path), teacher.species, place.latitude,
                                    place.longitude, place.threshold)
             return [int(i) for i in np.flatnonzero(station.for_week(place.week))]
-        peak = np.max(np.concatenate(logits), axis=0)
-        return [int(i) for i in np.flatnonzero(probabilities(peak) >= floor)]
+        return [int(i) for i in np.flatnonzero(audio_peaks(logits)[0] >= floor)]
 
     def describe(self, floor: float) -> dict:
         """The manifest's record of the choice."""

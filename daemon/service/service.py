@@ -149,14 +149,6 @@ class Service:
         for sink in reversed(self.sinks):  # the outbox is the first sink, so it closes last
             sink.close()
 
-    def request_stop(self) -> None:
-        """Ask the main loop to stop (what SIGTERM does)."""
-        self.signals.stop = True
-
-    def request_reload(self) -> None:
-        """Ask the main loop to reload the model (what SIGHUP does)."""
-        self.signals.reload = True
-
     def _serve(self) -> int:
         watchdog = sdnotify.watchdog_interval()
         next_ping = 0.0
