@@ -32,7 +32,7 @@ def test_recent_detections_are_newest_first_in_birdnet_go_fields(station):
     store, url = station
     recent = get(f"{url}/api/v2/detections/recent?limit=5")
     assert [d["timestamp"] for d in recent] == sorted((d["timestamp"] for d in recent), reverse=True)
-    newest = max(store.ids, key=lambda i: get(f"{url}/api/v2/detections/{i}")["timestamp"])
+    newest = max(store.ids, key=lambda i: (get(f"{url}/api/v2/detections/{i}")["timestamp"], i))  # ties: newer id
     assert recent[0]["id"] == newest
     for detection in recent:
         assert DETECTION_KEYS <= detection.keys() <= DETECTION_KEYS | {"clipName"}

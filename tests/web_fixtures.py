@@ -37,6 +37,8 @@ MODEL = {"name": "test", "backend": "stsg", "version": "abc123"}
 CLIP_RATE = SAMPLE_RATE
 CLIP_SECONDS = 7.0
 """a 5-s window and a 1-s margin each side, as the detector keeps"""
+LIVE_MARGIN_S = 10.0
+"""a filled store's newest detection ends this long before it was filled"""
 
 
 @functools.cache
@@ -88,19 +90,32 @@ class FilledStore:
         return row_id
 
 
-def fill_store(root: Path, rng: np.random.Generator, count: int = 30, now: float | None = None) -> FilledStore:
-    """A store with ``count`` detections over today so far and yesterday (every third without a clip)."""
-    now = time.time() if now is None else now
+def fill_store(root: Path, rng: np.random.Generator, count: int = 30) -> FilledStore:
+    """A store with ``count`` detections over today so far and yesterday (every third without a clip).
+
+    Today's detections end at distinct instants between midnight and ``LIVE_MARGIN_S`` ago, so detections a
+    test adds "now" are the newest; in the first seconds after midnight it waits until today has room.
+    """
+    now = time.time()
+    midnight = _local_midnight(now)
+    if now - midnight < 2 * LIVE_MARGIN_S:
+        time.sleep(midnight + 2 * LIVE_MARGIN_S - now)
+        now = time.time()
     root.mkdir(parents=True, exist_ok=True)
     store = FilledStore(root / "detections.sqlite", root / "clips", DetectionStore(
         StoreConfig(path=str(root / "detections.sqlite"))), rng, [])
     store.clips.mkdir(exist_ok=True)
-    midnight = time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+    today_so_far = now - LIVE_MARGIN_S - midnight
     for i in range(count):
         day_start = midnight if i % 7 else midnight - 86_400  # one in seven yesterday
-        end = min(now - 60, day_start + (now - midnight) * (i + 1) / (count + 1) + 10)
+        end = day_start + today_so_far * (i + 1) / (count + 1)
         store.add(i % len(SPECIES), end, round(float(rng.uniform(0.3, 0.99)), 3), clip=i % 3 != 2)
     return store
+
+
+def _local_midnight(epoch: float) -> float:
+    """The start of ``epoch``'s local day."""
+    return time.mktime((*time.localtime(epoch)[:3], 0, 0, 0, 0, 0, -1))
 
 
 def web_config(store: FilledStore, **web: object) -> Config:
