@@ -27,10 +27,12 @@ class Station:
     Detection ``i`` is the window ``[5 i, 5 i + 5)`` s of the stream; ``now`` is the clock of both.
     """
 
-    def __init__(self, tmp: Path, rng: np.random.Generator, seconds: int = 120, **clips: object) -> None:
+    def __init__(self, tmp: Path, rng: np.random.Generator, seconds: int = 120, max_rows: int = 500_000,
+                 **clips: object) -> None:
         self.now = detection_epoch(0)
         self.free = PLENTY
-        self.store = DetectionStore(StoreConfig(path=str(tmp / "store.sqlite")), clock=lambda: self.now)
+        self.store = DetectionStore(StoreConfig(path=str(tmp / "store.sqlite"), max_rows=max_rows),
+                                    clock=lambda: self.now)
         self.ring = RingBuffer(seconds * SAMPLE_RATE)
         t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
         audio = 0.01 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * (2000 + 300 * (t % 1)) * t)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from clip_fixtures import WINDOW, DiskUsage, Station, detection_epoch
+from conftest import detection_payload
 from PIL import Image
 
 from daemon.constants import SAMPLE_RATE
+from daemon.pipeline.detection import Detection
 from daemon.store import queries
 from daemon.store.schema import open_store
 
@@ -113,3 +115,24 @@ def test_a_window_that_left_the_ring_gets_no_clip(tmp_path: Path, rng):
     station.ring.write(np.zeros(40 * SAMPLE_RATE, dtype=np.float32))  # the first 30 s are overwritten
     assert station.detect(0) == (1, False)
     assert station.recorder.counters.missed_audio == 1 and station.files_on_disk() == {}
+
+
+def test_the_clip_total_stays_exact_when_retention_releases_clips_while_one_is_written(tmp_path: Path, rng,
+                                                                                      monkeypatch):
+    """The sink thread's retention can release clips between the clip worker's record of a clip and the
+    end of its write: the total the cap is checked against still equals the files on disk."""
+    station = Station(tmp_path, rng, max_rows=2, keep_per_species_per_day=0)
+    station.detect(0)
+    station.detect(1)
+    record_clip = station.store.record_clip
+
+    def retention_meanwhile(row_id: int, nbytes: int) -> bool:
+        recorded = record_clip(row_id, nbytes)
+        _, released = station.store.add(Detection(**detection_payload(9)))  # deletes row 1 and its clip
+        station.recorder.released(released)
+        return recorded
+
+    monkeypatch.setattr(station.store, "record_clip", retention_meanwhile)
+    assert station.detect(2)[1]
+    assert len(station.files_on_disk()) == 2  # clip and spectrogram of detection 2 only
+    assert station.recorder.policy.total_bytes == sum(station.files_on_disk().values())

@@ -65,7 +65,8 @@ def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None,
                 data = fh.read(block, dtype="float32", always_2d=True)
                 frames += data.shape[0]
                 last = data.shape[0] < block
-                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+                with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf: refused below, naming the file
+                    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
                 if resampler is not None:
                     mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
                 if stop is not None:

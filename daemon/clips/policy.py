@@ -76,8 +76,11 @@ class DiskPolicy:
         self._disk_usage = disk_usage
         self._never = frozenset(config.never_species)
         self._cap_bytes = int(config.max_total_mb * MB)
-        self.total_bytes = store.clip_bytes()
-        """bytes of the clips on disk (recorded in the store)"""
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the clips on disk, as the store records them (one count however many threads write)."""
+        return self._store.clip_bytes()
 
     def admit(self, species_code: str, local_date: str, confidence: float) -> bool:
         """Should this detection get a clip? (Counted when not.)"""
@@ -113,7 +116,6 @@ class DiskPolicy:
 
     def added(self, nbytes: int, local_date: str, species_code: str) -> None:
         """A clip of ``nbytes`` was written; keep only the N most confident of its species that day."""
-        self.total_bytes += nbytes
         self._counters.written += 1
         self._counters.bytes_written += nbytes
         keep = self._config.keep_per_species_per_day
@@ -125,14 +127,12 @@ class DiskPolicy:
         if names:
             self._directory.delete(names)
             self._counters.deleted_retention += len(names) // 2
-            self.total_bytes = self._store.clip_bytes()
 
     def _evict(self, rows: list[ClipRow], counter: str) -> None:
         if not rows:
             return
         self._directory.delete(name for row in rows for name in row.files.names)
         self._store.forget_clips(row.row_id for row in rows)
-        self.total_bytes -= sum(row.nbytes for row in rows)
         setattr(self._counters, counter, getattr(self._counters, counter) + len(rows))
         log.debug("clips: deleted %d clip(s) (%s)", len(rows), counter)
 

@@ -83,7 +83,6 @@ class ClipRecorder:
                 lost.append(row.row_id)
         self._store.forget_clips(lost)
         swept = self.directory.sweep(kept)
-        self.policy.total_bytes = self._store.clip_bytes()
         log.info("clips %s: %d clip(s), %.1f MB; %d unfinished clip(s) forgotten, %d orphan file(s) deleted",
                  self.directory.root, len(kept) // 2, self.policy.total_bytes / 2**20, len(lost), swept)
         return swept

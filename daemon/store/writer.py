@@ -10,6 +10,9 @@ detection (docs/service.md).
 Retention: rows whose window ended more than ``max_age_days`` ago and the oldest rows beyond
 ``max_rows`` are deleted at every insert (an index seek each); the clip files of deleted rows are
 handed back to the caller, which deletes them.
+
+The store counts the rows and the bytes of the clips on disk as it changes them, under its lock, so the
+clip budget sees one exact total whichever thread recorded, forgot or released a clip last.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,7 +82,7 @@ class DetectionStore:
         self.path = Path(config.path)
         self._conn = open_store(self.path, read_only=False)
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        self._rows = self._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        self._rows, self._clip_bytes = self._count()
         log.info("detection store %s: %d detection(s)", self.path, self._rows)
 
     def add(self, detection: Detection, files: ClipFiles | None = None, row_id: int | None = None
@@ -93,27 +97,19 @@ class DetectionStore:
                detection.scientific_name, detection.confidence,
                json.dumps(detection.model, separators=(",", ":"), sort_keys=True),
                files.clip if files else None, files.spectrogram if files else None)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = self._conn.execute(
-                    "INSERT INTO detections (id, detection_id, station, source, start_utc, end_utc, start_epoch, "
-                    "end_epoch, local_date, local_time, species_code, common_name, scientific_name, confidence, "
-                    "model, clip, spectrogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (detection_id) DO NOTHING", (row_id, *row))
-                if cursor.rowcount:
-                    row_id = cursor.lastrowid
-                    self._rows += 1
-                else:
-                    row_id = self._conn.execute("SELECT id FROM detections WHERE detection_id = ?",
-                                                (detection.detection_id,)).fetchone()[0]
-                released = self._enforce_retention()
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-                    self._conn.execute("ROLLBACK")
-                self._rows = self._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
-                raise
+        with self._transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO detections (id, detection_id, station, source, start_utc, end_utc, start_epoch, "
+                "end_epoch, local_date, local_time, species_code, common_name, scientific_name, confidence, "
+                "model, clip, spectrogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (detection_id) DO NOTHING", (row_id, *row))
+            if cursor.rowcount:
+                row_id = cursor.lastrowid
+                self._rows += 1
+            else:
+                row_id = self._conn.execute("SELECT id FROM detections WHERE detection_id = ?",
+                                            (detection.detection_id,)).fetchone()[0]
+            released = self._enforce_retention()
         return row_id, released
 
     def record_clip(self, row_id: int, nbytes: int) -> bool:
@@ -121,23 +117,30 @@ class DetectionStore:
 
         False if the row no longer expects it (deleted by retention, or its clip was given up meanwhile).
         """
-        with self._lock:
-            return self._conn.execute("UPDATE detections SET clip_bytes = ? WHERE id = ? AND clip IS NOT NULL",
-                                      (nbytes, row_id)).rowcount > 0
+        with self._transaction():
+            before = self._conn.execute("SELECT clip_bytes FROM detections WHERE id = ? AND clip IS NOT NULL",
+                                        (row_id,)).fetchone()
+            if before is None:
+                return False
+            self._conn.execute("UPDATE detections SET clip_bytes = ? WHERE id = ?", (nbytes, row_id))
+            self._clip_bytes += nbytes - before[0]
+        return True
 
     def forget_clips(self, row_ids: Iterable[int]) -> None:
         """These rows no longer have a clip (deleted, or never written); the rows stay."""
-        ids = [(row_id,) for row_id in row_ids]
+        ids = list(row_ids)
         if ids:
-            with self._lock:
-                self._conn.executemany(
-                    "UPDATE detections SET clip = NULL, spectrogram = NULL, clip_bytes = 0 WHERE id = ?", ids)
+            with self._transaction():
+                self._clip_bytes -= self._conn.execute(
+                    "SELECT COALESCE(SUM(clip_bytes), 0) FROM detections WHERE clip IS NOT NULL AND id IN "
+                    "(SELECT value FROM json_each(?))", (json.dumps(ids),)).fetchone()[0]
+                self._conn.executemany("UPDATE detections SET clip = NULL, spectrogram = NULL, clip_bytes = 0 "
+                                       "WHERE id = ?", [(row_id,) for row_id in ids])
 
     def clip_bytes(self) -> int:
         """Bytes of every clip and spectrogram recorded on disk."""
         with self._lock:
-            return self._conn.execute("SELECT COALESCE(SUM(clip_bytes), 0) FROM detections "
-                                      "WHERE clip IS NOT NULL").fetchone()[0]
+            return self._clip_bytes
 
     def oldest_clips(self, limit: int, ended_before: float | None = None) -> list[ClipRow]:
         """Up to ``limit`` rows whose clip is on disk, oldest first (only those that ended before ``ended_before``)."""
@@ -169,6 +172,25 @@ class DetectionStore:
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock; on failure it is rolled back and the counts are taken again."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                    self._conn.execute("ROLLBACK")
+                self._rows, self._clip_bytes = self._count()
+                raise
+
+    def _count(self) -> tuple[int, int]:
+        """Rows, and bytes of the clips on disk, as the file holds them."""
+        return self._conn.execute("SELECT COUNT(*), COALESCE(SUM(clip_bytes) FILTER (WHERE clip IS NOT NULL), 0) "
+                                  "FROM detections").fetchone()
+
     def _clip_rows(self, where: str, args: tuple) -> list[ClipRow]:
         with self._lock:
             rows = self._conn.execute(
@@ -189,10 +211,11 @@ class DetectionStore:
         return released
 
     def _delete(self, where: str, args: tuple) -> list[str]:
-        files = self._conn.execute(f"SELECT clip, spectrogram FROM detections WHERE clip IS NOT NULL AND {where}",
-                                   args).fetchall()
+        files = self._conn.execute(f"SELECT clip, spectrogram, clip_bytes FROM detections "
+                                   f"WHERE clip IS NOT NULL AND {where}", args).fetchall()
         deleted = self._conn.execute(f"DELETE FROM detections WHERE {where}", args).rowcount
         if deleted:
             self._rows -= deleted
+            self._clip_bytes -= sum(nbytes for _, _, nbytes in files)
             log.info("detection store: retention deleted %d detection(s) (%s)", deleted, where.split()[0])
-        return [name for pair in files for name in pair if name]
+        return [name for clip, spectrogram, _ in files for name in (clip, spectrogram) if name]
