@@ -38,7 +38,10 @@ class Station:
         audio = 0.01 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * (2000 + 300 * (t % 1)) * t)
         self.ring.write(audio.astype(np.float32))
         self.config = ClipsConfig(dir=str(tmp / "clips"), **clips)
+        self.events: list[tuple[str, str]] = []
+        """what the recorder published on the status topic: ``(kind, message)``"""
         self.recorder = ClipRecorder(self.config, self.store, self.ring, clock=lambda: self.now,
+                                     on_event=lambda kind, message: self.events.append((kind, message)),
                                      disk_usage=lambda path: self.free)
 
     def detect(self, index: int, species: str = "grtit1", confidence: float = 0.5) -> tuple[int, bool]:

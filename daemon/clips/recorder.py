@@ -6,8 +6,9 @@ the MQTT payload carry the clip's name. :meth:`ClipRecorder.write` runs later, o
 (``daemon.service``), once the ring holds the window and its margin after: it copies the audio
 still held by the ring, encodes it, renders the spectrogram, makes room and writes both files. A
 failure at any step is counted and clears the row's clip; the detection itself is never affected.
-A directory that cannot be written (disk full, file system turned read-only) logs one line; clips
-are then skipped (counted) until the back-off of :mod:`daemon.write_faults` allows the next try.
+A directory that cannot be written (disk full, file system turned read-only) logs one line and publishes
+``clips_write_failed`` (``clips_writable`` once a clip is written again); clips are then skipped (counted)
+until the back-off of :mod:`daemon.write_faults` allows the next try.
 
 At start, :meth:`ClipRecorder.reconcile` makes the directory and the store agree after a crash:
 rows whose clip never landed (or landed truncated) lose it, and files no row names are deleted.
@@ -34,7 +35,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.model.features import FrontEndParams
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import ClipFiles, DetectionStore
-from daemon.write_faults import WriteFault
+from daemon.write_faults import EventCallback, FaultEvents, WriteFault
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class ClipRecorder:
     """Plans and writes the clips of one daemon; ``ring`` is the daemon's ring buffer."""
 
     def __init__(self, config: ClipsConfig, store: DetectionStore, ring: RingBuffer, *,
-                 front_end: FrontEndParams | None = None, clock: Callable[[], float] = time.time,
-                 disk_usage: DiskUsage = shutil.disk_usage) -> None:
+                 on_event: EventCallback | None = None, front_end: FrontEndParams | None = None,
+                 clock: Callable[[], float] = time.time, disk_usage: DiskUsage = shutil.disk_usage) -> None:
         self._config = config
         self._store = store
         self._ring = ring
@@ -70,8 +71,14 @@ class ClipRecorder:
         self.policy = DiskPolicy(config, store, self.directory, self.counters, clock=clock, disk_usage=disk_usage)
         self._fault = WriteFault(f"clips {self.directory.root}", "skipping clips (the detections are kept)")
         """written by the clip worker, read by :meth:`plan` on the sink thread (a float compare: no lock needed)"""
+        self._events = FaultEvents("clips", on_event)
         self._unforgotten: list[int] = []
         """rows whose clip name could not be cleared yet (the store could not be written): cleared at the next try"""
+
+    @property
+    def error(self) -> str:
+        """Why the last clip could not be written to the directory ("" while clips are written)."""
+        return self._fault.error
 
     def reconcile(self) -> int:
         """After a crash: forget clips that never landed whole, delete files no row names; the count deleted."""
@@ -128,6 +135,7 @@ class ClipRecorder:
         if not written:
             self.directory.delete(job.files.names)
         self._forget([] if written else [job.row_id])
+        self._events.report(self._fault.error, "clips written again")
         return written
 
     def _forget(self, row_ids: list[int]) -> None:

@@ -72,7 +72,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
         store = DetectionStore(config.store)
         clips = None
         if config.clips.enabled:
-            recorder = ClipRecorder(config.clips, store, context.ring)
+            recorder = ClipRecorder(config.clips, store, context.ring, on_event=on_event)
             recorder.reconcile()
             clips = ClipSchedule(recorder, context.ring)
             built.background.append(clips)

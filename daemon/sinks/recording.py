@@ -128,8 +128,9 @@ class RecordingSink:
                                   "store_waiting": len(self._waiting), "store_given_up": self.counters.given_up,
                                   "store_error": self._fault.error}
         if self.clips is not None:
-            report["clips"] = {**asdict(self.clips.recorder.counters), "pending": self.clips.pending(),
-                               "total_bytes": self.clips.recorder.policy.total_bytes}
+            recorder = self.clips.recorder
+            report["clips"] = {**asdict(recorder.counters), "pending": self.clips.pending(),
+                               "total_bytes": recorder.policy.total_bytes, "error": recorder.error}
         return report
 
     def close(self) -> None:
