@@ -67,8 +67,9 @@ class FaultEvents:
         self._reported = ""
 
     def report(self, error: str, recovered: str) -> None:
-        """Publish an event if ``error`` changed since the last report (``recovered`` is the writable message)."""
-        if error != self._reported and self._on_event is not None:
+        """Publish an event when writes start failing (with ``error``) or work again (with ``recovered``): one each
+        way per run of failures, however often the error's text changes (it names a file for clips)."""
+        if bool(error) != bool(self._reported) and self._on_event is not None:
             if error:
                 self._on_event(f"{self._name}_write_failed", error)
             else:

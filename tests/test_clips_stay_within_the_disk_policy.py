@@ -128,7 +128,7 @@ def test_the_clip_total_stays_exact_when_retention_releases_clips_while_one_is_w
 
     def retention_meanwhile(row_id: int, nbytes: int) -> bool:
         recorded = record_clip(row_id, nbytes)
-        _, released = station.store.add(Detection(**detection_payload(9)))  # deletes row 1 and its clip
+        _, released = station.store.add(Detection(**detection_payload(9)))  # retention: detection 1's row, clip
         station.recorder.released(released)
         return recorded
 

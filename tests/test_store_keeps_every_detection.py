@@ -74,6 +74,34 @@ def test_retention_by_age_deletes_rows_older_than_max_age(tmp_path: Path):
     assert sorted(r["id"] for r in queries.recent(conn, 10)) == [3, 4, 5]
 
 
+def test_the_counts_of_rows_and_clip_bytes_follow_every_write_and_every_refused_one(tmp_path: Path):
+    path = tmp_path / "store.sqlite"
+    store = DetectionStore(StoreConfig(path=str(path), max_rows=4), clock=lambda: T0)
+
+    def on_file() -> tuple[int, int]:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT COUNT(*), COALESCE(SUM(clip_bytes) FILTER (WHERE clip IS NOT NULL), 0) "
+                                "FROM detections").fetchone()
+
+    for i in range(4):
+        row_id, _ = store.add(detection(i), ClipFiles(f"d/{i}.flac", f"d/{i}.png"))
+        assert store.record_clip(row_id, 100 * (i + 1))
+    assert (store.rows(), store.clip_bytes()) == on_file() == (4, 1000)
+    assert store.add(detection(4))[1] == ["d/0.flac", "d/0.png"]  # retention: row 1 and its 100 bytes
+    store.forget_clips([2, 99])
+    assert (store.rows(), store.clip_bytes()) == on_file() == (4, 700)
+    assert not store.record_clip(2, 5)  # its clip was forgotten
+    with sqlite3.connect(path) as conn:  # from now on the file refuses deletes and clearing a clip name
+        conn.execute("CREATE TRIGGER no_delete BEFORE DELETE ON detections BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        conn.execute("CREATE TRIGGER no_forget BEFORE UPDATE OF clip ON detections WHEN NEW.clip IS NULL "
+                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(sqlite3.Error, match="refused"):
+        store.add(detection(5))  # counted in, then retention refused: the whole insert rolls back
+    with pytest.raises(sqlite3.Error, match="refused"):
+        store.forget_clips([3, 4])  # their bytes taken off, then the update refused
+    assert (store.rows(), store.clip_bytes()) == on_file() == (4, 700)
+
+
 def test_a_reader_cannot_open_a_store_that_does_not_exist(tmp_path: Path):
     with pytest.raises(StoreError, match="cannot open"):
         open_store(tmp_path / "missing.sqlite", read_only=True)

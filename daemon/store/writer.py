@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,22 +175,30 @@ class DetectionStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One write transaction under the lock; on failure it is rolled back and the counts are taken again."""
+        """One write transaction under the lock. On failure it is rolled back and the counts are restored, then
+        taken again from the file if it can be read (a COMMIT may report an error and still land)."""
         with self._lock:
+            if self._conn.in_transaction:  # a ROLLBACK that failed before
+                self._conn.execute("ROLLBACK")
             self._conn.execute("BEGIN IMMEDIATE")
+            counts = self._rows, self._clip_bytes
             try:
                 yield
                 self._conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-                    self._conn.execute("ROLLBACK")
-                self._rows, self._clip_bytes = self._count()
+                self._rows, self._clip_bytes = counts
+                with suppress(sqlite3.Error):  # the first error is the one to raise
+                    if self._conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                        self._conn.execute("ROLLBACK")
+                    self._rows, self._clip_bytes = self._count()
                 raise
 
     def _count(self) -> tuple[int, int]:
-        """Rows, and bytes of the clips on disk, as the file holds them."""
-        return self._conn.execute("SELECT COUNT(*), COALESCE(SUM(clip_bytes) FILTER (WHERE clip IS NOT NULL), 0) "
-                                  "FROM detections").fetchone()
+        """Rows, and bytes of the clips on disk, as the file holds them (each query on its own index)."""
+        rows = self._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        clip_bytes = self._conn.execute("SELECT COALESCE(SUM(clip_bytes), 0) FROM detections "
+                                        "WHERE clip IS NOT NULL").fetchone()[0]
+        return rows, clip_bytes
 
     def _clip_rows(self, where: str, args: tuple) -> list[ClipRow]:
         with self._lock:
