@@ -59,23 +59,17 @@ from trainer.distill import (
     TeacherPass,
     audio_peaks,
     fit_student,
-    probabilities,
     run_teacher,
     student_inputs,
     teacher_evidence,
     write_student,
 )
+from trainer.distill_check import VERDICT, fidelity_on, held_out_windows
 from trainer.distill_recipe import DistillRecipe
 from trainer.head_fit import fit_head
 from trainer.recipe import HeadParams
-from trainer.synthesis import place_call
-from trainer.train import FittedSTSG, fit_stsg_features, window_features
+from trainer.train import fit_stsg_features, window_features
 
-VERDICT = 0.1
-"""teacher probability that counts as "present" in the cross-validation's reference (and makes a held-out
-window a call to mix)"""
-MIXTURES_PER_CALL = 2
-BACKGROUND_SHARE = 0.3
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
 
 
@@ -220,31 +214,12 @@ def recipe_from(settings: list[str]) -> DistillRecipe:
     return recipe
 
 
-def held_out_windows(run_: TeacherPass, held: list[int],
-                     rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    """Test-like windows from the held-out files and the teacher's probabilities on each of them: their real
-    5-s windows, and each held-out call (a teacher window whose top probability reaches ``VERDICT``) mixed
-    ``MIXTURES_PER_CALL`` times into a real held-out window at -5..15 dB, plus ``BACKGROUND_SHARE`` more
-    real windows; the teacher scores every window as it is (mixture included)."""
-    grid, tgrid = WindowGrid(), run_.teacher.grid
-    calls, backgrounds = [], []
-    for i in held:
-        samples, logits = run_.decoded[i][1], run_.logits[i]
-        for w, z in enumerate(logits):
-            start = tgrid.start(w)
-            window = samples[start: start + grid.length]
-            if probabilities(z).max() >= VERDICT:
-                calls.append(window)
-            if start % grid.length == 0 and start + grid.length <= samples.size:
-                backgrounds.append(window)
-    windows = list(backgrounds)
-    for call in calls:
-        for _ in range(MIXTURES_PER_CALL):
-            mixed = backgrounds[rng.integers(len(backgrounds))].astype(np.float32)
-            place_call(mixed, call, rng.uniform(-5, 15), rng)
-            windows.append(mixed)
-    windows += [backgrounds[rng.integers(len(backgrounds))] for _ in range(int(len(calls) * BACKGROUND_SHARE))]
-    return windows, probabilities(np.stack([run_.teacher.logits(w)[0] for w in windows]))
+def held_out(run_: TeacherPass, held: list[int], columns: list[int],
+             rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """The check's test-like windows of the held-out files (:func:`trainer.distill_check.held_out_windows`) and
+    the teacher's probabilities of each."""
+    pairs = list(held_out_windows(run_, held, columns, rng))
+    return [window for window, _ in pairs], np.stack([reference for _, reference in pairs])
 
 
 def fidelity(teacher_probabilities: np.ndarray, scores: np.ndarray, codes: list[str]) -> float:
@@ -256,13 +231,6 @@ def window_vectors(backend, windows: list[np.ndarray]) -> np.ndarray:
     return np.stack([embed_signal(backend, w, WindowGrid())[0].vector for w in windows])
 
 
-def student_scores(fitted: FittedSTSG, columns: list[int], n_species: int, windows: list[np.ndarray]) -> np.ndarray:
-    """The student's probabilities of 5-s windows, in the teacher's columns (0 where it has none)."""
-    full = np.zeros((len(windows), n_species), np.float32)
-    full[:, columns] = fitted.head().probabilities(window_vectors(fitted.backend, windows))
-    return full
-
-
 def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, list[int]]:
     """The recipe of ``--set``, the teacher's pass over the linked audio, and the learnt columns."""
     recipe = recipe_from(args.set)
@@ -272,20 +240,17 @@ def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, lis
 
 
 def cross_validate(args: argparse.Namespace) -> None:
-    """Folds of files: a whole student per fold, scored by its fidelity to the teacher on held-out windows."""
+    """Folds of files: a whole student per fold, scored by its fidelity to the teacher on held-out windows
+    (the check of ``birdd distill --check``, :func:`trainer.distill_check.fidelity_on`)."""
     logging.basicConfig(level=logging.WARNING)
     recipe, run_, columns = distilled(args)
-    species = run_.teacher.species
-    scored = run_.scored(columns, recipe.teacher)
     results = []
     for fold in range(args.folds):
         started = time.perf_counter()
-        held = [i for i in range(len(scored)) if i % args.folds == fold]
-        fitted, _ = fit_student([s for i, s in enumerate(scored) if i % args.folds != fold], recipe, progress=False)
-        windows, reference = held_out_windows(run_, held, np.random.default_rng(100 + fold))
-        score = fidelity(reference, student_scores(fitted, columns, len(species), windows), [s.code for s in species])
-        results.append(score)
-        print(f"fold {fold}: fidelity {score:.4f} on {len(windows)} held-out windows, "
+        held = [i for i in range(len(run_.decoded)) if i % args.folds == fold]
+        report = fidelity_on(run_, columns, recipe, held, np.random.default_rng(100 + fold), progress=False)
+        results.append(report["fidelity"])
+        print(f"fold {fold}: fidelity {report['fidelity']:.4f} on {report['windows']} held-out windows, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
     print(f"cv {' '.join(args.set) or 'default'}: fidelity {statistics.mean(results):.4f}")
 
@@ -305,8 +270,8 @@ def compare_heads(args: argparse.Namespace) -> None:
     folds = []
     for fold in range(2):
         _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
-        held, reference = held_out_windows(run_, [i for i in range(len(scored)) if i % 2 == fold],
-                                           np.random.default_rng(100 + fold))
+        held, reference = held_out(run_, [i for i in range(len(scored)) if i % 2 == fold], columns,
+                                   np.random.default_rng(100 + fold))
         folds.append((*window_features(backend, fold_windows), window_vectors(backend, held), reference[:, columns]))
     test_x, truth = test_vectors(backend, args.data)
     for spec in args.head:

@@ -255,8 +255,8 @@ def info(model_path: Path) -> None:
 
 
 def _describe_distillation(distillation: dict) -> None:
-    """A student's teacher, and the species its teacher never found in the audio, lowest peak first (the student
-    knows them poorly)."""
+    """A student's teacher, the species its teacher never found in the audio, lowest peak first (the student
+    knows them poorly), and its held-out check."""
     teacher = distillation.get("teacher")
     if isinstance(teacher, dict):
         click.echo(f"teacher  {teacher.get('name')} (manifest sha256 {teacher.get('manifest_sha256')})")
@@ -266,6 +266,12 @@ def _describe_distillation(distillation: dict) -> None:
         missing = never_found(species)
         click.echo(f"evidence {len(species) - len(missing)} of {len(species)} species reach {evidence.get('found_at')} "
                    f"in some window of the audio" + (f"; never: {named(missing)}" if missing else ""))
+    check = distillation.get("check")
+    if isinstance(check, dict) and isinstance(check.get("fidelity"), int | float):
+        heard = check.get("species")
+        click.echo(f"check    fidelity {check['fidelity']} to the teacher on {check.get('held_out_files')} held-out "
+                   f"recording(s), {check.get('windows')} windows, {len(heard) if isinstance(heard, dict) else '?'} "
+                   f"species")
 
 
 def _register_plugins() -> None:

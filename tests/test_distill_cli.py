@@ -130,3 +130,35 @@ def test_bad_inputs_are_one_line_errors(synthetic_corpus, teacher, trained_model
         assert "Traceback" not in result.stderr and result.stderr.count("birdd: error:") == 1
     assert not any((tmp_path / f"s{i}").exists() for i in range(1, 7))
 
+
+
+def test_check_scores_a_student_on_held_out_recordings_and_writes_the_same_student(synthetic_corpus, teacher,
+                                                                                   tmp_path):
+    audio = [synthetic_corpus / "train_audio", synthetic_corpus / "train_soundscapes"]
+    cache = ["--cache-dir", tmp_path / "cache"]
+    distill(audio, teacher, tmp_path / "plain", *cache)
+    checked = distill(audio, teacher, tmp_path / "checked", *cache, "--check", "0.5")
+    made = manifest(tmp_path / "checked")
+    assert made["files"] == manifest(tmp_path / "plain")["files"]  # the student written still learnt all the audio
+    report = made["distillation"]["check"]
+    assert (report["share"], report["held_out_files"], report["verdict"]) == (0.5, 1, 0.1)  # one of 2 soundscapes
+    assert report["held_out_hours"] == round(20 / 3600, 3) and report["windows"] >= 4  # its 4 windows, calls mixed
+    species = report["species"]
+    assert 0 < report["fidelity"] <= 1 and species and set(species) <= {s["code"] for s in made["species"]}
+    assert report["fidelity"] == round(sum(v["fidelity"] for v in species.values()) / len(species), 4)
+    assert all(0 < v["windows"] < report["windows"] for v in species.values())  # heard in some windows, not all
+    assert "check: a student fitted on 25 recordings, scored on 1 held out" in checked.stderr
+    assert f"check: fidelity to the teacher {report['fidelity']:.4f}" in checked.stderr
+    described = birdd("info", tmp_path / "checked").stdout
+    assert (f"check    fidelity {report['fidelity']} to the teacher on 1 held-out recording(s), "
+            f"{report['windows']} windows, {len(species)} species") in described
+    assert "check    " not in birdd("info", tmp_path / "plain").stdout
+
+    too_much = distill(audio, teacher, tmp_path / "s1", *cache, "--check", "0.7", check=False)
+    assert too_much.returncode == 2
+    assert "Invalid value for '--check': 0.7 is not in the range 0<x<=0.5" in too_much.stderr
+    one = sorted((synthetic_corpus / "train_soundscapes").iterdir())[0]
+    alone = distill([one], teacher, tmp_path / "s2", *cache, "--check", "0.2", check=False)
+    assert alone.returncode == 1 and alone.stderr.count("birdd: error:") == 1 and "Traceback" not in alone.stderr
+    assert "--check holds recordings out, and there are 1 of at least one window: it needs two or more" in alone.stderr
+    assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()

@@ -42,6 +42,8 @@ def test_the_warning_names_the_species_never_found_lowest_peak_first(caplog):
 @pytest.mark.parametrize("distillation", [
     {}, {"teacher": "x", "teacher_evidence": None}, {"teacher_evidence": {"species": ["a"]}},
     {"teacher_evidence": {"found_at": 0.5, "species": {"a": "x", "b": {"peak": None}, "c": {"peak": 0.1}}}},
+    {"check": "x"}, {"check": {"fidelity": "high"}}, {"check": {"fidelity": None, "species": {}}},
+    {"check": {"fidelity": 0.9, "species": ["a"]}}, {"check": {"fidelity": 0.9, "windows": None}},
 ])
 def test_info_describes_odd_distillation_sections_without_failing(distillation, capsys):
     _describe_distillation(distillation)

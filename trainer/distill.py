@@ -294,14 +294,14 @@ def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool
 
 
 def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species], fitted: FittedSTSG, n_calls: int,
-                  recipe: DistillRecipe, selection: dict, evidence: dict[str, dict]) -> Path:
+                  recipe: DistillRecipe, selection: dict, evidence: dict[str, dict], check: dict | None = None) -> Path:
     """Write the student bundle; its manifest records the teacher, the audio, the species selection, the
-    teacher's evidence per species and the recipe."""
+    teacher's evidence per species, the recipe and the held-out check when one was run."""
     summary = audio_summary(run.decoded, run.failed)
     training_data = {**summary, "training_windows": fitted.n_windows, "calls": n_calls}
     distillation = {"teacher": {**run.teacher.describe(), "invocations": run.teacher.invocations},
                     "species_selection": selection, "teacher_evidence": {"found_at": FOUND, "species": evidence},
-                    "recipe": recipe.to_dict()["teacher"]}
+                    "recipe": recipe.to_dict()["teacher"], **({"check": check} if check else {})}
     manifest = build_manifest(Path(out_dir).name, STSG, stsg_backend_params(recipe.student), species,
                               recipe=recipe.student.to_dict(), training_data=training_data, distillation=distillation)
     path = write_bundle(out_dir, manifest, fitted.arrays)
@@ -312,11 +312,12 @@ def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species],
 
 def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Path,
             recipe: DistillRecipe | None = None, choice: SpeciesChoice | None = None,
-            cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+            cache_dir: str | Path | None = None, progress: bool = True, check: float = 0.0) -> Path:
     """Distil the teacher bundle at ``teacher_dir`` into an STSG student on the audio at ``paths`` (files
     or folders, recursive); write the student bundle to ``out_dir``. ``choice``: which species (default:
     those the teacher finds, see ``TeacherParams.species_floor``). ``cache_dir`` None: no teacher score
-    cache."""
+    cache. ``check`` > 0: first measure a student's fidelity to the teacher on that share of the recordings
+    held out (:mod:`trainer.distill_check`)."""
     recipe = recipe or DistillRecipe()
     started = time.perf_counter()
     run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress)
@@ -331,7 +332,13 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     log.info("student species: %d of the teacher's %d (%s)", len(species), len(teacher.species), selection)
     evidence = teacher_evidence(run.logits, columns, species)
     log_evidence(evidence)
+    report = None
+    if check:
+        from trainer.distill_check import check_student  # it fits students with this module's functions
+
+        with stage("held-out check"):
+            report = check_student(run, columns, recipe, check, progress)
     fitted, n_calls = fit_student(run.scored(columns, recipe.teacher), recipe, progress)
-    path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection, evidence)
+    path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection, evidence, report)
     log.info("distillation done in %.1f s", time.perf_counter() - started)
     return path

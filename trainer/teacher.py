@@ -72,6 +72,13 @@ class Teacher:
         compute = functools.partial(self._compute, samples)
         return compute() if self.cache is None else self.cache.vectors(samples, compute)
 
+    def logits_of_window(self, window: np.ndarray) -> np.ndarray:
+        """Logits ``(n_species,)`` of one window-long signal, neither cached nor counted (a check's mixture)."""
+        return self._score(np.asarray(window, dtype=np.float32))[0]
+
     def _compute(self, samples: np.ndarray) -> np.ndarray:
         self.invocations += 1
+        return self._score(samples)
+
+    def _score(self, samples: np.ndarray) -> np.ndarray:
         return self.model.head.logits(window_vectors(self.model.backend, samples, self.grid)).astype(np.float32)
