@@ -18,6 +18,9 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
   heads --head LOSS:L2 ...   the student's features once (fitted on all the audio, label-free), then each
                              head: 2-fold fidelity as above (the head fitted on one fold's training windows)
                              and, fitted on all windows, the test score (once per head)
+  check-species MODEL        a `--check` student (MODEL.csv and teacher.csv written by `table`): Spearman
+                             correlations of the check's per-species fidelity with the student's per-species
+                             test ROC-AUC and with its gap to the teacher
   evidence MODEL ...         the test macro ROC-AUC of each model's submission (MODEL.csv, written by
                              `table`) split by how much the teacher finds each species in the unlabelled
                              audio: its highest probability in any window, at or above 0.5 or below
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import re
@@ -64,7 +68,7 @@ from trainer.distill import (
     teacher_evidence,
     write_student,
 )
-from trainer.distill_check import VERDICT, fidelity_on, held_out_windows
+from trainer.distill_check import fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
 from trainer.head_fit import fit_head
 from trainer.recipe import HeadParams
@@ -214,23 +218,6 @@ def recipe_from(settings: list[str]) -> DistillRecipe:
     return recipe
 
 
-def held_out(run_: TeacherPass, held: list[int], columns: list[int],
-             rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    """The check's test-like windows of the held-out files (:func:`trainer.distill_check.held_out_windows`) and
-    the teacher's probabilities of each."""
-    pairs = list(held_out_windows(run_, held, columns, rng))
-    return [window for window, _ in pairs], np.stack([reference for _, reference in pairs])
-
-
-def fidelity(teacher_probabilities: np.ndarray, scores: np.ndarray, codes: list[str]) -> float:
-    """Macro ROC-AUC of ``scores`` against the teacher's verdicts (probability >= ``VERDICT``)."""
-    return macro_roc_auc((teacher_probabilities >= VERDICT).astype(np.float32), scores, codes)[0]
-
-
-def window_vectors(backend, windows: list[np.ndarray]) -> np.ndarray:
-    return np.stack([embed_signal(backend, w, WindowGrid())[0].vector for w in windows])
-
-
 def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, list[int]]:
     """The recipe of ``--set``, the teacher's pass over the linked audio, and the learnt columns."""
     recipe = recipe_from(args.set)
@@ -241,18 +228,25 @@ def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, lis
 
 def cross_validate(args: argparse.Namespace) -> None:
     """Folds of files: a whole student per fold, scored by its fidelity to the teacher on held-out windows
-    (the check of ``birdd distill --check``, :func:`trainer.distill_check.fidelity_on`)."""
+    (every held-out call mixed; the check of ``birdd distill --check`` mixes at most 1000)."""
     logging.basicConfig(level=logging.WARNING)
     recipe, run_, columns = distilled(args)
+    codes = [run_.teacher.species[i].code for i in columns]
+    scored = run_.scored(columns, recipe.teacher)
     results = []
     for fold in range(args.folds):
         started = time.perf_counter()
-        held = [i for i in range(len(run_.decoded)) if i % args.folds == fold]
-        report = fidelity_on(run_, columns, recipe, held, np.random.default_rng(100 + fold), progress=False)
-        results.append(report["fidelity"])
-        print(f"fold {fold}: fidelity {report['fidelity']:.4f} on {report['windows']} held-out windows, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-    print(f"cv {' '.join(args.set) or 'default'}: fidelity {statistics.mean(results):.4f}")
+        held = [i for i in range(len(scored)) if i % args.folds == fold]
+        fitted, _ = fit_student([s for i, s in enumerate(scored) if i % args.folds != fold], recipe, progress=False)
+        vectors, reference = held_out_vectors(fitted.backend, held_out_windows(
+            run_, held, columns, np.random.default_rng(100 + fold), max_calls=None))
+        result = fidelity(reference, fitted.head().probabilities(vectors), codes)
+        if result is not None:
+            results.append(result[0])
+        print(f"fold {fold}: fidelity {f'{result[0]:.4f}' if result else 'none'} on {len(vectors)} held-out "
+              f"windows, {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"cv {' '.join(args.set) or 'default'}: fidelity {statistics.mean(results):.4f}" if results else
+          "cv: no fold has a species the teacher hears in some held-out windows and not in others")
 
 
 def compare_heads(args: argparse.Namespace) -> None:
@@ -270,14 +264,14 @@ def compare_heads(args: argparse.Namespace) -> None:
     folds = []
     for fold in range(2):
         _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
-        held, reference = held_out(run_, [i for i in range(len(scored)) if i % 2 == fold], columns,
-                                   np.random.default_rng(100 + fold))
-        folds.append((*window_features(backend, fold_windows), window_vectors(backend, held), reference[:, columns]))
+        held = [i for i in range(len(scored)) if i % 2 == fold]
+        folds.append((*window_features(backend, fold_windows), *held_out_vectors(backend, held_out_windows(
+            run_, held, columns, np.random.default_rng(100 + fold), max_calls=None))))
     test_x, truth = test_vectors(backend, args.data)
     for spec in args.head:
         loss, _, l2 = spec.partition(":")
         params = HeadParams(loss=loss, l2=float(l2))
-        cv = statistics.mean(fidelity(ref, head_probabilities(fit_head(x, y, params), held), codes)
+        cv = statistics.mean(fidelity(ref, head_probabilities(fit_head(x, y, params), held), codes)[0]
                              for x, y, held, ref in folds)
         test = aligned_auc(truth, codes, head_probabilities(fit_head(all_x, all_y, params), test_x))
         print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
@@ -318,6 +312,38 @@ def test_vectors(backend, data: Path) -> tuple[np.ndarray, Table]:
     return np.stack([vectors[r] for r in truth.row_ids]), truth
 
 
+def check_by_species(args: argparse.Namespace) -> None:
+    """Does a `--check` report's per-species fidelity follow the student's per-species test ROC-AUC (or its gap
+    to the teacher)? Spearman correlations over the species scored by both (MODEL.csv and teacher.csv from
+    `table`)."""
+    from scipy.stats import spearmanr
+
+    truth = read_table(args.data / "test_soundscapes_labels.csv")
+    checked = json.loads((args.model / "manifest.json").read_text())["distillation"]["check"]["species"]
+    student, teacher = (per_species_auc(truth, args.model.parent / f"{name}.csv") for name in (args.model.name,
+                                                                                                 "teacher"))
+    common = sorted(set(checked) & set(student) & set(teacher))
+    check = [checked[c]["fidelity"] for c in common]
+    to_test, to_gap = (spearmanr(check, values) for values in ([student[c] for c in common],
+                                                               [student[c] - teacher[c] for c in common]))
+    print(f"{len(common)} species in the check and the test; Spearman of the check's fidelity with the student's "
+          f"test ROC-AUC {to_test.statistic:.2f} (p {to_test.pvalue:.2f}), with its gap to the teacher "
+          f"{to_gap.statistic:.2f} (p {to_gap.pvalue:.2f})")
+    for code in sorted(common, key=lambda c: checked[c]["fidelity"])[:3]:
+        print(f"  {code}: check {checked[code]['fidelity']:.2f} ({checked[code]['windows']} windows), test: "
+              f"student {student[code]:.3f}, teacher {teacher[code]:.3f}")
+
+
+def per_species_auc(truth: Table, submission: Path) -> dict[str, float]:
+    """Test ROC-AUC per species of a submission, over the species it scores with a test positive."""
+    sub = read_table(submission)
+    rows = {r: i for i, r in enumerate(sub.row_ids)}
+    values = sub.values[[rows[r] for r in truth.row_ids]]
+    present = [c for c in truth.columns if c in sub.columns]
+    labels = truth.values[:, [truth.columns.index(c) for c in present]]
+    return macro_roc_auc(labels, values[:, [sub.columns.index(c) for c in present]], present)[1]
+
+
 def aligned_auc(truth: Table, codes: list[str], scores: np.ndarray) -> float:
     """Macro ROC-AUC on the test labels; test columns the model lacks score 0."""
     cols = {c: j for j, c in enumerate(codes)}
@@ -342,6 +368,8 @@ def main() -> None:
     evidence_parser = commands.add_parser("evidence")
     evidence_parser.add_argument("models", nargs="+", type=Path)
     evidence_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    check_parser = commands.add_parser("check-species")
+    check_parser.add_argument("model", type=Path)
     labels_parser = commands.add_parser("labels", help="(internal) the `labels` row's student")
     labels_parser.add_argument("model", type=Path)
     labels_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -354,6 +382,8 @@ def main() -> None:
         compare_heads(args)
     elif args.command == "evidence":
         by_evidence(args)
+    elif args.command == "check-species":
+        check_by_species(args)
     else:
         logging.basicConfig(level=logging.INFO)
         with_labels(args)

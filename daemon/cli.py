@@ -267,11 +267,14 @@ def _describe_distillation(distillation: dict) -> None:
         click.echo(f"evidence {len(species) - len(missing)} of {len(species)} species reach {evidence.get('found_at')} "
                    f"in some window of the audio" + (f"; never: {named(missing)}" if missing else ""))
     check = distillation.get("check")
-    if isinstance(check, dict) and isinstance(check.get("fidelity"), int | float):
+    if isinstance(check, dict):
         heard = check.get("species")
-        click.echo(f"check    fidelity {check['fidelity']} to the teacher on {check.get('held_out_files')} held-out "
-                   f"recording(s), {check.get('windows')} windows, {len(heard) if isinstance(heard, dict) else '?'} "
-                   f"species")
+        where = f"{check.get('held_out_files')} held-out recording(s), {check.get('windows')} windows"
+        if isinstance(check.get("fidelity"), int | float):
+            click.echo(f"check    fidelity {check['fidelity']} to the teacher on {where}, "
+                       f"{len(heard) if isinstance(heard, dict) else '?'} species")
+        else:
+            click.echo(f"check    no fidelity: on {where}, the teacher hears no learnt species in some and not others")
 
 
 def _register_plugins() -> None:

@@ -234,13 +234,18 @@ def audio_summary(decoded: list[tuple[Path, np.ndarray]], failed: list[str]) -> 
             "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest(), "skipped_files": failed}
 
 
-def require_long_audio(decoded: list[tuple[Path, np.ndarray]]) -> None:
-    """The student needs field audio of at least one window: refuse a corpus of short clips only."""
+def require_long_audio(decoded: list[tuple[Path, np.ndarray]], needed: int = 1) -> None:
+    """The student needs field audio of at least one window: refuse a corpus of short clips only (and, to hold
+    recordings out for a check, fewer than ``needed`` long ones)."""
     window = WINDOW_SECONDS * SAMPLE_RATE
-    if not any(samples.size >= window for _, samples in decoded):
+    long_enough = [path for path, samples in decoded if samples.size >= window]
+    if not long_enough:
         path, samples = max(decoded, key=lambda item: item[1].size)
         raise DatasetError(f"{path}: {samples.size / SAMPLE_RATE:.1f} s, and no file is as long as one "
                            f"{WINDOW_SECONDS}-s window: distillation needs recordings of at least {WINDOW_SECONDS} s")
+    if len(long_enough) < needed:
+        raise DatasetError(f"{long_enough[0]}: the only recording of at least {WINDOW_SECONDS} s; holding recordings "
+                           f"out (--check) needs {needed} or more")
 
 
 @dataclass
@@ -259,8 +264,9 @@ class TeacherPass:
 
 
 def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: TeacherParams,
-                cache_dir: str | Path | None, progress: bool) -> TeacherPass:
-    """Find and decode the audio at ``paths`` and score it with the teacher (cached under ``cache_dir``)."""
+                cache_dir: str | Path | None, progress: bool, long_needed: int = 1) -> TeacherPass:
+    """Find and decode the audio at ``paths`` and score it with the teacher (cached under ``cache_dir``);
+    refuse it before the teacher runs unless ``long_needed`` files are at least one window long."""
     files = find_audio_files(list(paths))
     if not files:
         raise DatasetError(f"{', '.join(map(str, paths))}: no audio files to distil on (looked for "
@@ -270,7 +276,7 @@ def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: Teache
         decoded, failed = decode_files(files, progress)
     if not decoded:
         raise DatasetError(f"{files[0]}: none of the {len(files)} audio files could be read")
-    require_long_audio(decoded)
+    require_long_audio(decoded, long_needed)
     with stage("teacher scores"):
         logits = teacher_logits(teacher, decoded, progress)
     return TeacherPass(teacher, decoded, failed, logits)
@@ -320,7 +326,7 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     held out (:mod:`trainer.distill_check`)."""
     recipe = recipe or DistillRecipe()
     started = time.perf_counter()
-    run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress)
+    run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, long_needed=2 if check else 1)
     teacher, choice = run.teacher, choice or SpeciesChoice()
     floor = recipe.teacher.species_floor
     columns = choice.columns(teacher, run.logits, floor)
