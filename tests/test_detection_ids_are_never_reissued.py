@@ -8,6 +8,7 @@ broker's subscriber) is ``test_ids_stay_unique_across_a_restart.py``.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -90,12 +91,36 @@ def test_an_outbox_from_before_the_mark_takes_it_from_its_waiting_rows(tmp_path:
     reopened.close()
 
 
-def test_a_damaged_outbox_moved_aside_starts_a_new_mark(tmp_path: Path):
-    """Documented limit: the store's highest id is then all that is known."""
+def test_a_damaged_outbox_hands_on_its_mark_when_it_can_still_be_read(tmp_path: Path, caplog):
+    """A damaged page among the rows fails the quick check, but the counter can still be read: the new file starts
+    at it, so a new store (the old one lost too) cannot lend a published id to another detection."""
+    path = tmp_path / "outbox.sqlite"
+    outbox = Outbox(OutboxConfig(path=str(path)))
+    assert publish(outbox, tmp_path / "store.sqlite", range(12)) == list(range(1, 13))
+    outbox.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page and len(data) % page == 0
+    data[-page:] = b"\xff" * page  # the last page: rows, written last
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        outbox = Outbox(OutboxConfig(path=str(path)))
+    assert outbox.highest_id == 12
+    assert "highest detection id 12 carried over from the damaged file" in caplog.text
+    assert publish(outbox, tmp_path / "new-store.sqlite", range(20, 22)) == [13, 14]
+    outbox.close()
+    (aside,) = [p for p in tmp_path.glob("outbox.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert aside.read_bytes() == data  # read, never written
+
+
+def test_a_damaged_outbox_that_cannot_be_read_starts_a_new_mark(tmp_path: Path, caplog):
+    """Documented limit: the store's highest id is then all that is known (and a warning says so)."""
     path = tmp_path / "outbox.sqlite"
     path.write_bytes(b"not a database, " * 512)
-    outbox = Outbox(OutboxConfig(path=str(path)))
+    with caplog.at_level(logging.WARNING):
+        outbox = Outbox(OutboxConfig(path=str(path)))
     assert outbox.highest_id == 0
+    assert "the damaged file's highest detection id cannot be read" in caplog.text
     assert publish(outbox, tmp_path / "store.sqlite", range(2)) == [1, 2]
     outbox.close()
     assert list(tmp_path.glob("outbox.sqlite.corrupt-*"))

@@ -15,7 +15,9 @@ in the ``highest_id`` counter, in the same transaction as the payload, so it is 
 can be published and outlives the row's acknowledgement and the bounds. The recording sink
 (:mod:`daemon.sinks.recording`) issues ids above it, so an id once published is never given to another
 detection, even when the store never kept the first one (docs/service.md). A file moved aside as damaged
-takes its counter with it: the new one starts at 0. The exception: a detection published from memory while
+hands its counter on as far as it can still be read (:func:`salvage_highest_id`: the counter, else the
+highest id among its rows); if neither can be read, the new file starts at 0 and the store's highest id is
+all that is known (logged). The exception: a detection published from memory while
 the file takes no write (below) reaches the counter only with the write that catches up (acknowledged or
 not); if the daemon stops before that write, its id may be issued again once the file is writable.
 
@@ -73,8 +75,32 @@ INSERT OR IGNORE INTO counters (name, value)
     SELECT 'highest_id', COALESCE(MAX(json_extract(payload, '$.id')), 0) FROM outbox
     WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'highest_id');
 """
+_SALVAGE = ("SELECT value FROM counters WHERE name = 'highest_id'",
+            "SELECT MAX(json_extract(payload, '$.id')) FROM outbox")
+"""where a damaged outbox may still show its highest detection id: the counter, then the rows"""
 _ID_FIELD = "id"
 """the payload field whose highest value is kept (the detection store's row id; None without a store)"""
+
+
+def salvage_highest_id(path: Path) -> int | None:
+    """The highest detection id a damaged outbox file still shows (its counter, or its rows' ids, whichever is
+    higher), read without writing to it; None if neither can be read."""
+    found = []
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        for query in _SALVAGE:
+            try:
+                value = conn.execute(query).fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if isinstance(value, int):
+                found.append(value)
+    finally:
+        conn.close()
+    return max(found, default=None)
 
 
 class Outbox:
@@ -95,8 +121,9 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             if not any(sign in str(exc) for sign in _CORRUPT):
                 raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
-            self._move_aside(exc)
+            aside = self._move_aside(exc)
             self._open()
+            self._carry_over(aside)
         log.info("outbox %s: %d detection(s) waiting, %d dropped so far, highest detection id %d", self._path,
                  self._backlog, self._dropped, self._highest_id)
 
@@ -128,7 +155,7 @@ class Outbox:
     def _counter(self, name: str) -> int:
         return self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
 
-    def _move_aside(self, exc: Exception) -> None:
+    def _move_aside(self, exc: Exception) -> Path:
         """Keep a damaged outbox (and its WAL) under a new name for inspection; a new one starts empty."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
@@ -137,6 +164,20 @@ class Outbox:
             if part.exists():
                 part.rename(aside.with_name(aside.name + suffix))
         log.error("outbox %s is damaged (%s): moved aside to %s, starting a new one", self._path, exc, aside)
+        return aside
+
+    def _carry_over(self, aside: Path) -> None:
+        """Start the new file's id mark at what the damaged one still shows, so its published ids stay unique."""
+        salvaged = salvage_highest_id(aside)
+        if salvaged is None:
+            log.warning("outbox %s: the damaged file's highest detection id cannot be read: ids it published may "
+                        "be issued again (above the detection store's highest id)", self._path)
+        elif salvaged > self._highest_id:
+            with self._lock:
+                self._transaction(lambda: self._conn.execute(
+                    "UPDATE counters SET value = ? WHERE name = 'highest_id'", (salvaged,)), durable=True)
+                self._highest_id = salvaged
+            log.warning("outbox %s: highest detection id %d carried over from the damaged file", self._path, salvaged)
 
     def _configure(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
