@@ -12,6 +12,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import detection_payload, detection_window
 
 from daemon.config import OutboxConfig, StoreConfig
@@ -91,6 +92,23 @@ def test_an_outbox_from_before_the_mark_takes_it_from_its_waiting_rows(tmp_path:
     reopened.close()
 
 
+PAGE = 4096
+
+
+def damage_page(path: Path, page: int) -> bytes:
+    """Overwrite 1-based ``page`` of a closed SQLite file with 0xff; the damaged file's bytes."""
+    data = bytearray(path.read_bytes())
+    assert len(data) % PAGE == 0 and page * PAGE <= len(data)
+    data[(page - 1) * PAGE: page * PAGE] = b"\xff" * PAGE
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def reopen_damaged(tmp_path: Path, caplog) -> Outbox:
+    with caplog.at_level(logging.WARNING):
+        return Outbox(OutboxConfig(path=str(tmp_path / "outbox.sqlite")))
+
+
 def test_a_damaged_outbox_hands_on_its_mark_when_it_can_still_be_read(tmp_path: Path, caplog):
     """A damaged page among the rows fails the quick check, but the counter can still be read: the new file starts
     at it, so a new store (the old one lost too) cannot lend a published id to another detection."""
@@ -98,27 +116,40 @@ def test_a_damaged_outbox_hands_on_its_mark_when_it_can_still_be_read(tmp_path: 
     outbox = Outbox(OutboxConfig(path=str(path)))
     assert publish(outbox, tmp_path / "store.sqlite", range(12)) == list(range(1, 13))
     outbox.close()
-    data = bytearray(path.read_bytes())
-    page = 4096
-    assert len(data) > 4 * page and len(data) % page == 0
-    data[-page:] = b"\xff" * page  # the last page: rows, written last
-    path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING):
-        outbox = Outbox(OutboxConfig(path=str(path)))
+    data = damage_page(path, len(path.read_bytes()) // PAGE)  # the last page: rows, written last
+    outbox = reopen_damaged(tmp_path, caplog)
     assert outbox.highest_id == 12
     assert "highest detection id 12 carried over from the damaged file" in caplog.text
     assert publish(outbox, tmp_path / "new-store.sqlite", range(20, 22)) == [13, 14]
     outbox.close()
-    (aside,) = [p for p in tmp_path.glob("outbox.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
-    assert aside.read_bytes() == data  # read, never written
+    (aside,) = tmp_path.glob("outbox.sqlite.corrupt-*")  # read in place: no -wal or -shm made beside it
+    assert aside.read_bytes() == data
+
+
+@pytest.mark.parametrize("damaged, mark", [("sqlite_autoindex_counters_1", 7), ("outbox", 0)])
+def test_an_old_outbox_without_the_counter_hands_on_what_its_rows_show(tmp_path: Path, caplog, damaged, mark):
+    """A file from before the counter: damaged in the counters' index, its rows still give the mark; damaged in
+    the rows' table, nothing does, and the new file starts at 0 with a warning (never a crash)."""
+    path = tmp_path / "outbox.sqlite"
+    outbox = Outbox(OutboxConfig(path=str(path)))
+    publish(outbox, tmp_path / "store.sqlite", range(7))
+    outbox.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM counters WHERE name = 'highest_id'")
+    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (damaged,)).fetchone()[0]
+    conn.close()  # the last connection: the WAL goes into the file
+    damage_page(path, page)
+    outbox = reopen_damaged(tmp_path, caplog)
+    assert outbox.highest_id == mark
+    assert ("highest detection id 7 carried over" if mark else "highest detection id cannot be read") in caplog.text
+    outbox.close()
 
 
 def test_a_damaged_outbox_that_cannot_be_read_starts_a_new_mark(tmp_path: Path, caplog):
     """Documented limit: the store's highest id is then all that is known (and a warning says so)."""
     path = tmp_path / "outbox.sqlite"
     path.write_bytes(b"not a database, " * 512)
-    with caplog.at_level(logging.WARNING):
-        outbox = Outbox(OutboxConfig(path=str(path)))
+    outbox = reopen_damaged(tmp_path, caplog)
     assert outbox.highest_id == 0
     assert "the damaged file's highest detection id cannot be read" in caplog.text
     assert publish(outbox, tmp_path / "store.sqlite", range(2)) == [1, 2]

@@ -15,9 +15,9 @@ in the ``highest_id`` counter, in the same transaction as the payload, so it is 
 can be published and outlives the row's acknowledgement and the bounds. The recording sink
 (:mod:`daemon.sinks.recording`) issues ids above it, so an id once published is never given to another
 detection, even when the store never kept the first one (docs/service.md). A file moved aside as damaged
-hands its counter on as far as it can still be read (:func:`salvage_highest_id`: the counter, else the
-highest id among its rows); if neither can be read, the new file starts at 0 and the store's highest id is
-all that is known (logged). The exception: a detection published from memory while
+hands its counter on as far as it can still be read (:func:`salvage_highest_id`: the higher of the counter
+and the highest id among its rows); if neither can be read, the new file starts at 0 and the store's
+highest id is all that is known (logged). The exception: a detection published from memory while
 the file takes no write (below) reaches the counter only with the write that catches up (acknowledged or
 not); if the daemon stops before that write, its id may be issued again once the file is writable.
 
@@ -75,19 +75,24 @@ INSERT OR IGNORE INTO counters (name, value)
     SELECT 'highest_id', COALESCE(MAX(json_extract(payload, '$.id')), 0) FROM outbox
     WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'highest_id');
 """
-_SALVAGE = ("SELECT value FROM counters WHERE name = 'highest_id'",
-            "SELECT MAX(json_extract(payload, '$.id')) FROM outbox")
-"""where a damaged outbox may still show its highest detection id: the counter, then the rows"""
+_SALVAGE = ("SELECT MAX(value) FROM counters NOT INDEXED WHERE name = 'highest_id'",
+            "SELECT MAX(json_extract(payload, '$.id')) FROM outbox WHERE json_valid(payload) "
+            "AND json_type(payload, '$.id') = 'integer'")
+"""where a damaged outbox may still show its highest detection id (aggregates: one row, NULL when nothing)"""
+_PLAUSIBLE_ID = 2**53
+"""a salvaged id at or above this is damage, not an id (JavaScript clients could not even hold it)"""
 _ID_FIELD = "id"
 """the payload field whose highest value is kept (the detection store's row id; None without a store)"""
 
 
 def salvage_highest_id(path: Path) -> int | None:
-    """The highest detection id a damaged outbox file still shows (its counter, or its rows' ids, whichever is
-    higher), read without writing to it; None if neither can be read."""
+    """The highest detection id a damaged outbox file still shows (the higher of its counter and its rows' ids),
+    read without writing next to it; None if neither can be read."""
+    wal = path.with_name(path.name + "-wal")
+    options = "mode=ro" if wal.exists() else "mode=ro&immutable=1"  # immutable: no -wal or -shm is created
     found = []
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, timeout=1.0)
     except sqlite3.Error:
         return None
     try:
@@ -96,7 +101,7 @@ def salvage_highest_id(path: Path) -> int | None:
                 value = conn.execute(query).fetchone()[0]
             except sqlite3.Error:
                 continue
-            if isinstance(value, int):
+            if isinstance(value, int) and 0 < value < _PLAUSIBLE_ID:
                 found.append(value)
     finally:
         conn.close()
@@ -121,13 +126,19 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             if not any(sign in str(exc) for sign in _CORRUPT):
                 raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
-            aside = self._move_aside(exc)
-            self._open()
-            self._carry_over(aside)
+            salvaged = salvage_highest_id(self._move_aside(exc))
+            self._open(carried=salvaged or 0)
+            if salvaged is None:
+                log.warning("outbox %s: the damaged file's highest detection id cannot be read: ids it published "
+                            "may be issued again (above the detection store's highest id)", self._path)
+            else:
+                log.warning("outbox %s: highest detection id %d carried over from the damaged file", self._path,
+                            salvaged)
         log.info("outbox %s: %d detection(s) waiting, %d dropped so far, highest detection id %d", self._path,
                  self._backlog, self._dropped, self._highest_id)
 
-    def _open(self) -> None:
+    def _open(self, carried: int = 0) -> None:
+        """Open (or make) the file; its id mark starts at least at ``carried`` (from a damaged file)."""
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -144,7 +155,7 @@ class Outbox:
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             self._last_seq = row[0] if row else 0
             with self._lock:
-                self._transaction(self._enforce_bounds, durable=True)
+                self._transaction(lambda: self._start(carried), durable=True)
         except sqlite3.DatabaseError:
             self._conn.close()
             raise
@@ -166,18 +177,12 @@ class Outbox:
         log.error("outbox %s is damaged (%s): moved aside to %s, starting a new one", self._path, exc, aside)
         return aside
 
-    def _carry_over(self, aside: Path) -> None:
-        """Start the new file's id mark at what the damaged one still shows, so its published ids stay unique."""
-        salvaged = salvage_highest_id(aside)
-        if salvaged is None:
-            log.warning("outbox %s: the damaged file's highest detection id cannot be read: ids it published may "
-                        "be issued again (above the detection store's highest id)", self._path)
-        elif salvaged > self._highest_id:
-            with self._lock:
-                self._transaction(lambda: self._conn.execute(
-                    "UPDATE counters SET value = ? WHERE name = 'highest_id'", (salvaged,)), durable=True)
-                self._highest_id = salvaged
-            log.warning("outbox %s: highest detection id %d carried over from the damaged file", self._path, salvaged)
+    def _start(self, carried: int) -> None:
+        # Inside the first transaction: the id mark carried over, then the bounds.
+        if carried > self._highest_id:
+            self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (carried,))
+            self._highest_id = carried
+        self._enforce_bounds()
 
     def _configure(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
