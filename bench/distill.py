@@ -205,7 +205,7 @@ def with_labels(args: argparse.Namespace) -> None:
             item.targets[:, label] = 1.0
     fitted, n_calls = fit_student(scored, recipe, progress=False)
     write_student(args.model, run_, species, fitted, n_calls, recipe, {"train_csv_labels": str(args.data)},
-                  teacher_evidence(run_.logits, columns, species))
+                  teacher_evidence(audio_peaks(run_.logits), columns, species))
     logging.getLogger("bench").info("peak memory (RSS) %.0f MB",
                                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -223,7 +223,8 @@ def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, lis
     recipe = recipe_from(args.set)
     audio = link_audio(args.data, args.out / "audio")
     run_ = run_teacher(audio, args.out / "teacher", recipe.teacher, args.out / "teacher_cache", progress=False)
-    return recipe, run_, SpeciesChoice().columns(run_.teacher, run_.logits, recipe.teacher.species_floor)
+    return recipe, run_, SpeciesChoice().columns(run_.teacher, audio_peaks(run_.logits)[0],
+                                                 recipe.teacher.species_floor)
 
 
 def cross_validate(args: argparse.Namespace) -> None:

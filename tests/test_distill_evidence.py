@@ -10,7 +10,7 @@ import pytest
 from daemon.cli import _describe_distillation
 from daemon.model.loader import Species
 from daemon.model.teacher_evidence import never_found
-from trainer.distill import FOUND, log_evidence, teacher_evidence
+from trainer.distill import FOUND, audio_peaks, log_evidence, teacher_evidence
 
 
 def logit(p: float) -> float:
@@ -23,7 +23,7 @@ def test_evidence_is_the_peak_and_the_windows_at_or_above_found_per_learnt_speci
                        [logit(0.1), logit(0.5), logit(0.4)]], np.float32),
              np.zeros((0, 3), np.float32),  # a file too short for a window
              np.array([[logit(0.5), logit(0.01), logit(0.49996)]], np.float32)]
-    evidence = teacher_evidence(files, [0, 2], species)  # the middle column is not learnt
+    evidence = teacher_evidence(audio_peaks(files), [0, 2], species)  # the middle column is not learnt
     assert FOUND == 0.5
     assert evidence["a"]["windows"] == 2 and evidence["a"]["peak"] == pytest.approx(0.9, abs=1e-4)
     assert evidence["c"] == {"peak": 0.4999, "windows": 0}  # rounded down: below FOUND stays below it

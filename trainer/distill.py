@@ -113,10 +113,12 @@ def audio_peaks(logits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return probabilities(peak), found
 
 
-def teacher_evidence(logits: list[np.ndarray], columns: list[int], species: list[Species]) -> dict[str, dict]:
-    """Per learnt species: the teacher's highest probability in the audio (rounded down to 4 places) and how
-    many windows reach :data:`FOUND` (docs/distill.md, "Species the audio barely holds")."""
-    peak, found = audio_peaks(logits)
+def teacher_evidence(peaks: tuple[np.ndarray, np.ndarray], columns: list[int], species: list[Species]
+                     ) -> dict[str, dict]:
+    """Per learnt species, from :func:`audio_peaks`: the teacher's highest probability in the audio (rounded
+    down to 4 places) and how many windows reach :data:`FOUND` (docs/distill.md, "Species the audio barely
+    holds")."""
+    peak, found = peaks
     return {s.code: {"peak": math.floor(float(peak[c]) * 1e4) / 1e4, "windows": int(found[c])}
             for s, c in zip(species, columns, strict=True)}
 
@@ -150,8 +152,9 @@ class SpeciesChoice:
     include: Path | None = None
     place: RangePlace | None = None
 
-    def columns(self, teacher: Teacher, logits: list[np.ndarray], floor: float) -> list[int]:
-        """The chosen teacher columns."""
+    def columns(self, teacher: Teacher, peak: np.ndarray, floor: float) -> list[int]:
+        """The chosen teacher columns (``peak``: each column's highest probability in the audio,
+        :func:`audio_peaks`)."""
         if self.include is not None:
             return include_columns(self.include, teacher.species)
         if self.place is not None:
@@ -161,7 +164,7 @@ class SpeciesChoice:
             station = StationRange(RangeFilter.open(teacher.model.path), teacher.species, place.latitude,
                                    place.longitude, place.threshold)
             return [int(i) for i in np.flatnonzero(station.for_week(place.week))]
-        return [int(i) for i in np.flatnonzero(audio_peaks(logits)[0] >= floor)]
+        return [int(i) for i in np.flatnonzero(peak >= floor)]
 
     def describe(self, floor: float) -> dict:
         """The manifest's record of the choice."""
@@ -234,18 +237,19 @@ def audio_summary(decoded: list[tuple[Path, np.ndarray]], failed: list[str]) -> 
             "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest(), "skipped_files": failed}
 
 
-def require_long_audio(decoded: list[tuple[Path, np.ndarray]], needed: int = 1) -> None:
-    """The student needs field audio of at least one window: refuse a corpus of short clips only (and, to hold
-    recordings out for a check, fewer than ``needed`` long ones)."""
+def require_long_audio(decoded: list[tuple[Path, np.ndarray]], needed: int = 1) -> list[int]:
+    """The indices of the files at least one window long. The student needs field audio: refuse a corpus of
+    short clips only (and, to hold recordings out for a check, fewer than ``needed`` long ones)."""
     window = WINDOW_SECONDS * SAMPLE_RATE
-    long_enough = [path for path, samples in decoded if samples.size >= window]
+    long_enough = [i for i, (_, samples) in enumerate(decoded) if samples.size >= window]
     if not long_enough:
         path, samples = max(decoded, key=lambda item: item[1].size)
         raise DatasetError(f"{path}: {samples.size / SAMPLE_RATE:.1f} s, and no file is as long as one "
                            f"{WINDOW_SECONDS}-s window: distillation needs recordings of at least {WINDOW_SECONDS} s")
     if len(long_enough) < needed:
-        raise DatasetError(f"{long_enough[0]}: the only recording of at least {WINDOW_SECONDS} s; holding recordings "
-                           f"out (--check) needs {needed} or more")
+        raise DatasetError(f"{decoded[long_enough[0]][0]}: the only recording of at least {WINDOW_SECONDS} s; holding "
+                           f"recordings out (--check) needs {needed} or more")
+    return long_enough
 
 
 @dataclass
@@ -329,22 +333,24 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, long_needed=2 if check else 1)
     teacher, choice = run.teacher, choice or SpeciesChoice()
     floor = recipe.teacher.species_floor
-    columns = choice.columns(teacher, run.logits, floor)
+    peaks = audio_peaks(run.logits)  # one pass over every window's logits, for the species and their evidence
+    columns = choice.columns(teacher, peaks[0], floor)
     if not columns:
         raise DatasetError(f"{teacher.model.path}: no species to learn (the teacher's probability reaches the "
                            f"species floor {floor} for none in this audio, or the range list is empty)")
     species = [teacher.species[i] for i in columns]
     selection = {**choice.describe(floor), "species": len(species)}
     log.info("student species: %d of the teacher's %d (%s)", len(species), len(teacher.species), selection)
-    evidence = teacher_evidence(run.logits, columns, species)
+    evidence = teacher_evidence(peaks, columns, species)
     log_evidence(evidence)
+    scored = run.scored(columns, recipe.teacher)
     report = None
     if check:
         from trainer.distill_check import check_student  # it fits students with this module's functions
 
         with stage("held-out check"):
-            report = check_student(run, columns, recipe, check, progress)
-    fitted, n_calls = fit_student(run.scored(columns, recipe.teacher), recipe, progress)
+            report = check_student(run, scored, columns, recipe, check, progress)
+    fitted, n_calls = fit_student(scored, recipe, progress)
     path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection, evidence, report)
     log.info("distillation done in %.1f s", time.perf_counter() - started)
     return path

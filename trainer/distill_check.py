@@ -24,7 +24,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import embed_signal
 from daemon.model.stsg import STSGBackend
 from daemon.model.windows import WindowGrid
-from trainer.distill import TeacherPass, fit_student, probabilities, require_long_audio
+from trainer.distill import ScoredAudio, TeacherPass, fit_student, probabilities, require_long_audio
 from trainer.distill_recipe import DistillRecipe
 from trainer.synthesis import place_call
 
@@ -44,9 +44,7 @@ seeds are checked on the same windows (3 and 4: what ``--seed 0`` gave the check
 def held_out_files(run: TeacherPass, share: float) -> list[int]:
     """Indices of a seeded ``share`` of the window-long recordings (rounded half up, at least one), leaving at
     least one."""
-    require_long_audio(run.decoded, 2)
-    length = WindowGrid().length
-    long_enough = [i for i, (_, samples) in enumerate(run.decoded) if samples.size >= length]
+    long_enough = require_long_audio(run.decoded, 2)
     count = min(len(long_enough) - 1, max(1, int(share * len(long_enough) + 0.5)))
     return sorted(np.random.default_rng(SPLIT_SEED).choice(long_enough, count, replace=False).tolist())
 
@@ -105,17 +103,16 @@ def fidelity(reference: np.ndarray, scores: np.ndarray, codes: list[str]) -> tup
     return macro_roc_auc(verdicts, scores, codes)
 
 
-def check_student(run: TeacherPass, columns: list[int], recipe: DistillRecipe, share: float,
-                  progress: bool) -> dict:
-    """Fit a student on all but a held-out ``share`` of the recordings and measure its fidelity to the
-    teacher on the held-out ones; what the manifest records (``distillation.check``)."""
+def check_student(run: TeacherPass, scored: list[ScoredAudio], columns: list[int], recipe: DistillRecipe,
+                  share: float, progress: bool) -> dict:
+    """Fit a student on all but a held-out ``share`` of the recordings (``scored``: their targets for the
+    learnt ``columns``) and measure its fidelity to the teacher on the held-out ones; what the manifest
+    records (``distillation.check``)."""
     held = held_out_files(run, share)
     held_set = set(held)
-    scored = run.scored(columns, recipe.teacher)
     kept = [item for i, item in enumerate(scored) if i not in held_set]
     log.info("check: a student fitted on %d recordings, scored on %d held out", len(kept), len(held))
     fitted, _ = fit_student(kept, recipe, progress)
-    del scored, kept
     vectors, reference = held_out_vectors(fitted.backend, held_out_windows(run, held, columns,
                                                                            np.random.default_rng(SPLIT_SEED + 1)))
     codes = [run.teacher.species[i].code for i in columns]
