@@ -60,6 +60,7 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert made["distillation"]["teacher"]["name"] == "bundle"
     assert made["training_data"]["files"] == 24 + 2 and len(made["training_data"]["file_list_sha256"]) == 64
     assert made["distillation"]["recipe"]["species_floor"] == 0.01
+    assert made["distillation"]["recipe"]["neighbours"] == 3
     assert 1 <= len(made["species"]) <= 3
     evidence = made["distillation"]["teacher_evidence"]
     assert evidence["found_at"] == 0.5 and set(evidence["species"]) == {s["code"] for s in made["species"]}
@@ -124,11 +125,13 @@ def test_bad_inputs_are_one_line_errors(synthetic_corpus, teacher, trained_model
     assert unknown.returncode == 1 and "list.txt: species 'nosuchbird' is not one of the teacher's" in unknown.stderr
     bad_key = distill(audio, teacher, tmp_path / "s5", "--set", "teacher.temprature=2", check=False)
     assert bad_key.returncode == 2 and "teacher.temprature: no such recipe setting" in bad_key.stderr
+    bad_value = distill(audio, teacher, tmp_path / "s7", "--set", "teacher.neighbours=-1", check=False)
+    assert bad_value.returncode == 2 and "teacher.neighbours=-1: must be 0 or more" in bad_value.stderr
     no_place = distill(audio, teacher, tmp_path / "s6", "--species-from-teacher-range", check=False)
     assert no_place.returncode == 2 and "--species-from-teacher-range needs --lat and --lon" in no_place.stderr
     for result in (not_tflite, empty, too_short, unknown):
         assert "Traceback" not in result.stderr and result.stderr.count("birdd: error:") == 1
-    assert not any((tmp_path / f"s{i}").exists() for i in range(1, 7))
+    assert not any((tmp_path / f"s{i}").exists() for i in range(1, 8))
 
 
 def test_check_scores_a_student_on_held_out_recordings_and_writes_the_same_student(synthetic_corpus, teacher,

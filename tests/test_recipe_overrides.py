@@ -20,7 +20,9 @@ def test_values_are_parsed_by_the_field_type():
 @pytest.mark.parametrize("key, value, message", [
     ("word2vec.windw", "3", "word2vec.windw: no such recipe setting"),
     ("head", "3", "head: a group of settings"),
-    ("head.max_iter", "many", "head.max_iter=many: invalid literal"),
+    ("head.max_iter", "many", "head.max_iter=many: expected a whole number"),
+    ("head.max_iter", "1.5", "head.max_iter=1.5: expected a whole number"),
+    ("head.l2", "lots", "head.l2=lots: expected a number"),
     ("tokenizer.l2", "maybe", "tokenizer.l2=maybe: expected true or false"),
     ("seed.x", "1", "seed.x: no such recipe setting"),
     ("synthesis.snr_db", "5", "synthesis.snr_db=5: expected 2 comma-separated values"),

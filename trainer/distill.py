@@ -190,8 +190,24 @@ def include_columns(path: Path, teacher_species: list[Species]) -> list[int]:
     return columns
 
 
+def neighbour_mean(logits: np.ndarray, neighbours: int) -> np.ndarray:
+    """Each row averaged with up to ``neighbours`` rows on each side (those that exist at the ends)."""
+    if neighbours == 0 or len(logits) < 2:
+        return logits
+    total, count = logits.astype(np.float32), np.ones(len(logits), np.float32)
+    for k in range(1, min(neighbours, len(logits) - 1) + 1):
+        total[k:] += logits[:-k]
+        total[:-k] += logits[k:]
+        count[k:] += 1
+        count[:-k] += 1
+    total /= count[:, None]
+    return total
+
+
 def soft_targets(logits: np.ndarray, params: TeacherParams) -> np.ndarray:
-    """The student's targets from the teacher's logits: tempered probabilities, or 0/1 above a threshold."""
+    """The student's targets from the teacher's logits of a file's windows: averaged over ``neighbours``
+    windows each side, then tempered probabilities, or 0/1 above a threshold."""
+    logits = neighbour_mean(logits, params.neighbours)
     if params.hard_threshold > 0:
         return (probabilities(logits) >= params.hard_threshold).astype(np.float32)
     return probabilities(logits / params.temperature).astype(np.float32)

@@ -14,6 +14,10 @@ class TeacherParams:
     hop_s: float = 1.0
     """distance between the starts of the teacher's windows (seconds): the student's real windows and
     backgrounds are drawn from these windows, so a finer grid gives more distinct training windows"""
+    neighbours: int = 3
+    """a window's target is taken from the mean of its teacher logits and those of this many windows on each
+    side of the grid (an ensemble of the teacher at offsets of ``hop_s``; fewer at a file's ends; chosen by
+    cross-validation, docs/accuracy.md); 0: the window's own"""
     temperature: float = 1.0
     """targets are ``sigmoid(logit / temperature)``: 1 = the teacher's probabilities, above 1 softer"""
     hard_threshold: float = 0.0
@@ -26,6 +30,10 @@ class TeacherParams:
     0: every window (chosen by cross-validation, docs/accuracy.md)"""
     max_calls: int = 3000
     """at most this many calls are mixed (a seeded sample of them when there are more)"""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.neighbours, int) or self.neighbours < 0:
+            raise ValueError("must be 0 or more (windows on each side)")
 
 
 STUDENT_HEAD = HeadParams(loss="squares", l2=3.0)

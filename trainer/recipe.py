@@ -129,4 +129,9 @@ def _parse(hint: object, value: str) -> object:
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError("expected true or false")
         return value.lower() in ("true", "1")
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError("expected a whole number" if hint is int else "expected a number") from None
     return hint(value)
