@@ -68,7 +68,7 @@ from trainer.distill import (
     teacher_evidence,
     write_student,
 )
-from trainer.distill_check import fidelity, held_out_vectors, held_out_windows
+from trainer.distill_check import fidelity, held_out_fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
 from trainer.head_fit import fit_head
 from trainer.recipe import HeadParams
@@ -97,8 +97,13 @@ def test_score(birdd: str, model: Path, data: Path) -> float:
     run([birdd, "--log-level", "WARNING", "replay", str(data / "test_soundscapes"), "-m", str(model), "-o",
          str(submission), "--no-progress"])
     sub, truth = read_table(submission), read_table(data / "test_soundscapes_labels.csv")
+    return aligned_auc(truth, sub.columns, rows_of(sub, truth))
+
+
+def rows_of(sub: Table, truth: Table) -> np.ndarray:
+    """A submission's values in the order of the label file's rows."""
     rows = {r: i for i, r in enumerate(sub.row_ids)}
-    return aligned_auc(truth, sub.columns, sub.values[[rows[r] for r in truth.row_ids]])
+    return sub.values[[rows[r] for r in truth.row_ids]]
 
 
 def link_audio(data: Path, folder: Path, share: float = 1.0, seed: int = 0) -> list[Path]:
@@ -232,19 +237,16 @@ def cross_validate(args: argparse.Namespace) -> None:
     (every held-out call mixed; the check of ``birdd distill --check`` mixes at most 1000)."""
     logging.basicConfig(level=logging.WARNING)
     recipe, run_, columns = distilled(args)
-    codes = [run_.teacher.species[i].code for i in columns]
     scored = run_.scored(columns, recipe.teacher)
     results = []
     for fold in range(args.folds):
         started = time.perf_counter()
         held = [i for i in range(len(scored)) if i % args.folds == fold]
-        fitted, _ = fit_student([s for i, s in enumerate(scored) if i % args.folds != fold], recipe, progress=False)
-        vectors, reference = held_out_vectors(fitted.backend, held_out_windows(
-            run_, held, columns, np.random.default_rng(100 + fold), max_calls=None))
-        result = fidelity(reference, fitted.head().probabilities(vectors), codes)
+        result, reference = held_out_fidelity(run_, scored, columns, recipe, held, np.random.default_rng(100 + fold),
+                                              progress=False, max_calls=None)
         if result is not None:
             results.append(result[0])
-        print(f"fold {fold}: fidelity {f'{result[0]:.4f}' if result else 'none'} on {len(vectors)} held-out "
+        print(f"fold {fold}: fidelity {f'{result[0]:.4f}' if result else 'none'} on {len(reference)} held-out "
               f"windows, {time.perf_counter() - started:.0f} s", flush=True)
     print(f"cv {' '.join(args.set) or 'default'}: fidelity {statistics.mean(results):.4f}" if results else
           "cv: no fold has a species the teacher hears in some held-out windows and not in others")
@@ -292,8 +294,7 @@ def by_evidence(args: argparse.Namespace) -> None:
     print("|---|" + "---|" * len(groups))
     for model in args.models:
         sub = read_table(model.parent / f"{model.name}.csv")
-        rows = {r: i for i, r in enumerate(sub.row_ids)}
-        values = sub.values[[rows[r] for r in truth.row_ids]]
+        values = rows_of(sub, truth)
         parts = [Table(truth.row_ids, list(np.array(truth.columns)[keep]), truth.values[:, keep]) for _, keep in groups]
         print(f"| {model.name} | " + " | ".join(f"{aligned_auc(part, sub.columns, values):.4f}" for part in parts)
               + " |", flush=True)
@@ -338,8 +339,7 @@ def check_by_species(args: argparse.Namespace) -> None:
 def per_species_auc(truth: Table, submission: Path) -> dict[str, float]:
     """Test ROC-AUC per species of a submission, over the species it scores with a test positive."""
     sub = read_table(submission)
-    rows = {r: i for i, r in enumerate(sub.row_ids)}
-    values = sub.values[[rows[r] for r in truth.row_ids]]
+    values = rows_of(sub, truth)
     present = [c for c in truth.columns if c in sub.columns]
     labels = truth.values[:, [truth.columns.index(c) for c in present]]
     return macro_roc_auc(labels, values[:, [sub.columns.index(c) for c in present]], present)[1]

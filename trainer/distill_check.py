@@ -103,30 +103,40 @@ def fidelity(reference: np.ndarray, scores: np.ndarray, codes: list[str]) -> tup
     return macro_roc_auc(verdicts, scores, codes)
 
 
+def held_out_fidelity(run: TeacherPass, scored: list[ScoredAudio], columns: list[int], recipe: DistillRecipe,
+                      held: list[int], rng: np.random.Generator, progress: bool, max_calls: int | None = MAX_CALLS
+                      ) -> tuple[tuple[float, dict[str, float]] | None, np.ndarray]:
+    """A student fitted on the recordings not in ``held`` (``scored``: every recording's targets for the learnt
+    ``columns``), scored on test-like windows of those in it (:func:`held_out_windows`): its :func:`fidelity`
+    and the teacher's probabilities of those windows."""
+    held_set = set(held)
+    kept = [item for i, item in enumerate(scored) if i not in held_set]
+    log.info("check: a student fitted on %d recordings, scored on %d held out", len(kept), len(held))
+    fitted, _ = fit_student(kept, recipe, progress)
+    vectors, reference = held_out_vectors(fitted.backend, held_out_windows(run, held, columns, rng, max_calls))
+    codes = [run.teacher.species[i].code for i in columns]
+    return fidelity(reference, fitted.head().probabilities(vectors), codes), reference
+
+
 def check_student(run: TeacherPass, scored: list[ScoredAudio], columns: list[int], recipe: DistillRecipe,
                   share: float, progress: bool) -> dict:
     """Fit a student on all but a held-out ``share`` of the recordings (``scored``: their targets for the
     learnt ``columns``) and measure its fidelity to the teacher on the held-out ones; what the manifest
     records (``distillation.check``)."""
     held = held_out_files(run, share)
-    held_set = set(held)
-    kept = [item for i, item in enumerate(scored) if i not in held_set]
-    log.info("check: a student fitted on %d recordings, scored on %d held out", len(kept), len(held))
-    fitted, _ = fit_student(kept, recipe, progress)
-    vectors, reference = held_out_vectors(fitted.backend, held_out_windows(run, held, columns,
-                                                                           np.random.default_rng(SPLIT_SEED + 1)))
-    codes = [run.teacher.species[i].code for i in columns]
-    result = fidelity(reference, fitted.head().probabilities(vectors), codes)
+    result, reference = held_out_fidelity(run, scored, columns, recipe, held, np.random.default_rng(SPLIT_SEED + 1),
+                                          progress)
     report = {"share": share, "held_out_files": len(held),
               "held_out_hours": round(sum(run.decoded[i][1].size for i in held) / SAMPLE_RATE / 3600, 3),
-              "windows": len(vectors), "verdict": VERDICT, "fidelity": None, "species": {}}
+              "windows": len(reference), "verdict": VERDICT, "fidelity": None, "species": {}}
     if result is None:
         log.warning("check: no learnt species is heard by the teacher in some of the %d held-out windows and not "
-                    "in others: no fidelity", len(vectors))
+                    "in others: no fidelity", len(reference))
         return report
     value, per_species = result
+    codes = [run.teacher.species[i].code for i in columns]
     heard = dict(zip(codes, (reference >= VERDICT).sum(axis=0).tolist(), strict=True))
     log.info("check: fidelity to the teacher %.4f on %d held-out windows (%d species heard in some)", value,
-             len(vectors), len(per_species))
+             len(reference), len(per_species))
     return report | {"fidelity": round(value, 4),
                      "species": {c: {"fidelity": round(a, 4), "windows": heard[c]} for c, a in per_species.items()}}
