@@ -268,7 +268,7 @@ def serve_aiohttp(config_path: str) -> None:
     from aiohttp import web
 
     from daemon.config import load_config
-    from daemon.web.api import BirdnetGoApi
+    from daemon.web.api import BirdnetGoApi, Unhealthy
     from daemon.web.media import OpenMedia
     from daemon.web.params import HttpError, Query
     from daemon.web.pool import StorePool
@@ -302,6 +302,8 @@ def serve_aiohttp(config_path: str) -> None:
             finally:
                 result.close()
             return web.Response(body=data, content_type=result.content_type)
+        if isinstance(result, Unhealthy):
+            return web.json_response(result.body, status=503)
         return web.json_response(result)
 
     async def stop_streams(_app: web.Application) -> None:

@@ -26,7 +26,7 @@ from daemon.batch.formats import FORMATS
 from daemon.batch.recording_time import TimePattern
 from daemon.batch.replay import SEGMENT_MINUTES, pool_runner
 from daemon.config import Config, load_config
-from daemon.errors import BirddError
+from daemon.errors import BirddError, ConfigError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
 from daemon.model.teacher_evidence import named, never_found
@@ -216,7 +216,11 @@ def _run_configured(config_path: Path, runner: Callable[[Config], int]) -> NoRet
     """Load the configuration, set logging up from it, run ``runner`` and exit with its status."""
     config = load_config(config_path)
     setup_logging(config.logging.level)
-    sys.exit(runner(config))
+    try:
+        status = runner(config)
+    except ConfigError as exc:  # found at start-up (a species list, the range model, ...): name the file too
+        raise ConfigError(f"{config_path}: {exc}") from None
+    sys.exit(status)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ import numpy as np
 from clip_fixtures import WINDOW, Station
 from conftest import detection_payload
 
+from daemon.audio.ring import RingBuffer
 from daemon.clips.schedule import ClipSchedule
 from daemon.constants import SAMPLE_RATE
 from daemon.pipeline.detection import Detection
@@ -40,3 +41,12 @@ def test_drain_writes_what_is_queued_with_the_audio_there_is(tmp_path: Path):
     schedule.submit(planned_job(station, 1))  # needs 11 s of audio, the ring has 10 s: the margin is silence
     assert schedule.drain(time.monotonic() + 5.0) == 0
     assert len(station.files_on_disk()) == 2
+
+
+def test_a_waiting_producer_keeps_the_first_window_before_any_window_is_seen(tmp_path: Path):
+    station = Station(tmp_path, np.random.default_rng(5), seconds=1)
+    ring = RingBuffer(WINDOW)
+    ClipSchedule(station.recorder, ring)
+    ring.write(np.zeros(WINDOW, dtype=np.float32))
+    assert ring.read(WINDOW, timeout=0)[0] == 0  # the pipeline has read the first window, the sinks not yet
+    assert not ring.wait_for_space(1, timeout=0)  # a file replayed as fast as it goes waits: sample 0 is kept

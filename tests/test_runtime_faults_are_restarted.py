@@ -109,3 +109,32 @@ def test_state_directory_read_only_or_full_at_boot_exits_1_without_a_tight_loop(
     restart_s, burst = float(unit["Service"]["RestartSec"]), int(unit["Unit"]["StartLimitBurst"])
     interval_s = float(unit["Unit"]["StartLimitIntervalSec"])
     assert restart_s >= 5 and burst * (restart_s + took) < interval_s and took < restart_s
+
+
+def test_replay_files_missing_exit_1_before_the_store_opens(tmp_path, trained_model):
+    path = config(tmp_path, trained_model, store={"path": str(tmp_path / "store.sqlite")},
+                  clips={"dir": str(tmp_path / "clips")})  # config()'s audio file does not exist
+    code = run_to_exit(path, tmp_path / "daemon.log")
+    text = (tmp_path / "daemon.log").read_text()
+    missing = tmp_path / "missing.wav"
+    assert code == 1 and text.endswith(f"birdd: error: audio.files: no audio files found in {missing}\n")
+    assert not (tmp_path / "store.sqlite").exists() and not any((tmp_path / "clips").glob("*"))  # only tried
+
+
+def test_a_missing_model_names_model_path(tmp_path, trained_model):
+    code = run_to_exit(config(tmp_path, trained_model, model={"path": str(tmp_path / "nowhere")}),
+                       tmp_path / "daemon.log")
+    text = (tmp_path / "daemon.log").read_text()
+    assert code == 1 and systemd_restarts(code)  # a bundle still being copied in may be there at the next start
+    assert text.startswith(f"birdd: error: model.path: {tmp_path / 'nowhere' / 'manifest.json'}: no model manifest")
+    assert text.count("\n") == 1
+
+
+def test_a_configuration_error_found_at_start_names_the_file_and_the_key(tmp_path, trained_model, synthetic_corpus):
+    soundscape = sorted((synthetic_corpus / "test_soundscapes").glob("*.ogg"))[0]
+    path = config(tmp_path, trained_model, detection={"include": str(tmp_path / "no-list.txt")},
+                  audio={"source": "file", "files": [str(soundscape)]})
+    code = run_to_exit(path, tmp_path / "daemon.log")
+    text = (tmp_path / "daemon.log").read_text()
+    assert code == 2 and not systemd_restarts(code)
+    assert text.splitlines()[-1].startswith(f"birdd: error: {path}: detection.include: {tmp_path / 'no-list.txt'}")

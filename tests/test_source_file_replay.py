@@ -104,6 +104,5 @@ def test_loop_restarts_the_input_until_stopped(tmp_path, rng):
 
 
 def test_no_audio_at_all_is_an_error_naming_the_inputs(tmp_path):
-    source = FileSource(AudioConfig(source="file", files=[str(tmp_path)]), RingBuffer(SAMPLE_RATE))
     with pytest.raises(AudioError, match=str(tmp_path)):
-        source.start()
+        FileSource(AudioConfig(source="file", files=[str(tmp_path)]), RingBuffer(SAMPLE_RATE))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
 from web_fixtures import SPECIES, ServerThread, fill_store, web_config
+
+from daemon import __version__
 
 DETECTION_KEYS = {"id", "date", "time", "timestamp", "beginTime", "endTime", "speciesCode", "scientificName",
                   "commonName", "confidence", "modelType", "verified", "locked"}
@@ -108,6 +111,10 @@ def test_species_summary_kpis_and_system_info(station):
     assert sorted(s["species_code"] for s in summary) == sorted(code for code, _, _ in SPECIES)
     assert sum(s["count"] for s in summary) == 40
     assert all(s["first_heard"] <= s["last_heard"] and s["avg_confidence"] <= s["max_confidence"] for s in summary)
+    detections = get(f"{url}/api/v2/detections?limit=1000")["data"]
+    for s in summary:  # the times the species' detections carry (their window ends), as the daily summary's
+        stamps = sorted(d["timestamp"] for d in detections if d["speciesCode"] == s["species_code"])
+        assert (s["first_heard"], s["last_heard"]) == (stamps[0], stamps[-1])
     today = dt.date.today()
     one_day = get(f"{url}/api/v2/analytics/species/summary?start_date={today}&end_date={today}")
     assert sum(s["count"] for s in one_day) < 40
@@ -134,7 +141,11 @@ def test_missing_store_is_a_503_not_a_crash(tmp_path, rng):
             urllib.request.urlopen(f"{server.url}/api/v2/detections/recent", timeout=10)
         assert unavailable.value.code == 503
         assert json.load(unavailable.value)["error"] == "the detection store is not available"
-        assert get(f"{server.url}/api/v2/health")["database_status"] == "disconnected"
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(f"{server.url}/api/v2/health", timeout=10)
+        assert unhealthy.value.code == 503 and unhealthy.value.headers["Server"] == f"birdd/{__version__}"
+        health = json.load(unhealthy.value)
+        assert health["status"] == "unhealthy" and health["database_status"] == "disconnected"
     finally:
         server.stop()
 

@@ -34,7 +34,7 @@ class FileSource(ManagedThread):
     decoded follow in a short burst); a slow consumer then overruns the ring as it would with a mic.
     Otherwise blocks are written as soon as the ring has room (back-pressure, nothing dropped).
     Unreadable files are logged and skipped; the ring is closed at the end of the input unless
-    ``loop`` is set.
+    ``loop`` is set. The files are found when the source is made: none at all raises AudioError.
     """
 
     def __init__(self, config: AudioConfig, ring: RingBuffer) -> None:
@@ -42,20 +42,14 @@ class FileSource(ManagedThread):
         self._config = config
         self._ring = ring
         self._stop = self.stop_event
-        self._files: list[Path] = []
         self._lock = threading.Lock()
         self._segments: deque[tuple[int, str]] = deque(maxlen=_SEGMENTS_KEPT)
         self._state = "starting"
         self._detail = ""
         self._skipped = 0
-
-    def start(self) -> None:
-        """Find the input files and launch the replay thread; raises AudioError if there are none."""
-        files = self._find_files()
-        if not files:
+        self._files = self._find_files()
+        if not self._files:  # found before the service opens anything or connects
             raise AudioError(f"audio.files: no audio files found in {', '.join(self._config.files)}")
-        self._files = files
-        super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the replay, wait up to ``timeout`` seconds for the thread, and close the ring."""

@@ -41,6 +41,7 @@ class ClipSchedule:
         self._lock = threading.Lock()
         self._unwritten: deque[int] = deque()  # first samples of the jobs not written yet, in order
         self._seen = 0  # first sample a job of the latest window seen (or a later one) may need
+        ring.hold(0)  # until the sink thread has seen a window, the stream's first window may still get a clip
 
     def advance(self, window_start: int) -> None:
         """The sink thread has reached the window starting at ``window_start``: older audio is needed only by

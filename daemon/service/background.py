@@ -10,8 +10,9 @@ from daemon.sinks.base import BackgroundTask
 
 log = logging.getLogger(__name__)
 
-WORK_S = 0.5
-"""longest wait for work before the stop flag is checked again (seconds)"""
+WORK_S = 0.1
+"""longest wait for work before the stop flag is checked again (seconds): well inside the shortest stop budget of a
+background task (0.3 s), so an idle worker ends in time"""
 DRAIN_SHARE = 0.8
 """part of the stop budget spent finishing queued work (the rest: joining the thread)"""
 

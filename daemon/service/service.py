@@ -68,13 +68,16 @@ class Service:
         self.clock = StreamClock()
         self.stats = PipelineStats()
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
-        model = load_model(config.model.path, config.model.threads)
+        try:
+            model = load_model(config.model.path, config.model.threads)
+        except BundleError as exc:
+            raise BundleError(f"model.path: {exc}") from None
         self.range_filter = open_range_filter(config)
         check_writable(state_directories(config))  # before anything is written: one line naming the directory
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))
-        self.source = make_source(config.audio, self.ring)
+        self.source = make_source(config.audio, self.ring)  # no replay files: an error before the store or the broker
         results: queue.Queue = queue.Queue(QUEUE_ITEMS)
         sink_failures: Counter[str] = Counter()
         self.pipeline = PipelineWorker(self.ring, self.source, model, self._make_pipeline, results)

@@ -130,8 +130,9 @@ def species_day(conn: sqlite3.Connection, date: str, min_confidence: float = 0.0
 
 def species_summary(conn: sqlite3.Connection, start_date: str | None = None, end_date: str | None = None
                     ) -> list[Row]:
-    """Per species over station-local days (all when unbounded): ``count``, ``first_epoch``, ``last_epoch``,
-    ``avg_confidence``, ``max_confidence``; most detections first."""
+    """Per species over station-local days (all when unbounded): ``count``, ``first_epoch``, ``last_epoch`` (window
+    ends, the moment a detection's date and time name), ``avg_confidence``, ``max_confidence``; most detections
+    first."""
     clauses, args = [], []
     if start_date:
         clauses.append("local_date >= ?")
@@ -142,7 +143,7 @@ def species_summary(conn: sqlite3.Connection, start_date: str | None = None, end
     clause = " WHERE " + " AND ".join(clauses) if clauses else ""
     return _rows(conn,
                  "SELECT species_code, min(common_name) AS common_name, min(scientific_name) AS scientific_name,"
-                 " count(*) AS count, min(start_epoch) AS first_epoch, max(start_epoch) AS last_epoch,"
+                 " count(*) AS count, min(end_epoch) AS first_epoch, max(end_epoch) AS last_epoch,"
                  f" avg(confidence) AS avg_confidence, max(confidence) AS max_confidence FROM detections{clause}"
                  " GROUP BY species_code ORDER BY count DESC, common_name", tuple(args))
 

@@ -14,6 +14,7 @@ import platform
 import shutil
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from daemon import __version__
@@ -74,6 +75,13 @@ def detection_json(row: dict, with_source: bool) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class Unhealthy:
+    """A health payload served with 503: the detection store cannot be read."""
+
+    body: dict
+
+
 class BirdnetGoApi:
     """The read-only endpoints; each method takes the validated query and returns a JSON-able payload."""
 
@@ -85,17 +93,21 @@ class BirdnetGoApi:
     def ping(self, query: Query, authenticated: bool) -> dict:
         return {"status": "ok"}
 
-    def health(self, query: Query, authenticated: bool) -> dict:
+    def health(self, query: Query, authenticated: bool) -> dict | Unhealthy:
         try:
             with self.store.connection() as conn:
                 queries.last_id(conn)
-            database = {"database_status": "connected"}
+            error = None
         except StoreError as exc:
-            database = {"database_status": "disconnected", "database_error": str(exc)}
+            error = str(exc)
         uptime = time.time() - self.started
-        return {"status": "healthy", "version": __version__, "build_date": "", "timestamp": rfc3339(time.time()),
-                "environment": "production", **database, "uptime": f"{uptime:.0f}s", "uptime_seconds": uptime,
-                "system": _system_metrics(self.clips_dir)}
+        body = {"status": "healthy" if error is None else "unhealthy", "version": __version__, "build_date": "",
+                "timestamp": rfc3339(time.time()), "environment": "production",
+                "database_status": "connected" if error is None else "disconnected", "uptime": f"{uptime:.0f}s",
+                "uptime_seconds": uptime, "system": _system_metrics(self.clips_dir)}
+        if error is None:
+            return body
+        return Unhealthy(body | {"database_error": error})
 
     def recent(self, query: Query, authenticated: bool) -> list[dict]:
         limit = query.integer("limit", DEFAULT_RECENT, 1, MAX_PAGE)

@@ -23,11 +23,12 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from daemon import __version__
 from daemon.config import Config
 from daemon.errors import StoreError, WebError
 from daemon.service.sdnotify import notify
 from daemon.service.signal_flags import SignalFlags
-from daemon.web.api import BirdnetGoApi
+from daemon.web.api import BirdnetGoApi, Unhealthy
 from daemon.web.auth import Authenticator
 from daemon.web.media import OpenMedia
 from daemon.web.params import BadRequest, HttpError, NotFound, Query
@@ -166,8 +167,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     server: WebServer
     protocol_version = "HTTP/1.1"
-    server_version = "birdd"
-    sys_version = ""
+    server_version = f"birdd/{__version__}"
     timeout = REQUEST_TIMEOUT_S
     wbufsize = WRITE_BUFFER
     """buffered: a response's headers and small body leave in one segment (flushed after each request)"""
@@ -204,6 +204,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._error(code, message or HTTPStatus(code).phrase)
 
+    def version_string(self) -> str:
+        """The ``Server`` header: birdd and its version, nothing about Python."""
+        return self.server_version
+
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -227,6 +231,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         result = getattr(self.server.api, method)(query, authenticated, *ids)
         if isinstance(result, OpenMedia):
             self._send_media(result)
+        elif isinstance(result, Unhealthy):
+            self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, result.body)
         else:
             self._send_json(HTTPStatus.OK, result)
 
