@@ -14,9 +14,14 @@ Three parts, each side by side in the same run (the machine's cores may be share
           docs/scale.md says (daemon.batch.dask_runner.WORKER_CONFIG in a Dask YAML file); output bytes compared.
   resume  the same 700 files: a full `--resume` run, then a run killed with SIGKILL once half the files are
           journalled and resumed; resumed time / full time and output bytes compared.
+  memory  peak memory against a recording's length: joined files of --lengths minutes replayed with -j 1 into a
+          submission CSV (every species' score of every window: the output that grows fastest with a bundle of
+          many species); with --reference FOLDER (a checkout of other code, e.g. `git worktree add /tmp/ref
+          COMMIT`), the same commands from its code, side by side.
 
-usage: python bench/archive_bench.py [long|dask|resume ...] [--model out/bench/default] [--data ../shared/bench206]
-                                     [--work /tmp/birdd_archive] [--rounds 3]
+usage: python bench/archive_bench.py [long|dask|resume|memory ...] [--model out/bench/default]
+                                     [--data ../shared/bench206] [--work /tmp/birdd_archive] [--rounds 3]
+                                     [--lengths 10 60] [--reference FOLDER]
 """
 
 from __future__ import annotations
@@ -173,6 +178,38 @@ def long_recording(args: argparse.Namespace, sources: list[Path]) -> None:
           f"equal: {same_scores} (largest difference {difference:.2g})", flush=True)
 
 
+def peak_memory(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``command``; its wall time (s) and the largest RSS of its process tree (MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    proc.wait()
+    sampler.done.set()
+    sampler.join()
+    if proc.returncode:
+        sys.exit(f"{' '.join(map(str, command))} failed ({proc.returncode})")
+    return time.perf_counter() - started, sampler.peak_one / 2**20
+
+
+def memory_by_length(args: argparse.Namespace, sources: list[Path]) -> None:
+    codes = {"this code": os.environ.copy()}
+    if args.reference:
+        codes[f"reference {args.reference}"] = {**os.environ, "PYTHONPATH": str(args.reference.absolute())}
+    species = len(load_model(args.model).species)
+    print(f"| minutes | code | wall s | peak RSS MB |  ({args.model}: {species} species, submission CSV, -j 1)")
+    for minutes in args.lengths:
+        joined = args.work / f"joined_{minutes}min.flac"
+        if not joined.exists():
+            join_soundscapes(sources, minutes, joined)
+        for name, env in codes.items():
+            out = args.work / f"memory_{minutes}.csv"
+            wall, peak = peak_memory(birdd("replay", joined, "-m", args.model, "-o", out, "-j", 1, "--no-progress"),
+                                     env)
+            out.unlink()
+            print(f"| {minutes} | {name} | {wall:.1f} | {peak:.0f} |", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -270,13 +307,16 @@ def resume_after_kill(args: argparse.Namespace, folder: Path, files: int) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["long", "dask", "resume"], choices=["long", "dask", "resume"])
+    parser.add_argument("parts", nargs="*", default=["long", "dask", "resume"],
+                        choices=["long", "dask", "resume", "memory"])
     parser.add_argument("--model", type=Path, default=Path("out/bench/default"))
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "birdd_archive")
     parser.add_argument("--minutes", type=int, default=180)
     parser.add_argument("--copies", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 60])
+    parser.add_argument("--reference", type=Path, default=None)
     args = parser.parse_args()
     sources = sorted((args.data / "test_soundscapes").glob("*.ogg"))
     if not sources:
@@ -284,14 +324,17 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"{len(os.sched_getaffinity(0))} cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     folder = args.work / "soundscapes"
-    link_copies(folder, sources, args.copies)
     files = len(sources) * args.copies
+    if {"dask", "resume"} & set(args.parts):
+        link_copies(folder, sources, args.copies)
     if "long" in args.parts:
         long_recording(args, sources)
     if "dask" in args.parts:
         dask_vs_pool(args, folder, files)
     if "resume" in args.parts:
         resume_after_kill(args, folder, files)
+    if "memory" in args.parts:
+        memory_by_length(args, sources)
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 

@@ -25,6 +25,12 @@ class AtomicWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         self._tmp = Path(name)
+        try:
+            os.fchmod(fd, _mode_for(self.path))  # mkstemp makes 0600: give the file the mode open() would
+        except OSError:
+            os.close(fd)
+            self._tmp.unlink(missing_ok=True)
+            raise
         self.file: IO = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def write(self, data: str | bytes) -> None:
@@ -54,6 +60,26 @@ class AtomicWriter:
             self.commit()
         else:
             self.discard()
+
+
+def _mode_for(path: Path) -> int:
+    """The mode of the file being replaced, else what ``open()`` would create: 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc (``os.umask`` can only read it by setting it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # the usual one, where /proc is not mounted
 
 
 def fsync_directory(directory: str | Path) -> None:

@@ -1,5 +1,7 @@
 """Replay output formats: submission rows, detections, Raven selections, Audacity labels, atomic writes."""
 
+import os
+import stat
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,6 +42,7 @@ def test_detections_table_is_thresholded_and_quoted():
 def test_raven_selection_table_numbers_selections_across_files():
     table = RavenTable(0.5)
     first = table.rows(result(), SPECIES).splitlines()
+    table.end_file()  # no such file: taken to end with its last window (10 s)
     second = table.rows(result(), SPECIES).splitlines()
     assert [line.split("\t")[0] for line in first + second] == ["1", "2", "3", "4", "5", "6"]
     fields = second[0].split("\t")
@@ -76,3 +79,18 @@ def test_atomic_writer_leaves_target_alone_until_commit(tmp_path):
     writer.write("new\n")
     writer.commit()
     assert target.read_text() == "new\n"
+
+
+def test_atomic_writer_gives_a_new_file_the_umask_mode_and_keeps_a_replaced_file_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with AtomicWriter(tmp_path / "new.txt") as writer:
+            writer.write("x\n")
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640  # 0666 less the umask, not mkstemp's 0600
+        (tmp_path / "kept.txt").write_text("old\n")
+        (tmp_path / "kept.txt").chmod(0o604)
+        with AtomicWriter(tmp_path / "kept.txt") as writer:
+            writer.write("new\n")
+        assert stat.S_IMODE((tmp_path / "kept.txt").stat().st_mode) == 0o604
+    finally:
+        os.umask(old)

@@ -36,6 +36,12 @@ def test_time_pattern_finds_the_time_anywhere_in_the_name(tmp_path):
         datetime(2024, 5, 2, 8, 10, tzinfo=UTC)
 
 
+def test_a_name_the_pattern_does_not_match_falls_back_to_the_other_sources(tmp_path):
+    pattern = TimePattern("site3-%Y-%m-%d_%H%M")
+    assert recording_start(tmp_path / "site3-2024-06-01_2355.flac", pattern) == datetime(2024, 6, 1, 23, 55, tzinfo=UTC)
+    assert recording_start(tmp_path / "20240601_235500.flac", pattern) == datetime(2024, 6, 1, 23, 55, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("pattern", ["%Y%m%d_%Q", "%H%M%S", "site-%d"])
 def test_bad_patterns_are_refused(pattern):
     with pytest.raises(ConfigError, match="--time-pattern"):

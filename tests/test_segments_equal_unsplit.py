@@ -8,17 +8,20 @@ import soundfile as sf
 from tflite_fixtures import BIRDNET_LIKE, write_tiny_bundle, write_tiny_model
 
 from daemon.audio.files import audio_length
+from daemon.batch.formats import FileScores
 from daemon.batch.replay import score_file
-from daemon.batch.segments import join_segments, score_segment, split_recording
+from daemon.batch.segments import score_segment, split_recording
 from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import load_model
 from daemon.model.windows import WindowGrid
 
 
-def split_and_join(model, path, grid, segment_seconds):
+def split_and_join(model, path, grid, segment_seconds) -> FileScores:
     segments = split_recording(path, audio_length(path), grid, segment_seconds * SAMPLE_RATE)
     assert len(segments) > 2
-    return join_segments([score_segment(model, s, grid) for s in segments])
+    parts = [score_segment(model, s, grid) for s in segments]
+    return FileScores(path, *(np.concatenate([getattr(p, field) for p in parts]) for field in ("starts", "ends",
+                                                                                               "scores")))
 
 
 @pytest.mark.parametrize(("seconds", "hop", "segment_seconds"), [(95.3, 5, 20), (61.7, 2, 10), (47.9, 1, 7)])

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.audio.files import audio_length
 from daemon.batch.recording_time import iso_time
 from daemon.constants import SAMPLE_RATE
+from daemon.errors import AudioError
 from daemon.model.loader import Species
 
 FORMATS = ("submission", "detections", "raven", "audacity")
@@ -105,26 +107,51 @@ def raven_header(with_times: bool) -> str:
 
 
 class RavenTable:
-    """A Raven Pro selection table over all files (``Begin Path`` and ``File Offset`` name the place)."""
+    """A Raven Pro selection table over all files (``Begin Path`` and ``File Offset`` name the place).
+
+    Raven lays the files of a table end to end, each as long as its audio: a file's selections are offset by
+    the lengths of the files before it, and a trailing window's selection ends with its file. (A file whose
+    header cannot be read is taken to end with its last window.)
+    """
 
     def __init__(self, min_conf: float, with_times: bool = False, high_freq: float = SAMPLE_RATE / 2) -> None:
         self.min_conf = min_conf
         self.with_times = with_times
         self.high_freq = high_freq
         self.selection = 0
-        self.offset = 0.0  # files laid end to end on Raven's timeline
+        self.offset = 0.0  # where the current file starts on Raven's timeline (seconds)
+        self._length: float | None = None  # of the current file, once read from its header
+        self._last_end = 0.0  # of the current file's windows so far (seconds)
 
     def rows(self, result: FileScores, species: list[Species]) -> str:
-        """Selection lines of one file (with ``with_times``, its clock times; empty when its start is unknown)."""
+        """Selection lines of one file or segment (with ``with_times``, its clock times; empty when its start is
+        unknown)."""
+        if self._length is None:
+            self._length = _seconds(result.path)
+        if len(result.ends):
+            self._last_end = float(result.ends[-1]) / SAMPLE_RATE
         lines = []
         for a, b, s, c in detections(result, species, self.min_conf):
             self.selection += 1
+            b = min(b, self._length or b)
             clock = "\t" + "\t".join(raven_clock(result, a) + raven_clock(result, b)) if self.with_times else ""
             lines.append(f"{self.selection}\tSpectrogram 1\t1\t{self.offset + a:.3f}\t{self.offset + b:.3f}\t0\t"
                          f"{self.high_freq:.0f}\t{s.code}\t{s.common_name}\t{c:.4f}\t{result.path}\t{a:.3f}"
                          f"{clock}\n")
-        self.offset += float(result.ends[-1]) / SAMPLE_RATE if len(result.ends) else 0.0
         return "".join(lines)
+
+    def end_file(self) -> None:
+        """The next file starts where this one's audio ends (a file of which nothing was scored takes no time)."""
+        self.offset += self._length or self._last_end
+        self._length, self._last_end = None, 0.0
+
+
+def _seconds(path: Path) -> float | None:
+    """A recording's length from its header (None when it cannot be read)."""
+    try:
+        return audio_length(path) / SAMPLE_RATE
+    except AudioError:
+        return None
 
 
 def raven_clock(result: FileScores, offset_seconds: float) -> tuple[str, str]:

@@ -1,10 +1,11 @@
-"""The resume journal of ``birdd replay -o OUT --resume``: finished files kept next to the output.
+"""The resume journal of ``birdd replay -o OUT --resume``: scored segments kept next to the output.
 
-``OUT.parts/index.json`` records what the run is (model digest, options, the list of files); each finished
-file's window scores (or its error) go to ``OUT.parts/<position>.npz``. Both are written atomically, so a
-run killed at any moment leaves only whole parts. A resumed run checks the index, reuses the parts and scores
-the rest; the output is written from the same numbers in the same order, so it is byte-identical to an
-uninterrupted run's. The journal is removed once the output is in place.
+``OUT.parts/index.json`` records what the run is (model digest, options, the list of files); each scored
+segment's window scores (or its error) go to ``OUT.parts/<position>.npz``, numbered in the run's plan of
+segments (a long recording is several). Both are written atomically, so a run killed at any moment leaves only
+whole parts. A resumed run checks the index, reuses the parts and scores the rest; the output is written from
+the same numbers in the same order, so it is byte-identical to an uninterrupted run's. The journal is removed
+once the output is in place.
 """
 
 from __future__ import annotations
@@ -59,28 +60,28 @@ def record_run(index: Path, run: dict[str, Any]) -> bool:
 
 
 class ResumeJournal:
-    """Finished files of one run, by position in its file list."""
+    """Scored segments of one run, by position in its plan."""
 
     def __init__(self, output: Path, run: dict[str, Any]) -> None:
         """Open the journal of ``output`` for the run described by ``run`` (JSON-able), creating it if needed;
         raises :class:`ResumeError` when an existing journal belongs to a run with other settings."""
         self.folder = journal_dir(output)
         if record_run(self.folder / INDEX, run):
-            log.info("resuming: %d finished file(s) in %s", len(list(self.folder.glob("*.npz"))), self.folder)
+            log.info("resuming: %d scored segment(s) in %s", len(list(self.folder.glob("*.npz"))), self.folder)
 
     def has(self, position: int) -> bool:
-        """Whether the file at ``position`` is finished."""
+        """Whether the segment at ``position`` is scored."""
         return self._part(position).is_file()
 
     def load(self, position: int, path: Path) -> FileScores | str:
-        """The journalled result of the file at ``position`` (scores, or its error message)."""
+        """The journalled result of the segment at ``position`` of ``path`` (scores, or its error message)."""
         with np.load(self._part(position), allow_pickle=False) as part:
             if "error" in part:
                 return str(part["error"])
             return FileScores(path, part["starts"], part["ends"], part["scores"])
 
     def save(self, position: int, result: FileScores | str) -> None:
-        """Journal the result of the file at ``position``, atomically."""
+        """Journal the result of the segment at ``position``, atomically."""
         buffer = io.BytesIO()
         if isinstance(result, str):
             np.savez(buffer, error=np.array(result))

@@ -8,7 +8,7 @@ each task's :class:`PartSummary`, which is also kept in the part's metadata, so 
 skips the tasks whose part exists and still reports every file that failed. ``OUT/_birdd_run.json`` records
 the run (model, options, files) as the resume journal does.
 
-A file that fails in one segment keeps the rows of its other segments (the gathered outputs drop the file).
+A file that fails in one segment keeps the rows of its other segments, as in the gathered outputs.
 """
 
 from __future__ import annotations

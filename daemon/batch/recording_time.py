@@ -71,12 +71,12 @@ class TimePattern:
 
 def recording_start(path: Path, pattern: TimePattern | None = None) -> datetime | None:
     """When ``path`` started recording (timezone-aware), or None when neither its name nor metadata says."""
-    if pattern is not None:
-        found = pattern.search(path.stem)
-        if found is None:
-            log.warning("%s: the file name does not match --time-pattern %r", path, pattern.pattern)
-        return found
-    return _from_metadata(path) or _from_recorder_name(path.stem)
+    found = (pattern.search(path.stem) if pattern is not None else None) or _from_metadata(path) \
+        or _from_recorder_name(path.stem)
+    if found is None and pattern is not None:
+        log.warning("%s: the file name does not match --time-pattern %r, and no other source gives its start",
+                    path, pattern.pattern)
+    return found
 
 
 def iso_time(start: datetime, offset_seconds: float) -> str:

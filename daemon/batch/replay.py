@@ -1,4 +1,4 @@
-"""Batch scoring of files: recordings cut into segments, scored by worker processes, joined in input order.
+"""Batch scoring of files: recordings cut into segments, scored by worker processes, taken in input order.
 
 Segments are grouped into tasks of about ``--segment-minutes`` of audio (a long file's segments one per task,
 short files several per task). The same :func:`run_task` runs in a local process pool (one process per core,
@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from daemon.audio.files import audio_length
 from daemon.batch.formats import FileScores
 from daemon.batch.parts import PartsSpec, PartSummary, write_part
-from daemon.batch.segments import Segment, file_scores, join_segments, score_segment, split_recording
+from daemon.batch.segments import Segment, file_scores, score_segment, split_recording
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, load_model
@@ -142,23 +142,3 @@ def pool_runner(model: Model, jobs: int = 0) -> Runner:
             yield from pool.imap(partial(run_task, job), tasks, chunksize=1)
 
     return run
-
-
-def replay_files(model: Model, paths: list[Path], grid: WindowGrid, runner: Runner | None = None,
-                 segment_seconds: float = SEGMENT_MINUTES * 60) -> Iterator[tuple[Path, SegmentResult]]:
-    """Score ``paths`` in order; yields ``(path, scores)`` or ``(path, error message)`` for a bad file."""
-    runner = runner or pool_runner(model)
-    job = ReplayJob(str(model.path), model.digest, grid)
-    tasks = plan_tasks(paths, grid, segment_seconds)
-    segments = [segment for task in tasks for segment in task.segments]
-    results = (result for task_results in runner(job, tasks) for result in task_results)
-    parts: list[FileScores] = []
-    error = None
-    for segment, result in zip(segments, results, strict=True):
-        if isinstance(result, str):
-            error = error or result
-        else:
-            parts.append(result)
-        if segment.is_last:
-            yield segment.path, error or join_segments(parts)
-            parts, error = [], None

@@ -14,8 +14,8 @@ from daemon.batch.formats import for_output
 from daemon.batch.journal import ResumeJournal, files_digest, record_run
 from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
-from daemon.batch.replay import ReplayJob, Runner, plan_tasks, replay_files
-from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, open_writer
+from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
+from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
 from daemon.errors import BirddError
 from daemon.model.loader import Model
 from daemon.model.windows import WindowGrid
@@ -45,43 +45,88 @@ class ReplaySummary:
 
 def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOptions, runner: Runner,
                resume: bool = False, progress: bool = False, in_range: np.ndarray | None = None) -> ReplaySummary:
-    """Score ``files`` into ``output``; with ``resume``, journal finished files and reuse an earlier run's.
+    """Score ``files`` into ``output``; with ``resume``, journal scored segments and reuse an earlier run's.
 
-    ``in_range`` (a boolean per species, from the range filter) zeroes the scores of species not expected and
-    keeps them out of detection tables (even at ``min_conf`` 0).
+    Segments go to the writer as they come, in input order, so memory does not grow with a recording's length;
+    a recording with a segment that cannot be decoded is listed as failed (the rows of its other segments are
+    kept and, when its last segment was scored, it counts as scored too: as with ``--parts``). ``in_range`` (a
+    boolean per species, from the range filter) zeroes the scores of species not expected and keeps them out of
+    detection tables (even at ``min_conf`` 0).
     """
     pattern = TimePattern(options.time_pattern) if options.time_pattern else None
     starts = [recording_start(path, pattern) for path in files]
     with_times = any(start is not None for start in starts)
-    journal = ResumeJournal(output, _description(model, files, options, in_range)) if resume else None
-    todo = [i for i in range(len(files)) if journal is None or not journal.has(i)]
+    if options.fmt in ("submission", "audacity"):
+        warn_shared_stems(files, per_folder=options.fmt == "audacity")
     grid = WindowGrid.with_hop_seconds(options.hop_seconds)
-    fresh = replay_files(model, [files[i] for i in todo], grid, runner, options.segment_seconds)
-    todo_set = set(todo)
+    tasks = plan_tasks(files, grid, options.segment_seconds)
+    journal = (ResumeJournal(output, {**_description(model, files, options, in_range), "journal": "segments"})
+               if resume else None)  # "segments": a journal of files, from before birdd kept segments, is refused
+    numbered = _numbered(tasks)
+    todo = [task for task, numbers in zip(tasks, numbered, strict=True)
+            if journal is None or not all(map(journal.has, numbers))]
+    fresh = (result for task_results in runner(ReplayJob(str(model.path), model.digest, grid), todo)
+             for result in task_results)
+    todo_set = {task.number for task in todo}
     summary = ReplaySummary()
-    writer = open_writer(options.fmt, output, model.species, options.min_conf, with_times)
+    writer = open_writer(options.fmt, output, model.species, options.min_conf, with_times, common_folder(files))
+    bar = tqdm(total=len(files), desc="replay", unit="file", disable=not progress)
+    position, error = 0, None  # the file being written, and the first error of its segments
     try:
-        for i, path in enumerate(tqdm(files, desc="replay", unit="file", disable=not progress)):
-            if i in todo_set:
-                result = next(fresh)[1]
-                if journal is not None:
-                    journal.save(i, result)
-            else:
-                result = journal.load(i, path)
-            if isinstance(result, str):
-                log.error("skipped: %s", result)
-                summary.failed.append(result)
-                continue
-            writer.write(for_output(result, in_range, starts[i]))
-            summary.scored += 1
-            summary.audio_seconds += audio_seconds(result)
+        for task, numbers in zip(tasks, numbered, strict=True):
+            for segment, number in zip(task.segments, numbers, strict=True):
+                if task.number in todo_set:
+                    result = next(fresh)
+                    if journal is not None:
+                        journal.save(number, result)
+                else:
+                    result = journal.load(number, segment.path)
+                if isinstance(result, str):
+                    error = error or result
+                else:
+                    writer.write(for_output(result, in_range, starts[position]))
+                if not segment.is_last:
+                    continue
+                writer.end_file()
+                if not isinstance(result, str):  # counted as --parts counts: scored to its end
+                    summary.scored += 1
+                    summary.audio_seconds += audio_seconds(result)
+                if error is not None:
+                    log.error("skipped: %s", error)
+                    summary.failed.append(error)
+                position, error = position + 1, None
+                bar.update()
     except BaseException:
         writer.discard()
         raise
+    finally:
+        bar.close()
     writer.commit()
     if journal is not None:
         journal.remove()
     return summary
+
+
+def _numbered(tasks: list[Task]) -> list[range]:
+    """Each task's segments' positions in the whole plan (the journal's part numbers)."""
+    out, first = [], 0
+    for task in tasks:
+        out.append(range(first, first + len(task.segments)))
+        first += len(task.segments)
+    return out
+
+
+def warn_shared_stems(files: list[Path], per_folder: bool = False) -> None:
+    """Warn when recordings share a file stem (``per_folder``: in one folder): their submission rows
+    (``<stem>_<end second>``) share row ids, or their Audacity label files (``<stem>.txt``) one file."""
+    seen: dict[Path, Path] = {}
+    shared = [(seen[key], path) for path in files
+              if seen.setdefault(key := (path.with_suffix("") if per_folder else Path(path.stem)), path) != path]
+    if shared:
+        first, second = shared[0]
+        what = "Audacity label file (the later one is kept)" if per_folder else "submission row ids"
+        log.warning("%d recording(s) share a file stem with another (%s and %s): they share their %s; --format "
+                    "detections names each recording by its path", len(shared), first, second, what)
 
 
 def replay_into_parts(model: Model, files: list[Path], folder: Path, options: ReplayOptions, runner: Runner,
@@ -96,6 +141,8 @@ def replay_into_parts(model: Model, files: list[Path], folder: Path, options: Re
         raise BirddError(f"{folder}: --parts writes a folder of Parquet parts, and this is a file")
     pattern = TimePattern(options.time_pattern) if options.time_pattern else None
     with_times = any(recording_start(path, pattern) is not None for path in files)
+    if options.fmt == "submission":
+        warn_shared_stems(files)
     folder.mkdir(parents=True, exist_ok=True)
     if not resume:
         for old in [*folder.glob("part-*.parquet"), folder / RUN_FILE]:

@@ -84,11 +84,3 @@ def file_scores(path: Path, results: list[WindowResult], n_species: int) -> File
         return FileScores(path, empty, empty, np.zeros((0, n_species), dtype=np.float32))
     return FileScores(path, np.array([r.start_sample for r in results]), np.array([r.end_sample for r in results]),
                       np.stack([r.scores for r in results]))
-
-
-def join_segments(parts: list[FileScores]) -> FileScores:
-    """The segments of one file, in order, as one result."""
-    if len(parts) == 1:
-        return parts[0]
-    return FileScores(parts[0].path, np.concatenate([p.starts for p in parts]),
-                      np.concatenate([p.ends for p in parts]), np.concatenate([p.scores for p in parts]))

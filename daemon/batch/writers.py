@@ -1,12 +1,14 @@
-"""Where ``birdd replay`` writes: one writer per output format, fed file by file in input order.
+"""Where ``birdd replay`` writes: one writer per output format, fed segment by segment in input order.
 
-Every writer has ``write(result)``, ``commit()`` (the output appears whole, atomically) and ``discard()``.
+Every writer has ``write(result)`` (the windows of one segment of a recording), ``end_file()`` (after a
+recording's last segment), ``commit()`` (the output appears whole, atomically) and ``discard()``.
 CSV is the default; an output ending in ``.parquet`` writes the submission or detections table as Parquet
 (pyarrow) with the same columns, plus ``recording_start`` when some recording's start is known.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -42,20 +44,29 @@ class ReplayWriter(Protocol):
 
     def write(self, result: FileScores) -> None: ...
 
+    def end_file(self) -> None: ...
+
     def commit(self) -> None: ...
 
     def discard(self) -> None: ...
 
 
-def open_writer(fmt: str, output: Path, species: list[Species], min_conf: float, with_times: bool) -> ReplayWriter:
-    """The writer for ``fmt`` into ``output`` (Parquet when ``output`` ends in .parquet)."""
+def open_writer(fmt: str, output: Path, species: list[Species], min_conf: float, with_times: bool,
+                inputs: Path) -> ReplayWriter:
+    """The writer for ``fmt`` into ``output`` (Parquet when ``output`` ends in .parquet); ``inputs``: the folder
+    holding every recording (Audacity label files keep their paths below it)."""
     if output.suffix.lower() == PARQUET_SUFFIX:
         if fmt not in PARQUET_FORMATS:
             raise BirddError(f"{output}: Parquet output is for --format {' or '.join(PARQUET_FORMATS)}, not {fmt}")
         return ParquetTable(output, fmt, species, min_conf, with_times)
     if fmt == "audacity":
-        return AudacityFolder(output, species, min_conf)
+        return AudacityFolder(output, inputs, species, min_conf)
     return CsvTable(output, fmt, species, min_conf, with_times)
+
+
+def common_folder(files: list[Path]) -> Path:
+    """The deepest folder holding all ``files``."""
+    return Path(os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in files])) if files else Path()
 
 
 class CsvTable:
@@ -70,13 +81,18 @@ class CsvTable:
                           "raven": raven_header(with_times)}[fmt])
 
     def write(self, result: FileScores) -> None:
-        """Append one file's rows."""
+        """Append one segment's rows."""
         if self.fmt == "submission":
             self._file.write(submission_rows(result))
         elif self.fmt == "detections":
             self._file.write(detection_rows(result, self.species, self.min_conf, self.with_times))
         else:
             self._file.write(self._raven.rows(result, self.species))
+
+    def end_file(self) -> None:
+        """A recording is done (Raven: the next one follows it on the timeline)."""
+        if self.fmt == "raven":
+            self._raven.end_file()
 
     def commit(self) -> None:
         """Put the table in place."""
@@ -88,22 +104,33 @@ class CsvTable:
 
 
 class AudacityFolder:
-    """One Audacity label file per recording, each written atomically as it comes."""
+    """One Audacity label file per recording, at the recording's path below the inputs' folder (``.txt`` for its
+    suffix), so that recordings of one name in two folders keep a file each; each written atomically."""
 
-    def __init__(self, output: Path, species: list[Species], min_conf: float) -> None:
-        self.output, self.species, self.min_conf = output, species, min_conf
+    def __init__(self, output: Path, inputs: Path, species: list[Species], min_conf: float) -> None:
+        self.output, self.inputs, self.species, self.min_conf = output, inputs, species, min_conf
+        self._labels: AtomicWriter | None = None  # of the recording being written
 
     def write(self, result: FileScores) -> None:
-        """Write one recording's label file."""
-        labels = AtomicWriter(self.output / f"{result.path.stem}.txt")
-        labels.write(audacity_labels(result, self.species, self.min_conf))
-        labels.commit()
+        """Add one segment's labels to its recording's file."""
+        if self._labels is None:
+            self._labels = AtomicWriter(self.output / Path(os.path.abspath(result.path)).relative_to(self.inputs)
+                                        .with_suffix(".txt"))
+        self._labels.write(audacity_labels(result, self.species, self.min_conf))
+
+    def end_file(self) -> None:
+        """Put the recording's label file in place (none when no segment of it was scored)."""
+        if self._labels is not None:
+            self._labels.commit()
+            self._labels = None
 
     def commit(self) -> None:
         """Nothing left to do: every label file is in place."""
 
     def discard(self) -> None:
-        """Label files already written stay (each is whole)."""
+        """The label file being written is dropped; those already in place stay (each is whole)."""
+        if self._labels is not None:
+            self._labels.discard()
 
 
 class ParquetTable:
@@ -134,17 +161,17 @@ class ParquetTable:
         self._pending = self.schema.empty_table()
 
     def write(self, result: FileScores) -> None:
-        """Add one file's rows (written out a row group at a time)."""
+        """Add one segment's rows (written out a row group at a time)."""
         if self.fmt == "submission":
             columns = [[row_id(result.path, int(end)) for end in result.ends], *result.scores.T]
         else:
             rows = [(a, b, str(result.path), s.code, s.common_name, c)
-                    + (absolute_times(result, a, b) if self.with_times else ())
+                    + (tuple(t or None for t in absolute_times(result, a, b)) if self.with_times else ())
                     for a, b, s, c in detections(result, self.species, self.min_conf)]
             columns = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in self.schema.names]
         n = len(columns[0])
         if self.with_times:
-            start = "" if result.recording_start is None else result.recording_start.isoformat()
+            start = None if result.recording_start is None else result.recording_start.isoformat()
             columns = [*columns[: len(self.schema.names) - 1], [start] * n]
         table = self._pa.Table.from_arrays([self._pa.array(c, type=f.type) for c, f in zip(columns, self.schema,
                                                                                             strict=True)],
@@ -153,6 +180,9 @@ class ParquetTable:
         while self._pending.num_rows >= ROW_GROUP_ROWS:
             self._writer.write_table(self._pending.slice(0, ROW_GROUP_ROWS))
             self._pending = self._pending.slice(ROW_GROUP_ROWS)
+
+    def end_file(self) -> None:
+        """Rows do not depend on where a recording ends."""
 
     def commit(self) -> None:
         """Write the last rows and the footer, and put the file in place."""
