@@ -24,6 +24,11 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
   evidence MODEL ...         the test macro ROC-AUC of each model's submission (MODEL.csv, written by
                              `table`) split by how much the teacher finds each species in the unlabelled
                              audio: its highest probability in any window, at or above 0.5 or below
+  station [OPTIONS]          a station's own audio: 2 folds of the test soundscapes (alternate files); a
+                             student distilled on the training audio plus one fold's soundscapes (unlabelled,
+                             linked into a folder of their own; OPTIONS as a `table` row's) is scored on the
+                             other fold, beside the teacher and the `table` students named by --compare (their
+                             submissions MODEL.csv) on the same windows; the labels are read only to score
 
 usage: python bench/distill.py [--data ../shared/bench206] [--out out/distill] table default= "hours=0.25" ...
        python bench/distill.py cv --folds 2 --set teacher.temperature=2
@@ -352,6 +357,44 @@ def aligned_auc(truth: Table, codes: list[str], scores: np.ndarray) -> float:
     return macro_roc_auc(truth.values, aligned, truth.columns)[0]
 
 
+def station(args: argparse.Namespace) -> None:
+    birdd = str(Path(sys.executable).with_name("birdd"))
+    teacher = teacher_bundle(birdd, args.data, args.out)
+    soundscapes = sorted((args.data / "test_soundscapes").glob("*.ogg"))
+    truth = read_table(args.data / "test_soundscapes_labels.csv")
+    print("| scored on | model | macro ROC-AUC (species) | train s | peak MB |")
+    print("|---|---|---|---|---|")
+    for fold in (0, 1):
+        folder = args.out / f"station_{fold}"
+        audio = link_audio(args.data, folder / "audio")
+        site = folder / "audio" / "site"
+        site.mkdir(exist_ok=True)
+        for path in soundscapes[fold::2]:
+            if not (site / path.name).exists():
+                (site / path.name).symlink_to(path.resolve())
+        model = folder / "student"
+        wall, peak, _ = run([birdd, "distill", *map(str, audio), str(site), "--teacher", str(teacher), "-o",
+                             str(model), "--no-progress", "--cache-dir", str(args.out / "teacher_cache"),
+                             *shlex.split(args.options)])
+        scored = soundscapes[1 - fold::2]
+        submission = folder / "student.csv"
+        run([birdd, "--log-level", "WARNING", "replay", *map(str, scored), "-m", str(model), "-o", str(submission),
+             "--no-progress"])
+        stems = {path.stem for path in scored}
+        keep = [i for i, r in enumerate(truth.row_ids) if r.rsplit("_", 1)[0] in stems]
+        half = Table([truth.row_ids[i] for i in keep], truth.columns, truth.values[keep])
+        present = int((half.values.sum(axis=0) > 0).sum())
+        name = f"fold {fold}: the {len(scored)} {'odd' if fold == 0 else 'even'}-numbered files"
+        for label, path, cost in [("teacher", args.out / "teacher.csv", "- | -"),
+                                  *((f"{m} (training audio only)", args.out / f"{m}.csv", "- | -")
+                                    for m in args.compare),
+                                  (f"student + {len(soundscapes) - len(scored)} site files", submission,
+                                   f"{wall:.0f} | {peak:.0f}")]:
+            sub = read_table(path)
+            print(f"| {name} | {label} | {aligned_auc(half, sub.columns, rows_of(sub, half)):.4f} ({present}) | "
+                  f"{cost} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
@@ -371,6 +414,9 @@ def main() -> None:
     evidence_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     check_parser = commands.add_parser("check-species")
     check_parser.add_argument("model", type=Path)
+    station_parser = commands.add_parser("station")
+    station_parser.add_argument("options", nargs="?", default="--set teacher.species_floor=0")
+    station_parser.add_argument("--compare", nargs="*", default=["student", "student_s1", "student_s2"])
     labels_parser = commands.add_parser("labels", help="(internal) the `labels` row's student")
     labels_parser.add_argument("model", type=Path)
     labels_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -385,6 +431,8 @@ def main() -> None:
         by_evidence(args)
     elif args.command == "check-species":
         check_by_species(args)
+    elif args.command == "station":
+        station(args)
     else:
         logging.basicConfig(level=logging.INFO)
         with_labels(args)
