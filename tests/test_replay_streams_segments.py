@@ -15,7 +15,7 @@ from replay_fixtures import stopping_after
 
 from daemon.batch.journal import journal_dir
 from daemon.batch.replay import pool_runner
-from daemon.batch.run import ReplayOptions, run_replay
+from daemon.batch.run import ReplayOptions, first_error_per_file, run_replay
 from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import load_model
 
@@ -120,3 +120,10 @@ def test_audacity_labels_of_relative_paths_stay_in_the_output_folder(trained_mod
         labels = output_of("audacity", load_model(trained_model), files, Path("labels"), 600)
     assert set(labels) == {"a/x.txt", "b/y.txt"} and not (tmp_path / "a" / "x.txt").exists()
     assert "share their Audacity label file" in caplog.text  # y.wav and y.flac in one folder
+
+
+def test_a_recording_that_failed_in_two_segments_is_listed_once():
+    files = [Path("/a/x: y.flac"), Path("/a/z.flac")]
+    messages = ["/a/x: y.flac: cannot decode audio (bad frame)", "/a/z.flac: no such file",
+                "/a/x: y.flac: cannot decode audio (short read)", "/a/z.flac: no such file", "something else"]
+    assert first_error_per_file(messages, files) == [messages[0], messages[1], messages[4]]

@@ -116,6 +116,17 @@ def _numbered(tasks: list[Task]) -> list[range]:
     return out
 
 
+def first_error_per_file(messages: list[str], files: list[Path]) -> list[str]:
+    """The first of ``messages`` about each file (an AudioError names its file first: ``<path>: ...``), so that a
+    recording that failed in two segments is listed once, as the gathered outputs list it."""
+    names = {str(path) for path in files}
+    first: dict[str, str] = {}
+    for message in messages:
+        cuts = [i for i in range(len(message)) if message.startswith(": ", i)]
+        first.setdefault(next((message[:i] for i in cuts if message[:i] in names), message), message)
+    return list(first.values())
+
+
 def warn_shared_stems(files: list[Path], per_folder: bool = False) -> None:
     """Warn when recordings share a file stem (``per_folder``: in one folder): their submission rows
     (``<stem>_<end second>``) share row ids, or their Audacity label files (``<stem>.txt``) one file."""
@@ -162,7 +173,7 @@ def replay_into_parts(model: Model, files: list[Path], folder: Path, options: Re
                             strict=True):
         summaries[task.number] = result
     done = [summaries[number] for number in sorted(summaries)]
-    failed = list(dict.fromkeys(error for part in done for error in part.errors))
+    failed = first_error_per_file([error for part in done for error in part.errors], files)
     for message in failed:
         log.error("skipped: %s", message)
     return ReplaySummary(sum(part.files for part in done), sum(part.seconds for part in done), failed)
