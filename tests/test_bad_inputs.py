@@ -1,5 +1,10 @@
 """Bad audio files and datasets give one clear error naming the file and field."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -26,6 +31,20 @@ def test_unreadable_files(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(AudioError, match=rf"bad\.ogg: {message}"):
         read_audio(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv (util-linux)")
+def test_a_file_without_read_permission_says_so(tmp_path, rng):
+    path = tmp_path / "locked.wav"
+    sf.write(path, rng.standard_normal(3200).astype(np.float32) * 0.1, 32000)
+    path.chmod(0)
+    check = ("import sys; from daemon.audio.files import read_audio; from daemon.errors import AudioError\n"
+             "try: read_audio(sys.argv[1])\nexcept AudioError as exc: print(exc)")
+    as_root = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",  # without root's way past permissions
+               "--inh-caps=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    result = subprocess.run([*as_root, sys.executable, "-c", check, str(path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == f"{path}: cannot open (Permission denied)", result.stderr
 
 
 def test_empty_truncated_and_missing(tmp_path, rng):

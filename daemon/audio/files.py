@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,10 @@ def _require_regular_file(path: Path) -> None:
         raise AudioError(f"{path}: cannot open ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
         raise AudioError(f"{path}: not a regular file" + (" (a folder)" if stat.S_ISDIR(mode) else ""))
+    try:  # libsndfile would say only "System error."
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open ({exc.strerror})") from None
 
 
 def _reason(exc: Exception) -> str:
