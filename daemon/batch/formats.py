@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.files import audio_length
 from daemon.batch.recording_time import iso_time
 from daemon.constants import SAMPLE_RATE
-from daemon.errors import AudioError
 from daemon.model.loader import Species
 
 FORMATS = ("submission", "detections", "raven", "audacity")
@@ -33,14 +31,17 @@ class FileScores:
     """when the recording started (see :mod:`daemon.batch.recording_time`), if known"""
     in_range: np.ndarray | None = None
     """bool per species: what the range filter expects (the others are never listed); None = every species"""
+    seconds: float | None = None
+    """the whole recording's length (from its header), if known"""
 
 
-def for_output(result: FileScores, in_range: np.ndarray | None, recording_start: datetime | None) -> FileScores:
+def for_output(result: FileScores, in_range: np.ndarray | None, recording_start: datetime | None,
+               seconds: float | None = None) -> FileScores:
     """``result`` as the writers take it: species out of range (``in_range`` False) scored 0 and never listed,
-    and its recording's start."""
+    its recording's start and length."""
     if in_range is not None:
         result = replace(result, scores=np.where(in_range, result.scores, np.float32(0)), in_range=in_range)
-    return replace(result, recording_start=recording_start)
+    return replace(result, recording_start=recording_start, seconds=seconds)
 
 
 def row_id(path: Path, end_sample: int) -> str:
@@ -111,7 +112,7 @@ class RavenTable:
 
     Raven lays the files of a table end to end, each as long as its audio: a file's selections are offset by
     the lengths of the files before it, and a trailing window's selection ends with its file. (A file whose
-    header cannot be read is taken to end with its last window.)
+    length is not known is taken to end with its last window.)
     """
 
     def __init__(self, min_conf: float, with_times: bool = False, high_freq: float = SAMPLE_RATE / 2) -> None:
@@ -120,14 +121,13 @@ class RavenTable:
         self.high_freq = high_freq
         self.selection = 0
         self.offset = 0.0  # where the current file starts on Raven's timeline (seconds)
-        self._length: float | None = None  # of the current file, once read from its header
+        self._length: float | None = None  # of the current file, when known
         self._last_end = 0.0  # of the current file's windows so far (seconds)
 
     def rows(self, result: FileScores, species: list[Species]) -> str:
         """Selection lines of one file or segment (with ``with_times``, its clock times; empty when its start is
         unknown)."""
-        if self._length is None:
-            self._length = _seconds(result.path)
+        self._length = self._length or result.seconds
         if len(result.ends):
             self._last_end = float(result.ends[-1]) / SAMPLE_RATE
         lines = []
@@ -144,14 +144,6 @@ class RavenTable:
         """The next file starts where this one's audio ends (a file of which nothing was scored takes no time)."""
         self.offset += self._length or self._last_end
         self._length, self._last_end = None, 0.0
-
-
-def _seconds(path: Path) -> float | None:
-    """A recording's length from its header (None when it cannot be read)."""
-    try:
-        return audio_length(path) / SAMPLE_RATE
-    except AudioError:
-        return None
 
 
 def raven_clock(result: FileScores, offset_seconds: float) -> tuple[str, str]:

@@ -4,6 +4,7 @@ files -> scoring runner -> Parquet parts written by the workers (:mod:`daemon.ba
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
 from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
+from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError
 from daemon.model.loader import Model
 from daemon.model.windows import WindowGrid
@@ -84,7 +86,7 @@ def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOpt
                 if isinstance(result, str):
                     error = error or result
                 else:
-                    writer.write(for_output(result, in_range, starts[position]))
+                    writer.write(for_output(result, in_range, starts[position], segment.length / SAMPLE_RATE or None))
                 if not segment.is_last:
                     continue
                 writer.end_file()
@@ -122,8 +124,8 @@ def first_error_per_file(messages: list[str], files: list[Path]) -> list[str]:
     names = {str(path) for path in files}
     first: dict[str, str] = {}
     for message in messages:
-        cuts = [i for i in range(len(message)) if message.startswith(": ", i)]
-        first.setdefault(next((message[:i] for i in cuts if message[:i] in names), message), message)
+        prefixes = (message[:cut.start()] for cut in re.finditer(": ", message))
+        first.setdefault(next((prefix for prefix in prefixes if prefix in names), message), message)
     return list(first.values())
 
 
@@ -131,8 +133,11 @@ def warn_shared_stems(files: list[Path], per_folder: bool = False) -> None:
     """Warn when recordings share a file stem (``per_folder``: in one folder): their submission rows
     (``<stem>_<end second>``) share row ids, or their Audacity label files (``<stem>.txt``) one file."""
     seen: dict[Path, Path] = {}
-    shared = [(seen[key], path) for path in files
-              if seen.setdefault(key := (path.with_suffix("") if per_folder else Path(path.stem)), path) != path]
+    shared = []
+    for path in files:
+        key = path.with_suffix("") if per_folder else Path(path.stem)
+        if seen.setdefault(key, path) != path:
+            shared.append((seen[key], path))
     if shared:
         first, second = shared[0]
         what = "Audacity label file (the later one is kept)" if per_folder else "submission row ids"

@@ -34,6 +34,8 @@ class Segment:
     path: Path
     start: int
     stop: int | None
+    length: int = 0
+    """the whole recording's length (samples, from its header when the run was planned; 0: not known)"""
 
     @property
     def is_last(self) -> bool:
@@ -51,7 +53,7 @@ def split_recording(path: Path, length: int, grid: WindowGrid, segment_samples: 
     unit = split_points_unit(grid)
     step = max(unit, segment_samples // unit * unit)
     starts = [0, *range(step, max(length - grid.length + 1, 0), step)]  # every later segment holds a whole window
-    return [Segment(path, a, b) for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [Segment(path, a, b, length) for a, b in zip(starts, [*starts[1:], None], strict=True)]
 
 
 def score_segment(model: Model, segment: Segment, grid: WindowGrid) -> FileScores:
