@@ -68,3 +68,19 @@ def test_errors_are_one_line(trained_model, tmp_path):
     assert proc.returncode == 1 and "none.csv: no such file" in proc.stderr
     proc = birdd("train", tmp_path, "-o", tmp_path / "m", check=False)
     assert proc.returncode == 1 and "taxonomy.csv: no such file" in proc.stderr
+
+
+@pytest.mark.parametrize(("output", "extra", "named"), [
+    ("/proc/x/out.csv", (), "/proc/x"),
+    ("/proc/x/out.parquet", (), "/proc/x"),
+    ("/proc/x/labels", ("--format", "audacity"), "/proc/x"),
+    ("/proc/x/parts", ("--format", "detections", "--parts"), "/proc/x"),
+    ("/proc/x/out.csv", ("--resume",), "/proc/x"),  # the resume journal beside OUT
+    ("/proc/self/out.csv", (), "/proc/self/.out.csv."),  # the folder exists, its temporary file cannot be made
+])
+def test_an_output_that_cannot_be_written_is_one_line(trained_model, synthetic_corpus, output, extra, named):
+    proc = birdd("replay", synthetic_corpus / "test_soundscapes", "-m", trained_model, "-o", output, *extra,
+                 check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"birdd: error: {output}: cannot write ({named}"), proc.stderr

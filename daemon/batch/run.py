@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from daemon.batch.recording_time import TimePattern, recording_start
 from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
 from daemon.constants import SAMPLE_RATE
-from daemon.errors import BirddError
+from daemon.errors import BirddError, StorageError
 from daemon.model.loader import Model
 from daemon.model.windows import WindowGrid
 
@@ -53,8 +55,15 @@ def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOpt
     a recording with a segment that cannot be decoded is listed as failed (the rows of its other segments are
     kept and, when its last segment was scored, it counts as scored too: as with ``--parts``). ``in_range`` (a
     boolean per species, from the range filter) zeroes the scores of species not expected and keeps them out of
-    detection tables (even at ``min_conf`` 0).
+    detection tables (even at ``min_conf`` 0). An output (or journal) that cannot be written is a
+    :class:`StorageError` naming it.
     """
+    with _writing(output):
+        return _run_replay(model, files, output, options, runner, resume, progress, in_range)
+
+
+def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOptions, runner: Runner,
+                resume: bool, progress: bool, in_range: np.ndarray | None) -> ReplaySummary:
     pattern = TimePattern(options.time_pattern) if options.time_pattern else None
     starts = [recording_start(path, pattern) for path in files]
     with_times = any(start is not None for start in starts)
@@ -151,6 +160,12 @@ def replay_into_parts(model: Model, files: list[Path], folder: Path, options: Re
     """Score ``files`` into Parquet parts that the workers write in ``folder``; with ``resume``, keep the parts of
     an earlier run of the same command and score only the tasks without one (without, earlier parts are removed).
     """
+    with _writing(folder):
+        return _replay_into_parts(model, files, folder, options, runner, resume, progress, in_range)
+
+
+def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: ReplayOptions, runner: Runner,
+                       resume: bool, progress: bool, in_range: np.ndarray | None) -> ReplaySummary:
     if options.fmt not in PARQUET_FORMATS:
         raise BirddError(f"--parts writes Parquet: --format {' or '.join(PARQUET_FORMATS)}, not {options.fmt}")
     if folder.exists() and not folder.is_dir():
@@ -182,6 +197,18 @@ def replay_into_parts(model: Model, files: list[Path], folder: Path, options: Re
     for message in failed:
         log.error("skipped: %s", message)
     return ReplaySummary(sum(part.files for part in done), sum(part.seconds for part in done), failed)
+
+
+@contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """Turn a failure to make or write a file (an OSError naming it: no such folder, read-only, disk full) into one
+    line naming ``output`` and the file; other OSErrors (a lost Dask scheduler) pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise StorageError(f"{output}: cannot write ({exc.filename}: {exc.strerror or exc})") from exc
 
 
 def _description(model: Model, files: list[Path], options: ReplayOptions, in_range: np.ndarray | None) -> dict:
