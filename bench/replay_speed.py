@@ -6,7 +6,8 @@ minutes), then, alternating, for --rounds rounds:
           than reading the audio);
   replay: `birdd replay` of the folder into a submission CSV with each --model, as a subprocess (end to end:
           start-up, model loading, decoding, features, tokens, pooling, head, CSV).
-Prints each round and the medians, the replay/decode ratio, and the real-time factor.
+Prints each round and the medians, the replay/decode ratio, and the real-time factor; also the CPU seconds (user +
+system of the child processes) of each, which a machine shared with other work disturbs less than wall time.
 
 With --reference-src DIR (a checkout of another birdd version, e.g. `git worktree add /tmp/ref REV`), each model
 is also replayed by that version's code in the same rounds, so a change is measured against its reference
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,26 +43,35 @@ def link_copies(folder: Path, sources: list[Path], copies: int) -> None:
                 link.symlink_to(src.resolve())
 
 
-def decode_all(paths: list[Path], jobs: int) -> float:
-    started = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def decode_all(paths: list[Path], jobs: int) -> tuple[float, float]:
+    """Wall and CPU seconds of decoding ``paths`` in a pool of ``jobs`` processes."""
+    started, cpu = time.perf_counter(), children_cpu()
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         for _ in pool.imap(_decode_length, paths, chunksize=2):
             pass
-    return time.perf_counter() - started
+        pool.close()
+        pool.join()  # the workers reaped, so that their CPU time is counted
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def _decode_length(path: Path) -> int:
     return read_audio(path).size
 
 
-def replay_all(folder: Path, model: Path, output: Path, src: Path | None = None) -> float:
-    """Wall time of ``birdd replay`` of ``folder``; ``src``: run that source tree's birdd instead of this one."""
+def replay_all(folder: Path, model: Path, output: Path, src: Path | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of ``birdd replay`` of ``folder``; ``src``: run that source tree's birdd instead."""
     birdd = Path(sys.executable).with_name("birdd")
     env = {**os.environ, "PYTHONPATH": str(src.resolve())} if src else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     subprocess.run([str(birdd), "--log-level", "WARNING", "replay", str(folder), "-m", str(model), "-o", str(output),
                     "--no-progress"], check=True, env=env)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def main() -> None:
@@ -84,22 +95,27 @@ def main() -> None:
         models = list(dict.fromkeys(args.model or [Path("out/model")]))
         runs = [(m, None) for m in models] + ([(m, args.reference_src) for m in models] if args.reference_src else [])
         decode_times, replay_times = [], {run: [] for run in runs}
+        outputs = {run: Path(tmp) / f"submission_{i}.csv" for i, run in enumerate(runs)}
         for i in range(args.rounds):
             decode_times.append(decode_all(paths, jobs))
-            line = f"round {i + 1}: decode {decode_times[-1]:.1f} s"
-            for model, src in runs:
-                took = replay_all(folder, model, Path(tmp) / "submission.csv", src)
-                replay_times[model, src].append(took)
-                line += f"; {_name(model, src)} {took:.1f} s ({took / decode_times[-1]:.2f}x)"
+            wall, cpu = decode_times[-1]
+            line = f"round {i + 1}: decode {wall:.1f} s (CPU {cpu:.1f} s)"
+            for run in runs:
+                took = replay_all(folder, run[0], outputs[run], run[1])
+                replay_times[run].append(took)
+                line += f"; {_name(*run)} {took[0]:.1f} s ({took[0] / wall:.2f}x; CPU {took[1] / cpu:.2f}x)"
             print(line, flush=True)
-        rows = sum(1 for _ in (Path(tmp) / "submission.csv").open()) - 1
-    d = statistics.median(decode_times)
+        rows = sum(1 for _ in outputs[runs[0]].open()) - 1
+        same = all(outputs[run].read_bytes() == outputs[(run[0], None)].read_bytes() for run in runs)
+    d, d_cpu = (statistics.median(t[k] for t in decode_times) for k in (0, 1))
     print(f"{len(paths)} files, {minutes:.0f} min of audio, {rows} rows, {jobs} processes; "
-          f"median decode only {d:.1f} s")
-    for (model, src), times in replay_times.items():
-        r = statistics.median(times)
-        print(f"{_name(model, src)}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
-              f"replay/decode {r / d:.2f}")
+          f"median decode only {d:.1f} s (CPU {d_cpu:.1f} s)")
+    for run, times in replay_times.items():
+        r, r_cpu = (statistics.median(t[k] for t in times) for k in (0, 1))
+        print(f"{_name(*run)}: median replay end to end {r:.1f} s ({minutes * 60 / r:.0f}x real time); "
+              f"replay/decode {r / d:.2f} (CPU {r_cpu:.1f} s, {r_cpu / d_cpu:.2f})")
+    if args.reference_src:
+        print("submissions of this code and the reference: " + ("byte-identical" if same else "DIFFERENT"))
 
 
 def _name(model: Path, src: Path | None) -> str:

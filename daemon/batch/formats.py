@@ -56,9 +56,9 @@ def submission_header(species: list[Species]) -> str:
 
 def submission_rows(result: FileScores) -> str:
     """One CSV line per window: row id and every species' probability."""
-    return "".join(
-        row_id(result.path, int(end)) + "," + ",".join(map("{:.4g}".format, scores.tolist())) + "\n"
-        for end, scores in zip(result.ends, result.scores, strict=True))
+    line = f"%s,{','.join(['%.4g'] * result.scores.shape[1])}\n"  # one %-format a row: "%.4g" is "{:.4g}"
+    return "".join(line % (row_id(result.path, int(end)), *scores.tolist())
+                   for end, scores in zip(result.ends, result.scores, strict=True))
 
 
 def detections(result: FileScores, species: list[Species], min_conf: float) -> Iterable[tuple]:

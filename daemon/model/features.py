@@ -139,7 +139,10 @@ class StreamingLogMel:
         p = self.params
         offset = self._frame_start(self._next_frame) - self._buffer_start
         span = self._buffer[offset: offset + (n_frames - 1) * p.hop + p.n_fft]
-        frames = np.lib.stride_tricks.sliding_window_view(span, p.n_fft)[:: p.hop]
+        # the frames as a strided view of the buffer (what sliding_window_view(span, n_fft)[::hop] gives, without its
+        # per-call checks: this runs once per block)
+        frames = np.lib.stride_tricks.as_strided(span, (n_frames, p.n_fft), (p.hop * span.strides[0], span.strides[0]),
+                                                 writeable=False)
         spectrum = scipy.fft.rfft(frames * self._window, axis=1, workers=1)
         power = spectrum.real**2 + spectrum.imag**2
         logmel = np.log(power @ self._basis + 1e-10, dtype=np.float32)

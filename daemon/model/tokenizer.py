@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
 from daemon.errors import BundleError
 from daemon.model.bundle import ManifestParams
@@ -60,6 +59,10 @@ class FrameNormaliser:
         alpha = 1.0 / params.band_ema_frames if params.band_ema_frames > 0 else 0.0
         self._b = np.array([alpha], dtype=np.float32)
         self._a = np.array([1.0, alpha - 1.0], dtype=np.float32)
+        if params.band_ema_frames > 0:  # scipy.signal takes most of a second to import: only for bundles that use it
+            from scipy.signal import lfilter
+
+            self._lfilter = lfilter
 
     def __call__(self, logmel: np.ndarray) -> np.ndarray:
         """Normalise a block of frames ``(n, n_mels)``; keeps state for the next block."""
@@ -67,7 +70,7 @@ class FrameNormaliser:
         if self.params.band_ema_frames > 0:
             if self._state is None:  # start the running mean at the first frame
                 self._state = (x[:1] * (1.0 - self._b[0])).astype(np.float32)
-            background, self._state = scipy.signal.lfilter(self._b, self._a, x, axis=0, zi=self._state)
+            background, self._state = self._lfilter(self._b, self._a, x, axis=0, zi=self._state)
             x = x - background.astype(np.float32)
         if self.params.frame_norm != "none":
             x = x - x.mean(axis=1, keepdims=True)
