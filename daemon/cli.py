@@ -242,6 +242,49 @@ def web(config_path: Path) -> None:
 
 
 @cli.command()
+@click.option("--lat", type=click.FloatRange(-90, 90), help="The station's latitude, degrees north.")
+@click.option("--lon", type=click.FloatRange(-180, 180), help="The station's longitude, degrees east.")
+@click.option("--station", "name", default="birdd", show_default=True, help="Station name (MQTT topics, payloads).")
+@click.option("--mic", default="", help="Substring of the input device's name (default: the default input).")
+@click.option("--url", default="", help="A network stream (rtsp://, http://) instead of a microphone.")
+@click.option("--broker", default="localhost:1883", show_default=True, help="MQTT broker, HOST:PORT.")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="The page's port.")
+@click.option("--web-bind", default="127.0.0.1", show_default=True,
+              help="Address the page listens on (0.0.0.0: every interface).")
+@click.option("--model", "model_path", default="", help="Use this bundle instead of making BirdNET's all-classes one.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True,
+              help="Install under this folder (/etc, /var/lib and the unit folder below it; systemd offline).")
+@click.option("--dry-run", is_flag=True, help="Print every change (files with a diff, commands); change nothing.")
+@click.option("--skip-checks", is_flag=True, help="Do not check the broker, microphone, stream or model (offline).")
+@click.option("--force", is_flag=True, help="Replace files changed since setup wrote them (or not written by it).")
+@click.option("--uninstall", is_flag=True, help="Remove what setup added (recorded in its manifest).")
+@click.option("--purge", is_flag=True, help="With --uninstall: also remove the station's data (/var/lib/birdd).")
+def setup(lat: float | None, lon: float | None, name: str, mic: str, url: str, broker: str, web_port: int,
+          web_bind: str, model_path: str, root: Path, dry_run: bool, skip_checks: bool, force: bool,
+          uninstall: bool, purge: bool) -> None:
+    """Install a station in one command: config, systemd units, the all-classes BirdNET model, checks,
+    services enabled and started (docs/stations.md). Idempotent; --uninstall removes what it added."""
+    from daemon.install.config_text import Station
+    from daemon.install.layout import Layout
+    from daemon.install.setup import install, parse_broker
+    from daemon.install.setup import uninstall as remove
+
+    layout = Layout.under(root)
+    if uninstall:
+        return remove(layout, purge=purge, dry_run=dry_run, say=click.echo)
+    if purge:
+        raise click.UsageError("--purge goes with --uninstall")
+    if lat is None or lon is None:
+        raise click.UsageError("--lat and --lon are required (the station's place, for BirdNET's range filter)")
+    if mic and url:
+        raise click.UsageError("give --mic or --url, not both")
+    host, port = parse_broker(broker)
+    station = Station(name, lat, lon, mic, url, host, port, web_bind, web_port,
+                      str(Path(model_path).absolute()) if model_path else "")
+    install(station, layout, dry_run=dry_run, skip_checks=skip_checks, force=force, say=click.echo)
+
+
+@cli.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 def info(model_path: Path) -> None:
     """Describe a model bundle (verifies its checksums)."""

@@ -51,3 +51,7 @@ class WebError(BirddError):
 
 class ResumeError(BirddError):
     """A replay run cannot resume from the journal next to its output (the message says what differs)."""
+
+
+class SetupError(BirddError):
+    """``birdd setup`` cannot install or remove a station (the message names the check, file or command)."""

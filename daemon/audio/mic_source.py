@@ -268,3 +268,17 @@ def _refresh_device_list() -> None:
     except sd.PortAudioError as exc:
         log.warning("re-initialising PortAudio: %s", exc)
 
+
+
+def probe_input(config: AudioConfig, seconds: float) -> tuple[str, int]:
+    """Open ``config.device`` as the daemon does, capture for ``seconds`` and close it: (device name, frames).
+
+    Raises :class:`AudioError` when no device matches or it cannot be opened or started.
+    """
+    capture = _Capture(config)
+    try:
+        capture.start()
+        time.sleep(seconds)
+        return capture.name, capture.ring.written
+    finally:
+        capture.close()
