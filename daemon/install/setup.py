@@ -36,12 +36,12 @@ def run_checks(station: Station) -> list[str]:
 
 
 def _write(layout: Layout, manifest: Manifest, path: Path, text: str, force: bool) -> WriteFile | None:
-    """The change that gives ``path`` this text (None if it has it); a file changed by someone else is kept
-    unless ``force``."""
+    """The change that gives ``path`` this text (None if it has it, or if setup wrote this text there before:
+    a hand edit since is kept); a file changed by someone else is not replaced unless ``force``."""
     previous = path.read_text() if path.is_file() else None
-    if previous == text:
-        return None
     name = relative(layout, path)
+    if previous == text or (previous is not None and manifest.files.get(name) == sha256(text) and not force):
+        return None
     if previous is not None and not force and not manifest.owns_unchanged(layout, name):
         who = "changed since birdd setup wrote it" if name in manifest.files else "not written by birdd setup"
         raise SetupError(f"{path}: {who}; --force replaces it")
