@@ -1,9 +1,10 @@
-"""docs/stations.md, "a station in five minutes": every command in it is run here or by a named test.
+"""docs/stations.md, "a station in one command": every command in it is run here or by a named test.
 
-The commands that need a Debian host with systemd (apt-get, the unit, systemctl) are checked where
-this project checks them; the birdd commands, the config and ``mosquitto_sub`` are run here for real:
-the all-classes BirdNET bundle, the species lists, and ``birdd run`` with the doc's config (range
-filter on) publishing to a real mosquitto that ``mosquitto_sub`` watches.
+The commands that need a Debian host with systemd (apt-get, install.sh, the unit, systemctl) are checked
+where this project checks them; the birdd commands, the config and ``mosquitto_sub`` are run here for
+real: ``birdd setup`` with the doc's arguments under a root folder (install.sh's too), the all-classes
+BirdNET bundle, the species lists, and ``birdd run`` with the doc's config (range filter on) publishing
+to a real mosquitto that ``mosquitto_sub`` watches.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 import soundfile as sf
 from daemon_process import Daemon, write_config
 
-from daemon.config import config_from_dict
+from daemon.config import config_from_dict, load_config
 from daemon.constants import SAMPLE_RATE
 from daemon.model.range_filter import week_of
 
@@ -30,6 +31,8 @@ DOC = ROOT / "docs" / "stations.md"
 BIRDD = str(Path(sys.executable).with_name("birdd"))
 
 ELSEWHERE = {
+    "git clone <this repository> birdd": "a copy of this repository",
+    "sudo sh birdd/install.sh ": "bench/setup_chroot.py (a fresh Debian); its arguments: test_the_one_command",
     "sudo apt-get install -y": "Makefile APT_PACKAGES (make test installs them; python3-venv for the venv)",
     "sudo git clone": "a copy of this repository",
     "sudo python3 -m venv": "make venv",
@@ -76,9 +79,45 @@ def test_zero_shot_needs_no_training_extra():
                           check=True).stdout.strip() == "[]"
 
 
+def setup_arguments() -> list[list[str]]:
+    """The arguments of each ``birdd setup`` of the doc, in order, install.sh's first (it hands them on)."""
+    (install,) = (shlex.split(c)[3:] for c in commands() if c.startswith("sudo sh birdd/install.sh "))
+    return [install, *(birdd_args(c)[1:] for c in commands()
+                       if c.startswith(RUN_HERE) and "birdd " in c and birdd_args(c)[0] == "setup")]
+
+
+def test_install_sh_hands_its_arguments_to_birdd_setup():
+    script = (ROOT / "install.sh").read_text()
+    assert subprocess.run(["sh", "-n", str(ROOT / "install.sh")]).returncode == 0
+    assert script.rstrip().endswith('exec "$VENV/bin/birdd" setup "$@"')
+    apt = set(re.search(r'APT_PACKAGES="(.*?)"', script).group(1).replace("$BROKER", "mosquitto").split())
+    makefile = re.search(r"APT_PACKAGES\s*:=(.*)", (ROOT / "Makefile").read_text()).group(1).split()
+    assert apt - set(makefile) == {"python3", "python3-venv", "ca-certificates"}  # what make test runs with
+
+
+def test_the_one_command(range_filter, tmp_path):
+    """The doc's setup commands under a root folder: install (BirdNET's model made), a dry run, uninstall."""
+    root = tmp_path / "root"
+    runs = setup_arguments()
+    assert [args[0] for args in runs[1:]] == ["--lat", "--uninstall"] and "--dry-run" in runs[1]
+    for args in runs:
+        before = sorted(root.rglob("*")) if root.exists() else []
+        proc = subprocess.run([BIRDD, "setup", *args, "--root", str(root), "--skip-checks"], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, f"birdd setup {shlex.join(args)}: {proc.stderr}"
+        if "--dry-run" in args:
+            assert sorted(root.rglob("*")) == before and "would update" in proc.stdout, proc.stdout
+        elif "--uninstall" not in args:
+            assert "make the all-classes BirdNET model" in proc.stdout
+            assert load_config(root / "etc/birdd/config.toml").station.name == "garden"
+            assert (root / "var/lib/private/birdd/model/manifest.json").is_file()
+    assert not root.exists()
+
+
 def test_the_five_minutes(range_filter, tmp_path, mosquitto):
     model = tmp_path / "model"
-    for command in (c for c in commands() if c.startswith(RUN_HERE) and "birdd " in c):
+    for command in (c for c in commands() if c.startswith(RUN_HERE) and "birdd " in c
+                    and birdd_args(c)[0] != "setup"):
         args = [str(model) if a == "/var/lib/private/birdd/model" else a for a in birdd_args(command)]
         args = [str(tmp_path / "species.txt") if a == "/etc/birdd/species.txt" else a for a in args]
         proc = subprocess.run([BIRDD, *args], capture_output=True, text=True, timeout=300)
