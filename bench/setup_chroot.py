@@ -55,6 +55,7 @@ pcm.birdfile {
     format "raw"
 }
 """
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 POLICY_RC = "#!/bin/sh\n# no daemon starts while packages are installed in the chroot\nexit 101\n"
 
 
@@ -198,6 +199,8 @@ def main() -> None:
     try:
         chroot.mount()
         shutil.copy("/etc/resolv.conf", chroot.path("/etc/resolv.conf"))
+        # this machine's TLS trust too: its network may reach PyPI through a proxy whose CA only the host knows
+        shutil.copy(HOST_CA, chroot.path("/root/host-ca.crt"))
         chroot.path("/usr/sbin/policy-rc.d").write_text(POLICY_RC)
         chroot.path("/usr/sbin/policy-rc.d").chmod(0o755)
         inbox = chroot.path("/root/birdd")
@@ -210,9 +213,9 @@ def main() -> None:
 
         port = free_port()
         install = chroot.argv("sh", "/root/birdd/install.sh", *STATION, "--broker", f"127.0.0.1:{port}",
-                              env={"BIRDD_PACKAGE": f"/root/birdd/{wheel.name}"})
+                              env={"BIRDD_PACKAGE": f"/root/birdd/{wheel.name}", "PIP_CERT": "/root/host-ca.crt"})
         # the broker must answer setup's check: Debian's mosquitto, installed by the first part of install.sh
-        steps.run("install.sh: Debian packages", chroot.argv(
+        steps.run("mosquitto first (no systemd starts it in a chroot)", chroot.argv(
             "sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
             "--no-install-recommends mosquitto"))
         broker = subprocess.Popen(chroot.argv("mosquitto", "-p", str(port)), stdout=subprocess.DEVNULL,

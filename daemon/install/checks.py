@@ -26,7 +26,7 @@ STREAM_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 def _reason(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, socket.timeout | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return f"no answer within {TIMEOUT_S:g} s"
     if isinstance(exc, socket.gaierror):
         return "unknown host"

@@ -7,6 +7,7 @@ the project). The text is stable for the same settings, so a second run finds no
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, fields
 
 from daemon.config import AudioConfig
@@ -37,7 +38,7 @@ class Station:
 
     @property
     def page_address(self) -> str:
-        host = "<this host's address>" if self.web_bind in ("0.0.0.0", "::") else self.web_bind
+        host = socket.gethostname() if self.web_bind in ("0.0.0.0", "::") else self.web_bind
         return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}/"
 
 
