@@ -4,9 +4,7 @@ detections around the voice are dropped, the others kept, and no clip or archive
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 from daemon_process import Daemon, write_config
