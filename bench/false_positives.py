@@ -16,7 +16,7 @@ A detection (confidence >= --threshold) is true when its species (matched to the
 labelled in its window, else false. Per hour of audio: false detections; on clean audio also the true detections
 a filter loses. CPU of the Silero VAD per audio second is reported too.
 
-usage: python bench/false_positives.py [--data ../shared/bench206] [--bundle out/birdnet-all] [--files 8]
+usage: python bench/false_positives.py [--data ../shared/bench206] [--bundle out/birdnet-all] [--files 20]
 """
 
 from __future__ import annotations
@@ -35,18 +35,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon.config import DetectionConfig, FiltersConfig  # noqa: E402
-from daemon.constants import BLOCK_SAMPLES, SAMPLE_RATE  # noqa: E402
-from daemon.filters.chain import build_filters  # noqa: E402
-from daemon.filters.stats import FilterStats  # noqa: E402
-from daemon.model.labels import normalise_name  # noqa: E402
-from daemon.model.loader import Model, load_model  # noqa: E402
-from daemon.model.windows import WindowGrid  # noqa: E402
-from daemon.pipeline.detection import StreamClock  # noqa: E402
-from daemon.pipeline.policy import DetectionMaker  # noqa: E402
-from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult  # noqa: E402
+from daemon.config import DetectionConfig, FiltersConfig
+from daemon.constants import BLOCK_SAMPLES, SAMPLE_RATE
+from daemon.filters.chain import build_filters
+from daemon.filters.mask import PrivacyMask
+from daemon.filters.stats import FilterStats
+from daemon.model.labels import normalise_name
+from daemon.model.loader import Model, load_model
+from daemon.model.windows import WindowGrid
+from daemon.pipeline.detection import StreamClock
+from daemon.pipeline.policy import DetectionMaker
+from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
 
 SENTENCES = [
     ("en", "Good morning. Could you bring the ladder over here, we need to fix the gate before the rain comes."),
@@ -58,11 +57,12 @@ SENTENCES = [
 ]
 FILTERS = {
     "off": FiltersConfig(),
-    "privacy (human classes)": FiltersConfig(privacy=True),
-    "privacy (VAD)": FiltersConfig(privacy=True, privacy_detector="vad", privacy_threshold=0.5),
+    "privacy, human classes": FiltersConfig(privacy=True, privacy_detector="classes"),
+    "privacy, VAD": FiltersConfig(privacy=True, privacy_detector="vad"),
+    "privacy, both (auto)": FiltersConfig(privacy=True),
     "noise": FiltersConfig(noise=True),
     "confirm": FiltersConfig(confirm=True),
-    "all (classes)": FiltersConfig(privacy=True, noise=True, confirm=True),
+    "all three": FiltersConfig(privacy=True, noise=True, confirm=True),
 }
 CONDITIONS = ("clean", "speech", "white", "pink", "engine")
 
@@ -129,9 +129,9 @@ def detect(maker: DetectionMaker, results: list[WindowResult]) -> list[WindowRes
 
 
 def filtered(config: FiltersConfig, model: Model, results: list[WindowResult], audio: np.ndarray,
-             stats: FilterStats) -> list[WindowResult]:
+             mask: PrivacyMask) -> list[WindowResult]:
     """The daemon's order: each block heard, then the windows it completes pushed; flushed at the end."""
-    chain = build_filters(config, model.species, StreamClock(0.0), stats, None)
+    chain = build_filters(config, model.species, StreamClock(0.0), FilterStats(), mask)
     if chain is None:
         return results
     out, pending = [], list(results)
@@ -164,7 +164,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
     parser.add_argument("--bundle", type=Path, default=Path("out/birdnet-all"))
-    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -179,6 +179,7 @@ def main() -> int:
         sentences = render_sentences(Path(tmp))
     maker = DetectionMaker(DetectionConfig(threshold=args.threshold), "bench", model, StreamClock(0.0))
     counts = {(c, f): [0, 0] for c in CONDITIONS for f in FILTERS}  # (true, false)
+    masked = {(c, f): 0 for c in CONDITIONS for f in FILTERS}  # samples no clip or archive would keep
     seconds = 0.0
     vad_cpu = vad_audio = 0.0
     started = time.perf_counter()
@@ -191,8 +192,10 @@ def main() -> int:
             results = detect(maker, score(model, mixed, path.stem))
             for label, config in FILTERS.items():
                 cpu = time.process_time()
-                kept = filtered(config, model, results, mixed, FilterStats())
-                if label == "privacy (VAD)":
+                mask = PrivacyMask()
+                kept = filtered(config, model, results, mixed, mask)
+                masked[name, label] += mask.silence(0, np.ones(mixed.size, np.float32)) if config.privacy else 0
+                if label == "privacy, VAD":
                     vad_cpu, vad_audio = vad_cpu + time.process_time() - cpu, vad_audio + mixed.size / SAMPLE_RATE
                 for result in kept:
                     window = labels.get((path.stem, round(result.end_sample / SAMPLE_RATE)), set())
@@ -205,10 +208,17 @@ def main() -> int:
     print("| filters | " + " | ".join(f"false/h {c}" for c in CONDITIONS) + " | true/h clean | lost on clean |")
     print("|---" * (len(CONDITIONS) + 3) + "|")
     for label in FILTERS:
-        true_clean = counts["clean", label][0]
-        lost = 1 - true_clean / max(counts["clean", "off"][0], 1)
+        true_clean, true_off = counts["clean", label][0], counts["clean", "off"][0]
+        lost = f"{100 * (1 - true_clean / true_off):.1f} %" if true_off else "n/a"
         cells = [f"{counts[c, label][1] / hours:.0f}" for c in CONDITIONS]
-        print(f"| {label} | " + " | ".join(cells) + f" | {true_clean / hours:.0f} | {100 * lost:.1f} % |")
+        print(f"| {label} | " + " | ".join(cells) + f" | {true_clean / hours:.0f} | {lost} |")
+    print("\naudio no clip or archive would keep (privacy mask), share of each condition:\n")
+    print("| filters | " + " | ".join(CONDITIONS) + " |")
+    print("|---" * (len(CONDITIONS) + 1) + "|")
+    for label, config in FILTERS.items():
+        if config.privacy:
+            cells = [f"{100 * masked[c, label] / (seconds * SAMPLE_RATE):.1f} %" for c in CONDITIONS]
+            print(f"| {label} | " + " | ".join(cells) + " |")
     print(f"\nSilero VAD (with the filter chain): {100 * vad_cpu / max(vad_audio, 1e-9):.2f} % of one core per audio "
           f"second; whole run {time.perf_counter() - started:.0f} s")
     return 0

@@ -34,7 +34,7 @@ MAX_DELAY_S = 86_400
 MAX_THREADS = 64
 MINUTES_PER_HOUR = 60
 WEB_AUTH_MODES = ("none", "token", "basic")
-PRIVACY_DETECTORS = ("auto", "classes", "vad")
+PRIVACY_DETECTORS = ("auto", "classes", "vad", "both")
 """``filters.privacy_detector`` values"""
 QUIET_MODES = ("detections", "audio")
 """``filters.quiet_mode`` values"""
@@ -115,12 +115,15 @@ class FiltersConfig:
     privacy: bool = False
     """drop the detections heard near a human voice and keep no clip or archive audio of the voice"""
     privacy_detector: str = "auto"
-    """"classes" (the bundle's human classes, BirdNET's), "vad" (Silero voice-activity detector on the audio) or
-    "auto" (classes when the bundle has them, else vad)"""
+    """"classes" (the bundle's human classes, BirdNET's), "vad" (Silero voice-activity detector on the audio),
+    "both" (either hears a voice) or "auto" (both when the bundle has human classes and the VAD is installed, else
+    the one there is)"""
     privacy_classes: list[str] = field(default_factory=lambda: ["human_vocal", "human_non_vocal", "human_whistle"])
     """the bundle's classes that mean a person is heard (codes or names; those not in the bundle are ignored)"""
     privacy_threshold: float = 0.1
-    """score (0..1) of a human class, or speech probability of the VAD, at which a voice is heard"""
+    """score (0..1) of a human class at which a voice is heard"""
+    privacy_vad_threshold: float = 0.5
+    """speech probability (0..1) of the VAD at which a voice is heard"""
     privacy_margin_s: float = 3.0
     """detections and audio within this many seconds of a voice are dropped too (seconds)"""
     noise: bool = False
@@ -470,8 +473,8 @@ def _check_values(config: Config) -> None:
 
 def _check_filters(filters: FiltersConfig, require: Callable[[bool, str, str], None]) -> None:
     require(filters.privacy_detector in PRIVACY_DETECTORS, "filters.privacy_detector",
-            'expected "auto", "classes" or "vad"')
-    for key in ("privacy_threshold", "noise_threshold", "confirm_high_confidence"):
+            'expected "auto", "classes", "vad" or "both"')
+    for key in ("privacy_threshold", "privacy_vad_threshold", "noise_threshold", "confirm_high_confidence"):
         require(0.0 <= getattr(filters, key) <= 1.0, f"filters.{key}", "must be within 0..1")
     for key in ("privacy_margin_s", "noise_margin_s"):
         require(0.0 <= getattr(filters, key) <= MAX_FILTER_MARGIN_S, f"filters.{key}",

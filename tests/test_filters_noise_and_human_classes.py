@@ -37,7 +37,8 @@ def test_only_the_listed_species_are_dropped_and_they_stay_dropped_while_remembe
 
 def test_human_classes_drop_detections_near_the_voice_and_mask_its_audio():
     stats, mask = FilterStats(), PrivacyMask()
-    chain = build_filters(FiltersConfig(privacy=True, privacy_threshold=0.1, privacy_margin_s=2.0), SPECIES,
+    chain = build_filters(FiltersConfig(privacy=True, privacy_detector="classes", privacy_threshold=0.1,
+                                        privacy_margin_s=2.0), SPECIES,
                           StreamClock(0.0), stats, mask)
     assert chain.privacy_detector == "classes"
     results = windows([BIRDS, BIRDS, BIRDS | {"human_vocal": 0.15}, BIRDS, BIRDS])

@@ -22,13 +22,16 @@ from daemon.filters.mask import PrivacyMask
 from daemon.filters.quiet import QuietHours
 from daemon.filters.spans import SpanFilter
 from daemon.filters.stats import FilterStats
-from daemon.filters.voice import SileroVoice
+from daemon.filters.voice import SileroVoice, vad_installed
 from daemon.model.loader import Species
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.scoring import AudioBlock, WindowResult
 from daemon.pipeline.species_list import species_index
 
 log = logging.getLogger(__name__)
+
+NEVER = 2**62
+"""the stream sample a detector that is not in use has judged up to"""
 
 
 def _columns(key: str, entries: list[str], species: list[Species]) -> np.ndarray:
@@ -84,14 +87,19 @@ class FilterChain:
         self._privacy_columns = np.zeros(0, np.int64)
         self._voice: SileroVoice | None = None
         self._privacy: SpanFilter | None = None
+        self._decided = {"classes": NEVER, "vad": NEVER}  # how far each privacy detector has judged the stream
         if config.privacy:
-            self._privacy_columns = _columns("filters.privacy_classes", config.privacy_classes, species)
-            if config.privacy_detector == "classes" and not self._privacy_columns.size:
-                raise ConfigError("filters.privacy_detector: \"classes\", but none of filters.privacy_classes is "
-                                  "in the model (use \"vad\" or \"auto\")")
-            if config.privacy_detector == "vad" or not self._privacy_columns.size:
-                self._privacy_columns = np.zeros(0, np.int64)
-                self._voice = SileroVoice(config.privacy_threshold, threads)
+            columns = _columns("filters.privacy_classes", config.privacy_classes, species)
+            detector = config.privacy_detector
+            if detector == "auto":
+                detector = "both" if columns.size and vad_installed() else ("classes" if columns.size else "vad")
+            if detector in ("classes", "both") and not columns.size:
+                raise ConfigError(f'filters.privacy_detector: "{detector}", but none of filters.privacy_classes '
+                                  'is in the model (use "vad" or "auto")')
+            if detector in ("classes", "both"):
+                self._privacy_columns, self._decided["classes"] = columns, 0
+            if detector in ("vad", "both"):
+                self._voice, self._decided["vad"] = SileroVoice(config.privacy_vad_threshold, threads), 0
             self._privacy = SpanFilter(round(config.privacy_margin_s * SAMPLE_RATE),
                                        on_drop=self._count("privacy_dropped"))
         self._privacy_threshold = config.privacy_threshold
@@ -103,8 +111,9 @@ class FilterChain:
 
     @property
     def privacy_detector(self) -> str:
-        """"classes", "vad" or "" (privacy off)."""
-        return "" if self._privacy is None else ("vad" if self._voice is not None else "classes")
+        """"classes", "vad", "both" or "" (privacy off)."""
+        judged = [name for name, sample in self._decided.items() if sample != NEVER]
+        return "both" if len(judged) == 2 else "".join(judged)
 
     def _count(self, name: str) -> Callable[[int], None]:
         def add(n: int) -> None:
@@ -118,12 +127,11 @@ class FilterChain:
             self.stats.quiet_audio_s += block.samples.size / SAMPLE_RATE
             if self._quiet_audio and self._mask is not None:
                 self._mask.add(block.start_sample, block.end_sample)
-        if self._voice is not None and self._privacy is not None:
+        if self._voice is not None:
             for start, end in self._voice.push(block.start_sample, block.samples):
                 self.stats.privacy_voices += 1
                 self._mask_span(self._privacy.evidence(start, end))
-            self._privacy.decide(self._voice.judged_until)
-            self._decide_mask(self._privacy.decided_until)
+            self._judged("vad", self._voice.judged_until)
         elif self._privacy is None:
             self._decide_mask(block.end_sample)
 
@@ -152,12 +160,18 @@ class FilterChain:
                 self.stats.noise_windows += 1
                 self._noise.evidence(result.start_sample, result.end_sample)
             self._noise.decide(result.start_sample)
-        if self._privacy is not None and self._voice is None:
+        if self._privacy_columns.size:
             if result.scores[self._privacy_columns].max() >= self._privacy_threshold:
                 self.stats.privacy_voices += 1
                 self._mask_span(self._privacy.evidence(result.start_sample, result.end_sample))
-            self._privacy.decide(result.start_sample)
-            self._decide_mask(self._privacy.decided_until)
+            self._judged("classes", result.start_sample)
+
+    def _judged(self, detector: str, sample: int) -> None:
+        """``detector`` will find no voice starting before ``sample`` any more: so far the privacy filter is decided
+        (as far as the slower of its detectors)."""
+        self._decided[detector] = max(self._decided[detector], sample)
+        self._privacy.decide(min(self._decided.values()))
+        self._decide_mask(self._privacy.decided_until)
 
     def _quiet_filtered(self, result: WindowResult) -> WindowResult:
         if not result.detections or self._quiet_audio or not self._quiet \

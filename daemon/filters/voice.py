@@ -26,6 +26,11 @@ STEP = FRAME * SAMPLE_RATE // VAD_RATE
 """stream samples per frame"""
 
 
+def vad_installed() -> bool:
+    """Are onnxruntime and the silero-vad wheel there?"""
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("silero_vad") is not None
+
+
 def silero_model_path() -> Path:
     """The ONNX model inside the installed silero-vad wheel (found without importing it: that would import torch)."""
     spec = importlib.util.find_spec("silero_vad")
