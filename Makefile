@@ -4,7 +4,7 @@
 VENV        ?= .venv
 PYTHON      ?= python3
 BIRDD       := $(VENV)/bin/birdd
-APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver
+APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver espeak-ng
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DATA        ?= ../shared/bench206
 OUT         ?= out
@@ -24,7 +24,8 @@ apt:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,dev]'
+	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,vad,dev]'
+	$(VENV)/bin/pip install -q --no-deps 'silero-vad>=5,<7'  # only its model file is read: not its torch
 	$(VENV)/bin/pip uninstall -q -y python-daemon 2>/dev/null || true
 	touch $@
 

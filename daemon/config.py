@@ -12,6 +12,8 @@ import re
 import tomllib
 import types
 import typing
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,16 @@ MAX_DELAY_S = 86_400
 MAX_THREADS = 64
 MINUTES_PER_HOUR = 60
 WEB_AUTH_MODES = ("none", "token", "basic")
+PRIVACY_DETECTORS = ("auto", "classes", "vad", "both")
+"""``filters.privacy_detector`` values"""
+QUIET_MODES = ("detections", "audio")
+"""``filters.quiet_mode`` values"""
+MAX_FILTER_MARGIN_S = 30.0
+"""upper bound of the filters' margins and of ``filters.confirm_within_s``: results are held that long at most"""
+MAX_REMEMBER_S = 3600.0
+"""upper bound of ``filters.noise_remember_s``"""
+QUIET_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+"""a ``filters.quiet_hours`` entry: ``HH:MM-HH:MM`` (local time; may run past midnight; ``24:00`` ends a day)"""
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,55 @@ class DetectionConfig:
     (docs/stations.md)"""
     range_threshold: float = 0.03
     """range model occurrence score a species needs to be expected (0..1; BirdNET-Analyzer's sf_thresh)"""
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """False-positive controls and quiet hours (docs/filters.md); one table, so a source can override it whole."""
+
+    privacy: bool = False
+    """drop the detections heard near a human voice and keep no clip or archive audio of the voice"""
+    privacy_detector: str = "auto"
+    """"classes" (the bundle's human classes, BirdNET's), "vad" (Silero voice-activity detector on the audio),
+    "both" (either hears a voice) or "auto" (both when the bundle has human classes and the VAD is installed, else
+    the one there is)"""
+    privacy_classes: list[str] = field(default_factory=lambda: ["human_vocal", "human_non_vocal", "human_whistle"])
+    """the bundle's classes that mean a person is heard (codes or names; those not in the bundle are ignored)"""
+    privacy_threshold: float = 0.1
+    """score (0..1) of a human class at which a voice is heard"""
+    privacy_vad_threshold: float = 0.5
+    """speech probability (0..1) of the VAD at which a voice is heard"""
+    privacy_margin_s: float = 3.0
+    """detections and audio within this many seconds of a voice are dropped too (seconds)"""
+    noise: bool = False
+    """drop bird detections in windows where a noise class (dog, siren, engine, ...) is heard, and around them"""
+    noise_classes: list[str] = field(default_factory=lambda: ["dog", "siren", "engine", "gun", "power_tools",
+                                                              "fireworks"])
+    """the bundle's noise classes (codes or names; those not in the bundle are ignored)"""
+    noise_threshold: float = 0.3
+    """score (0..1) at which a noise class is heard"""
+    noise_margin_s: float = 2.0
+    """detections within this many seconds of a noise are dropped too (seconds)"""
+    noise_species: list[str] = field(default_factory=list)
+    """only these species are dropped near a noise (e.g. owls, as BirdNET-Go's dog_bark_filter.csv); [] = all"""
+    noise_remember_s: float = 0.0
+    """after a noise, ``noise_species`` stay dropped this long (seconds; BirdNET-Go's dog-bark filter uses 900)"""
+    confirm: bool = False
+    """a species below ``confirm_high_confidence`` is reported only once heard in ``confirm_windows`` windows"""
+    confirm_windows: int = 2
+    """windows a species must be heard in, within ``confirm_within_s``, to be reported (once, at the first)"""
+    confirm_within_s: float = 15.0
+    """the span those windows must fall in, from the start of the first (seconds)"""
+    confirm_high_confidence: float = 0.8
+    """a detection at or above this confidence (0..1) is reported at once"""
+    confirm_exempt: list[str] = field(default_factory=list)
+    """species reported without confirmation (e.g. a bird that calls once a minute)"""
+    quiet_hours: list[str] = field(default_factory=list)
+    """local time ranges ``"HH:MM-HH:MM"`` (e.g. ["22:00-06:00"]) in which ``quiet_mode`` applies"""
+    quiet_mode: str = "detections"
+    """"detections" (none reported in quiet hours) or "audio" (detections reported, no clips, archive paused)"""
+    quiet_timezone: str = ""
+    """IANA time zone of quiet_hours (e.g. "Europe/Berlin"; "" = the system's local time zone)"""
 
 
 @dataclass(frozen=True)
@@ -242,6 +303,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -371,6 +433,7 @@ def _check_values(config: Config) -> None:
             "detection.range_filter", "needs station.latitude and station.longitude")
     hop = config.detection.window_hop_s
     require(hop == int(hop) and 1 <= hop <= 5, "detection.window_hop_s", "must be a whole number from 1 to 5")
+    _check_filters(config.filters, require)
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
     require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")
     require(bool(config.mqtt.host) or not config.mqtt.enabled, "mqtt.host", "required when mqtt.enabled")
@@ -406,3 +469,27 @@ def _check_values(config: Config) -> None:
     require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")
     require(config.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
             "expected DEBUG, INFO, WARNING or ERROR")
+
+
+def _check_filters(filters: FiltersConfig, require: Callable[[bool, str, str], None]) -> None:
+    require(filters.privacy_detector in PRIVACY_DETECTORS, "filters.privacy_detector",
+            'expected "auto", "classes", "vad" or "both"')
+    for key in ("privacy_threshold", "privacy_vad_threshold", "noise_threshold", "confirm_high_confidence"):
+        require(0.0 <= getattr(filters, key) <= 1.0, f"filters.{key}", "must be within 0..1")
+    for key in ("privacy_margin_s", "noise_margin_s"):
+        require(0.0 <= getattr(filters, key) <= MAX_FILTER_MARGIN_S, f"filters.{key}",
+                f"must be within 0..{MAX_FILTER_MARGIN_S:g}")
+    require(0.0 <= filters.noise_remember_s <= MAX_REMEMBER_S, "filters.noise_remember_s",
+            f"must be within 0..{MAX_REMEMBER_S:g}")
+    require(1 <= filters.confirm_windows <= 60, "filters.confirm_windows", "must be within 1..60")
+    require(5.0 <= filters.confirm_within_s <= MAX_FILTER_MARGIN_S, "filters.confirm_within_s",
+            f"must be within 5..{MAX_FILTER_MARGIN_S:g} (at least one window)")
+    for i, entry in enumerate(filters.quiet_hours):
+        require(bool(QUIET_RANGE.match(entry)), f"filters.quiet_hours[{i}]",
+                f'{entry!r}: expected "HH:MM-HH:MM" (local time, e.g. "22:00-06:00")')
+    require(filters.quiet_mode in QUIET_MODES, "filters.quiet_mode", 'expected "detections" or "audio"')
+    if filters.quiet_timezone:
+        try:
+            zoneinfo.ZoneInfo(filters.quiet_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            require(False, "filters.quiet_timezone", f"{filters.quiet_timezone!r}: unknown time zone")

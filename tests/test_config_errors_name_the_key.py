@@ -13,7 +13,7 @@ from daemon.errors import ConfigError
 
 
 @pytest.mark.parametrize(("table", "message"), [
-    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, mqtt, outbox, "
+    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, filters, mqtt, outbox, "
                    "store, clips, archive, web, metrics, logging)"),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),

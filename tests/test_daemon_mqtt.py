@@ -204,3 +204,28 @@ def test_prometheus_metrics_are_served(mosquitto, run_daemon):
     assert re.search(r"^birdd_windows_total [1-9]", text, re.M)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
+
+
+def test_filter_counters_reach_the_status_and_prometheus(mosquitto, subscribe, run_daemon):
+    """The confirmation rule on: what it confirms, merges and drops is counted on the status topic and as
+    ``birdd_filter_*`` gauges."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sub = subscribe(mosquitto, "birdd/test/status/stats")
+    daemon = run_daemon(mosquitto, loop=True, extra={"metrics": {"port": port},
+                                                     "filters": {"confirm": True, "confirm_high_confidence": 1.0}})
+    stats = sub.wait_for(lambda m: m and m[-1].json()["filters"]["confirm_dropped"] > 0, timeout=30)[-1].json()
+    assert set(stats["filters"]) == {"privacy_voices", "privacy_dropped", "noise_windows", "noise_dropped",
+                                     "confirm_confirmed", "confirm_merged", "confirm_dropped", "quiet_dropped",
+                                     "quiet_audio_s", "audio_withheld_s"}
+    assert stats["filters"]["privacy_dropped"] == stats["filters"]["quiet_dropped"] == 0
+    assert stats["detections"] < stats["windows"]  # most windows' detections were single, unconfirmed ones
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    assert re.search(r"^birdd_filter_confirm_dropped [1-9]", text, re.M)
+    assert "birdd_filter_privacy_dropped 0.0" in text
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0

@@ -54,6 +54,10 @@ class ClipCounters:
     """the detection's row could not be stored at once: its audio was gone by the time it was"""
     failed: int = 0
     """encoding or file-system errors"""
+    skipped_private: int = 0
+    """the window's audio is private (a voice, quiet hours with quiet_mode = "audio"): no clip"""
+    silenced_private: int = 0
+    """clips written with private audio in their margins silenced"""
     not_written_at_stop: int = 0
     """still queued when the daemon stopped"""
     deleted_cap: int = 0

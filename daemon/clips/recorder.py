@@ -32,6 +32,7 @@ from daemon.clips.policy import ClipCounters, DiskPolicy, DiskUsage
 from daemon.clips.spectrogram import render_spectrogram
 from daemon.config import ClipsConfig
 from daemon.constants import SAMPLE_RATE
+from daemon.filters.mask import PrivacyMask
 from daemon.model.features import FrontEndParams
 from daemon.pipeline.detection import Detection
 from daemon.store.writer import ClipFiles, DetectionStore
@@ -59,8 +60,11 @@ class ClipRecorder:
 
     def __init__(self, config: ClipsConfig, store: DetectionStore, ring: RingBuffer, *,
                  on_event: EventCallback | None = None, front_end: FrontEndParams | None = None,
-                 clock: Callable[[], float] = time.time, disk_usage: DiskUsage = shutil.disk_usage) -> None:
+                 clock: Callable[[], float] = time.time, disk_usage: DiskUsage = shutil.disk_usage,
+                 mask: PrivacyMask | None = None) -> None:
         self._config = config
+        self.mask = mask
+        """audio no clip keeps (a voice, quiet hours: docs/filters.md); silenced in every clip"""
         self._store = store
         self._ring = ring
         self._front_end = front_end or FrontEndParams()
@@ -94,8 +98,13 @@ class ClipRecorder:
                  self.directory.root, len(kept) // 2, self.policy.total_bytes / 2**20, len(lost), swept)
         return swept
 
-    def plan(self, detection: Detection, local_date: str, local_time: str) -> ClipFiles | None:
-        """The clip's file names if this detection gets a clip (None: counted by reason)."""
+    def plan(self, detection: Detection, local_date: str, local_time: str,
+             window: tuple[int, int] | None = None) -> ClipFiles | None:
+        """The clip's file names if this detection (of the window ``[start, end)``) gets a clip (None: counted by
+        reason)."""
+        if window is not None and self.mask is not None and self.mask.covers(*window):
+            self.counters.skipped_private += 1
+            return None
         if not self._fault.due():
             self.counters.skipped_unwritable += 1
             return None
@@ -159,6 +168,8 @@ class ClipRecorder:
             self.counters.missed_audio += 1
             log.warning("clips: the audio of %s is no longer in the ring buffer: no clip", job.files.clip)
             return False
+        if self.mask is not None and self.mask.silence(job.first_sample, audio):
+            self.counters.silenced_private += 1
         clip = encode_clip(audio, SAMPLE_RATE, self._config.format)
         window = tuple((sample - job.first_sample) / SAMPLE_RATE for sample in (job.window_start, job.window_end))
         png = render_spectrogram(audio, self._front_end, window)

@@ -110,5 +110,8 @@ class ClipSchedule:
             return
 
     def _ready(self, job: ClipJob, submitted: float) -> bool:
-        return (self._ring.written >= job.last_sample or self._ring.closed
-                or time.monotonic() - submitted > MAX_WAIT_S)
+        if time.monotonic() - submitted > MAX_WAIT_S:
+            return True
+        mask = self.recorder.mask  # the filters decide about a voice a margin later than the ring holds the audio
+        heard = self._ring.written >= job.last_sample or self._ring.closed
+        return heard and (mask is None or mask.decided_until >= min(job.last_sample, self._ring.written))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from daemon.model.loader import Model, Species
 from daemon.model.windows import Stage, WindowGrid, WindowVector
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.policy import DetectionMaker
+
+if TYPE_CHECKING:
+    from daemon.filters.chain import FilterChain
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,16 @@ class PipelineStats:
 
 
 class ScoringPipeline:
-    """A model's stages end to end; plain object, no threads. ``detector`` adds detections to results."""
+    """A model's stages end to end; plain object, no threads. ``detector`` adds detections to results, ``filters``
+    (:mod:`daemon.filters`) hears the audio and filters them (holding results while its evidence needs)."""
 
     def __init__(self, model: Model, grid: WindowGrid, detector: DetectionMaker | None = None,
-                 stats: PipelineStats | None = None) -> None:
+                 stats: PipelineStats | None = None, filters: FilterChain | None = None) -> None:
         self.model = model
         self.grid = grid
         self.stats = stats or PipelineStats()
         self._detector = detector
+        self._filters = filters
         self._encoder: Stage = model.backend.encoder()
         self._pooler: Stage = model.backend.pooler(grid)
         self._source: str | None = None
@@ -113,16 +119,25 @@ class ScoringPipeline:
             units = self._encoder.push(block.samples)
             self.stats.encode_seconds += time.perf_counter() - started
             self.stats.samples += block.samples.size
-            out += self._pool(units)
+            if self._filters is not None:
+                self._filters.hear(block)
+            out += self._finish(self._pool(units), end_of_segment=False)
         return out
 
     def flush(self) -> list[WindowResult]:
         """End the current segment: score its trailing windows; the next block starts a new segment."""
         if self._source is None:
             return []
-        out = self._pool(self._encoder.flush(), end_of_segment=True)
+        out = self._finish(self._pool(self._encoder.flush(), end_of_segment=True), end_of_segment=True)
         self._source = None
         return out
+
+    def _finish(self, results: list[WindowResult], end_of_segment: bool) -> list[WindowResult]:
+        """Results through the filters (those they release), detections counted."""
+        if self._filters is not None:
+            results = self._filters.push(results) + (self._filters.flush() if end_of_segment else [])
+        self.stats.detections += sum(len(r.detections) for r in results)
+        return results
 
     def _pool(self, units: list, end_of_segment: bool = False) -> list[WindowResult]:
         started = time.perf_counter()
@@ -143,6 +158,5 @@ class ScoringPipeline:
             found = self._detector.detect(self._source, start, end, scores) if self._detector else ()
             results.append(WindowResult(self._source, self._segment_start, start, end, scores, self.model.species,
                                         self._read_at, found))
-            self.stats.detections += len(found)
         self.stats.windows += len(results)
         return results

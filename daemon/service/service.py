@@ -25,6 +25,9 @@ from daemon.audio.sources import make_source
 from daemon.config import Config
 from daemon.constants import POLL_S, SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
+from daemon.filters.chain import build_filters, needs_mask
+from daemon.filters.mask import PrivacyMask
+from daemon.filters.stats import FilterStats
 from daemon.lifecycle import Component
 from daemon.model.loader import Model, load_model
 from daemon.model.range_filter import RangeFilter, StationRange
@@ -67,6 +70,9 @@ class Service:
         self.signals = SignalFlags()
         self.clock = StreamClock()
         self.stats = PipelineStats()
+        self.filter_stats = FilterStats()
+        self.mask = PrivacyMask() if needs_mask(config) else None
+        """sample ranges no clip or archive file keeps (docs/filters.md); shared by every pipeline of a reload"""
         self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
         try:
             model = load_model(config.model.path, config.model.threads)
@@ -81,12 +87,14 @@ class Service:
         results: queue.Queue = queue.Queue(QUEUE_ITEMS)
         sink_failures: Counter[str] = Counter()
         self.pipeline = PipelineWorker(self.ring, self.source, model, self._make_pipeline, results)
-        self.status = StatusReport(config, self.ring, self.source, self.stats, self.pipeline, sink_failures, results)
+        self.status = StatusReport(config, self.ring, self.source, self.stats, self.pipeline, sink_failures, results,
+                                   self.filter_stats)
         live = config.audio.source == "mic" or config.audio.realtime
         self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=PublishLatency(self.metrics, live))
                           if config.mqtt.enabled else None)
         self.status.register(self.metrics, self.outbox, self.publisher)
-        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher))
+        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher, self.mask,
+                                       self.filter_stats))
         self.sinks = built.sinks
         self.pipeline.audio_sinks = built.audio_sinks
         self.background = built.background
@@ -103,7 +111,9 @@ class Service:
         station_range = None if self.range_filter is None else StationRange(
             self.range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
         detector = DetectionMaker(detection, station.name, model, self.clock, station_range, self.stats)
-        return ScoringPipeline(model, self.grid, detector, self.stats)
+        filters = build_filters(self.config.filters, model.species, self.clock, self.filter_stats, self.mask,
+                                self.config.model.threads)
+        return ScoringPipeline(model, self.grid, detector, self.stats, filters)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -203,6 +213,7 @@ class Service:
         try:
             model = load_model(self.config.model.path, self.config.model.threads)
             DetectionPolicy(self.config.detection, model.species)
+            build_filters(self.config.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
             if self.publisher:

@@ -6,12 +6,14 @@ import queue
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import AudioSource
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE
+from daemon.filters.stats import FilterStats
 from daemon.pipeline.scoring import PipelineStats
 from daemon.service.metrics import Metrics
 from daemon.service.workers import PipelineWorker
@@ -23,7 +25,8 @@ class StatusReport:
     """Reads the components' counters; called by the MQTT thread (stats) and by metric scrapes."""
 
     def __init__(self, config: Config, ring: RingBuffer, source: AudioSource, stats: PipelineStats,
-                 pipeline: PipelineWorker, sink_failures: Counter[str], results: queue.Queue) -> None:
+                 pipeline: PipelineWorker, sink_failures: Counter[str], results: queue.Queue,
+                 filter_stats: FilterStats | None = None) -> None:
         self._config = config
         self._ring = ring
         self._source = source
@@ -31,6 +34,7 @@ class StatusReport:
         self._pipeline = pipeline
         self._sink_failures = sink_failures
         self._results = results
+        self._filter_stats = filter_stats or FilterStats()
         self._started = time.monotonic()
         self._more: list[Callable[[], dict[str, Any]]] = []
 
@@ -53,6 +57,8 @@ class StatusReport:
             "real_time_factor": round(stats.real_time_factor, 5),
             "queue_depth": self._results.qsize(), "sink_failures": dict(self._sink_failures),
             "model": self._pipeline.model.identity,
+            "filters": {key: round(value, 1) if isinstance(value, float) else value
+                        for key, value in asdict(self._filter_stats).items()},
             **{key: value for key, value in (("latitude", station.latitude), ("longitude", station.longitude))
                if value is not None},
             **{key: value for report in self._more for key, value in report().items()},
@@ -71,3 +77,6 @@ class StatusReport:
                         lambda: float(bool(publisher and publisher.counters().connected)))
         metrics.observe("birdd_real_time_factor", "Processing seconds per audio second",
                         lambda: self._stats.real_time_factor)
+        for key in asdict(self._filter_stats):
+            metrics.observe(f"birdd_filter_{key}", f"Filters: {key.replace('_', ' ')} (docs/filters.md)",
+                            lambda key=key: float(getattr(self._filter_stats, key)))

@@ -12,6 +12,10 @@ from daemon.clips.recorder import ClipRecorder
 from daemon.clips.schedule import ClipSchedule
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
+from daemon.filters.audio_gate import MaskedAudio
+from daemon.filters.chain import filters_delay_s
+from daemon.filters.mask import PrivacyMask
+from daemon.filters.stats import FilterStats
 from daemon.pipeline.detection import StreamClock
 from daemon.sinks.base import AudioSink, BackgroundTask, Sink, WindowSink
 from daemon.sinks.log import LogSink
@@ -33,6 +37,9 @@ class SinkContext:
     ring: RingBuffer
     outbox: Outbox
     publisher: MqttPublisher | None
+    mask: PrivacyMask | None = None
+    """audio no clip or archive file keeps (the filters', docs/filters.md)"""
+    filter_stats: FilterStats = field(default_factory=FilterStats)
 
 
 @dataclass
@@ -52,10 +59,12 @@ class SinkSet:
 
 
 def ring_extra_samples(config: Config) -> int:
-    """Ring capacity the sinks add to ``audio.ring_seconds``: with clips, a window, both margins and slack."""
+    """Ring capacity the sinks add to ``audio.ring_seconds``: with clips, a window, both margins, slack, and the
+    longest the filters hold a window."""
     if not (config.store.enabled and config.clips.enabled):
         return 0
-    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S) * SAMPLE_RATE)
+    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S + filters_delay_s(config.filters))
+                 * SAMPLE_RATE)
 
 
 def make_sinks(context: SinkContext) -> SinkSet:
@@ -72,7 +81,7 @@ def make_sinks(context: SinkContext) -> SinkSet:
         store = DetectionStore(config.store)
         clips = None
         if config.clips.enabled:
-            recorder = ClipRecorder(config.clips, store, context.ring, on_event=on_event)
+            recorder = ClipRecorder(config.clips, store, context.ring, on_event=on_event, mask=context.mask)
             recorder.reconcile()
             clips = ClipSchedule(recorder, context.ring)
             built.background.append(clips)
@@ -87,7 +96,8 @@ def make_sinks(context: SinkContext) -> SinkSet:
     built.sinks.append(LogSink())
     if config.archive.enabled:
         archive = AudioArchive(config.archive, context.clock, on_event)
-        built.audio_sinks.append(archive)
+        built.audio_sinks.append(archive if context.mask is None else MaskedAudio(archive, context.mask,
+                                                                                  context.filter_stats))
         built.background.append(archive)
         built.status.append(archive.status)
     if context.publisher is not None and config.mqtt.publish_windows:

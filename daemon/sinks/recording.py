@@ -96,7 +96,8 @@ class RecordingSink:
             files = None
             if self.clips is not None:
                 try:
-                    files = self.clips.recorder.plan(detection, local_date, local_time)
+                    files = self.clips.recorder.plan(detection, local_date, local_time,
+                                                     (result.start_sample, result.end_sample))
                 except sqlite3.Error as exc:
                     log.warning("clips: cannot consult the store for %s: %s", detection.detection_id, exc)
             self._planned[detection.detection_id] = Planned(self._next_id, files, local_date, local_time,

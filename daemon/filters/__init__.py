@@ -1,0 +1,1 @@
+"""False-positive controls between scores and sinks: privacy, noise, confirmation, quiet hours (docs/filters.md)."""
