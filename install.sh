@@ -19,7 +19,7 @@ fail() { say "error: $*"; exit 1; }
 VENV=${BIRDD_VENV:-/opt/birdd/.venv}
 PACKAGE=${BIRDD_PACKAGE:-$(cd "$(dirname "$0")" && pwd)}
 BROKER=${BIRDD_BROKER_PACKAGE-mosquitto}
-APT_PACKAGES="python3 python3-venv libportaudio2 alsa-utils ca-certificates systemd mosquitto-clients $BROKER"
+APT_PACKAGES="python3 python3-venv libportaudio2 alsa-utils ca-certificates procps systemd mosquitto-clients $BROKER"
 
 [ "$(id -u)" -eq 0 ] || fail "run as root: sudo sh install.sh --lat LAT --lon LON ..."
 command -v apt-get >/dev/null || fail "no apt-get: this script is for Debian and Raspberry Pi OS"

@@ -213,6 +213,7 @@ def main() -> None:
 
         port = free_port()
         install = chroot.argv("sh", "/root/birdd/install.sh", *STATION, "--broker", f"127.0.0.1:{port}",
+                              "--web-port", str(free_port()),
                               env={"BIRDD_PACKAGE": f"/root/birdd/{wheel.name}", "PIP_CERT": "/root/host-ca.crt"})
         # the broker must answer setup's check: Debian's mosquitto, installed by the first part of install.sh
         steps.run("mosquitto first (no systemd starts it in a chroot)", chroot.argv(

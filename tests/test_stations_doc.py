@@ -92,7 +92,7 @@ def test_install_sh_hands_its_arguments_to_birdd_setup():
     assert script.rstrip().endswith('exec "$VENV/bin/birdd" setup "$@"')
     apt = set(re.search(r'APT_PACKAGES="(.*?)"', script).group(1).replace("$BROKER", "mosquitto").split())
     makefile = re.search(r"APT_PACKAGES\s*:=(.*)", (ROOT / "Makefile").read_text()).group(1).split()
-    assert apt - set(makefile) == {"python3", "python3-venv", "ca-certificates"}  # what make test runs with
+    assert apt - set(makefile) == {"python3", "python3-venv", "ca-certificates", "procps"}  # procps: /bin/kill
 
 
 def test_the_one_command(range_filter, tmp_path):
