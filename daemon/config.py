@@ -499,6 +499,8 @@ def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -
     require(re.match(r"^[A-Za-z0-9_-]*$", bw.token) is not None, "birdweather.token",
             "must be the station token (letters, digits, '-' and '_')")
     require(bw.url.startswith(("http://", "https://")), "birdweather.url", "must start with http:// or https://")
+    require(not bw.enabled or (config.store.enabled and config.clips.enabled), "birdweather.enabled",
+            "needs store.enabled and clips.enabled (the soundscape uploaded is the detection's clip)")
     names = set()
     for i, hook in enumerate(config.webhooks):
         key = f"webhooks[{i}]"
