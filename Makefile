@@ -24,7 +24,7 @@ apt:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,dev]'
+	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,dev,notify]'
 	$(VENV)/bin/pip uninstall -q -y python-daemon 2>/dev/null || true
 	touch $@
 
