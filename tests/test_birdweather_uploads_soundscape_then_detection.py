@@ -16,12 +16,14 @@ import soundfile
 from http_receivers import BirdWeatherServer
 
 from daemon.clips.encode import encode_clip
-from daemon.config import BirdWeatherConfig, ClipsConfig, OutboxConfig, StationConfig
+from daemon.config import BirdWeatherConfig, ClipsConfig, OutboxConfig, StationConfig, StoreConfig
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.outbound.birdweather import CLIP_WAIT_S, BirdWeatherTarget
+from daemon.pipeline.detection import Detection
 from daemon.service.delivery import DeliveryWorker
 from daemon.sinks.outbox import Outbox
-from daemon.store.writer import epoch_of
+from daemon.store.schema import open_store
+from daemon.store.writer import ClipFiles, DetectionStore, epoch_of
 
 TOKEN = "Tok3nOfTheStation-xyz"
 MARGIN_S = 1.0
@@ -157,3 +159,16 @@ def test_the_server_rejects_what_the_api_does_not_take():
             urllib.request.urlopen(request, timeout=5)
     finally:
         server.stop()
+
+
+def test_a_clip_the_store_gave_up_is_not_waited_for(tmp_path, server, rng, make_detection):
+    """After a crash the store forgets clips that never landed: BirdWeather goes on at once, not after CLIP_WAIT_S."""
+    store = DetectionStore(StoreConfig(path=str(tmp_path / "detections.sqlite")))
+    lost, _ = store.add(Detection(**make_detection(0)), ClipFiles("d/lost.flac", "d/lost.png"))
+    store.forget_clips([lost])
+    config = BirdWeatherConfig(enabled=True, token=TOKEN, url=server.url, min_confidence=0.0)
+    just_after = epoch_of(make_detection(0)["end"]) + 5.0
+    target = BirdWeatherTarget(config, ClipsConfig(dir=str(tmp_path / "clips")), StationConfig(),
+                               open_store(tmp_path / "detections.sqlite", read_only=True), clock=lambda: just_after)
+    assert target.send(make_detection(0) | {"id": lost, "clip": "d/lost.flac"}) is False
+    store.close()

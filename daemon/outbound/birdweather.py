@@ -8,7 +8,9 @@ API v1 with the station token in the path (``https://app.birdweather.com/api/v1`
    soundscapeEndTime, commonName, scientificName, algorithm, confidence`` (start and end: seconds into the
    soundscape); the answer is 201.
 
-The soundscape is the clip the detection store keeps (``clips.dir``; an Ogg clip is re-encoded to FLAC). A
+The soundscape is the clip the detection store keeps (``clips.dir``; an Ogg clip is re-encoded to FLAC): a clip
+still being written is waited for (up to :data:`CLIP_WAIT_S`); a detection whose clip the store gave up or never
+had is passed over (counted in ``no_clip``). A
 soundscape once uploaded is remembered for its detection, so a retry after a failed detection POST does not
 upload it twice. The token is never logged: it is in every URL, and no message here carries a URL.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,13 +77,14 @@ class BirdWeatherTarget:
 
     name = "birdweather"
 
-    def __init__(self, config: BirdWeatherConfig, clips: ClipsConfig, station: StationConfig, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: BirdWeatherConfig, clips: ClipsConfig, station: StationConfig,
+                 store: sqlite3.Connection | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._base = f"{config.url.rstrip('/')}/api/v1/stations/{quote(read_token(config), safe='')}"
         self._clips = Path(clips.dir)
         self._margin_s = clips.margin_s
         self._station = station
+        self._store = store
         self._clock = clock
         self._soundscapes: dict[str, tuple[int, float]] = {}  # detection_id -> (soundscape id, window offset)
         self.no_clip = 0
@@ -118,12 +122,24 @@ class BirdWeatherTarget:
                 return flac_bytes(path), soundfile.info(path).duration
             except (OSError, soundfile.LibsndfileError) as exc:
                 raise RetryLater(f"cannot read the clip {path}: {exc}") from None
-        if path is not None and self._clock() - epoch_of(payload["end"]) < CLIP_WAIT_S:
+        if path is not None and self._clip_may_come(payload.get("id")) and \
+                self._clock() - epoch_of(payload["end"]) < CLIP_WAIT_S:
             raise RetryLater(f"waiting for the clip {path}")
         self.no_clip += 1
         log.info("birdweather: detection %s has no clip (not kept, or clips are off): not uploaded",
                  payload["detection_id"])
         return None
+
+    def _clip_may_come(self, row_id: int | None) -> bool:
+        """False once the detection store says the clip will never be there (given up, evicted, lost in a crash);
+        True while it is planned and not written yet, or when the store cannot tell."""
+        if self._store is None or row_id is None:
+            return True
+        try:
+            row = self._store.execute("SELECT clip, clip_bytes FROM detections WHERE id = ?", (row_id,)).fetchone()
+        except sqlite3.Error:
+            return True
+        return row is None or (row[0] is not None and row[1] == 0)
 
     def _upload_soundscape(self, payload: dict[str, Any], audio: bytes) -> int:
         start = epoch_of(payload["start"]) - self._margin_s  # the clip's first sample (give or take a stream start)

@@ -159,8 +159,9 @@ def make_outbound(config: Config, outbox: Outbox, stats: Callable[[], dict[str, 
     def add(target: Target, retry_max_s: float) -> None:
         built.workers.append(DeliveryWorker(target, outbox, retry_max_s, on_event))
 
-    if config.birdweather.enabled:
-        add(BirdWeatherTarget(config.birdweather, config.clips, config.station), config.birdweather.retry_max_s)
+    if config.birdweather.enabled:  # the config check made sure the store and clips are on
+        add(BirdWeatherTarget(config.birdweather, config.clips, config.station,
+                              open_store(config.store.path, read_only=True)), config.birdweather.retry_max_s)
     for index, hook in enumerate(config.webhooks):
         add(WebhookTarget(hook, index), hook.retry_max_s)
     notes = config.notifications
