@@ -24,7 +24,7 @@ apt:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,vad,dev]'
+	$(VENV)/bin/pip install -q -e '.[train,birdnet,dask,vad,notify,dev]'
 	$(VENV)/bin/pip install -q --no-deps 'silero-vad>=5,<7'  # only its model file is read: not its torch
 	$(VENV)/bin/pip uninstall -q -y python-daemon 2>/dev/null || true
 	touch $@

@@ -44,6 +44,9 @@ MAX_REMEMBER_S = 3600.0
 """upper bound of ``filters.noise_remember_s``"""
 QUIET_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 """a ``filters.quiet_hours`` entry: ``HH:MM-HH:MM`` (local time; may run past midnight; ``24:00`` ends a day)"""
+NEW_SPECIES_SCOPES = ("today", "year", "ever")
+"""``notifications.new_species`` values: first detection of the species in the local day, year, or ever"""
+_CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 @dataclass(frozen=True)
@@ -206,11 +209,80 @@ class MqttConfig:
 @dataclass(frozen=True)
 class OutboxConfig:
     path: str = "/var/lib/birdd/outbox.sqlite"
-    """SQLite file holding detections until the broker acknowledges them"""
+    """SQLite file holding detections until every outbound target (MQTT, BirdWeather, webhooks, notifications) has
+    them"""
     max_rows: int = 100_000
-    """bound on unacknowledged detections; the oldest are dropped (and counted) beyond it"""
+    """bound on detections waiting for a target; the oldest are dropped (and counted, per target) beyond it"""
     max_age_days: float = 30.0
-    """unacknowledged detections older than this are dropped (and counted)"""
+    """detections waiting for a target longer than this are dropped (and counted, per target)"""
+
+
+@dataclass(frozen=True)
+class BirdWeatherConfig:
+    enabled: bool = False
+    """upload detections with their soundscape (FLAC) to BirdWeather (docs/integrations.md)"""
+    token: str = ""
+    """the station token from the BirdWeather station settings ("" = read it from token_file); never logged"""
+    token_file: str = ""
+    """file holding the station token, used when ``token`` is empty"""
+    url: str = "https://app.birdweather.com"
+    """BirdWeather server (the API is under ``/api/v1``)"""
+    min_confidence: float = 0.7
+    """detections below this confidence are not uploaded (0..1)"""
+    algorithm: str = "2p4"
+    """the ``algorithm`` field of every detection (BirdNET-Go sends "2p4", BirdNET 2.4)"""
+    timeout_s: float = 30.0
+    """HTTP timeout of one request (seconds)"""
+    retry_max_s: float = 300.0
+    """cap of the retry back-off while BirdWeather cannot be reached (seconds; the first retry is after 1 s)"""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    name: str = ""
+    """a short name, unique among webhooks (its outbox target is ``webhook:<name>``; keep it once chosen)"""
+    url: str = ""
+    """where each detection is POSTed as JSON (http or https)"""
+    secret_file: str = ""
+    """file holding the HMAC-SHA256 key: then every request carries ``X-Birdd-Signature-256: sha256=<hex>``"""
+    secret_env: str = ""
+    """environment variable holding the HMAC key, used when ``secret_file`` is empty ("" = no signature)"""
+    headers: dict[str, str] = field(default_factory=dict)
+    """extra request headers, e.g. {Authorization = "Bearer ..."}"""
+    min_confidence: float = 0.0
+    """detections below this confidence are not sent (0..1)"""
+    timeout_s: float = 10.0
+    """HTTP timeout of one request (seconds)"""
+    retry_max_s: float = 300.0
+    """cap of the retry back-off while the receiver cannot be reached (seconds; the first retry is after 1 s)"""
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    enabled: bool = False
+    """send notifications through Apprise (ntfy, Telegram, e-mail, Home Assistant, ...; docs/integrations.md)"""
+    urls: list[str] = field(default_factory=list)
+    """Apprise URLs, e.g. ["ntfys://mytopic", "tgram://bottoken/chatid"] (they hold secrets: keep this file private)"""
+    min_confidence: float = 0.7
+    """detections below this confidence never notify (0..1)"""
+    new_species: list[str] = field(default_factory=lambda: ["today"])
+    """notify the first detection of a species in the local "today", this "year" or "ever" (the store's history)"""
+    species: list[str] = field(default_factory=list)
+    """species always notified (codes, scientific or common names)"""
+    quiet_hours: str = ""
+    """local "HH:MM-HH:MM" without detection notifications (e.g. "22:00-06:00"; "" = none); alerts still go"""
+    max_per_hour: int = 20
+    """at most this many detection notifications in any hour (0 = no limit); the rest are counted, not sent"""
+    summary_time: str = ""
+    """local "HH:MM" of a daily summary of the day's species ("" = none)"""
+    silent_hours: float = 0.0
+    """alert when no detection was made for this many hours (0 = off)"""
+    no_audio_minutes: float = 10.0
+    """alert when no audio arrived for this many minutes (0 = off)"""
+    disk_min_free_mb: float = 500.0
+    """alert when the file system of the detection store has less free space (megabytes; 0 = off)"""
+    retry_max_s: float = 300.0
+    """cap of the retry back-off while a notification cannot be sent (seconds; the first retry is after 1 s)"""
 
 
 @dataclass(frozen=True)
@@ -306,6 +378,9 @@ class Config:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    birdweather: BirdWeatherConfig = field(default_factory=BirdWeatherConfig)
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
@@ -345,6 +420,12 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     for key, table in data.items():
         if key not in hints:
             raise ConfigError(f"{_shown(key)}: unknown section (expected one of {', '.join(hints)})")
+        if typing.get_origin(hints[key]) is list:  # [[webhooks]]: an array of tables
+            (item,) = typing.get_args(hints[key])
+            if not (isinstance(table, list) and all(isinstance(t, dict) for t in table)):
+                raise ConfigError(f"{key}: expected an array of tables ([[{key}]])")
+            sections[key] = [_build_section(item, t, f"{key}[{i}]") for i, t in enumerate(table)]
+            continue
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table")
         sections[key] = _build_section(hints[key], table, key)
@@ -446,6 +527,7 @@ def _check_values(config: Config) -> None:
     require(config.mqtt.reconnect_max_s <= MAX_DELAY_S, "mqtt.reconnect_max_s", f"must be <= {MAX_DELAY_S}")
     require(config.outbox.max_rows >= 1, "outbox.max_rows", "must be >= 1")
     require(config.outbox.max_age_days > 0, "outbox.max_age_days", "must be > 0")
+    _check_outbound(config, require)
     require(config.store.max_age_days > 0, "store.max_age_days", "must be > 0")
     require(config.store.max_rows >= 1, "store.max_rows", "must be >= 1")
     require(config.clips.format in CLIP_FORMATS, "clips.format", 'expected "flac" or "ogg"')
@@ -493,3 +575,46 @@ def _check_filters(filters: FiltersConfig, require: Callable[[bool, str, str], N
             zoneinfo.ZoneInfo(filters.quiet_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             require(False, "filters.quiet_timezone", f"{filters.quiet_timezone!r}: unknown time zone")
+def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -> None:
+    """The outbound targets: BirdWeather, webhooks, notifications (docs/integrations.md)."""
+    bw = config.birdweather
+    require(not bw.enabled or bool(bw.token or bw.token_file), "birdweather.token",
+            "required when birdweather.enabled (or birdweather.token_file)")
+    require(re.match(r"^[A-Za-z0-9_-]*$", bw.token) is not None, "birdweather.token",
+            "must be the station token (letters, digits, '-' and '_')")
+    require(bw.url.startswith(("http://", "https://")), "birdweather.url", "must start with http:// or https://")
+    require(not bw.enabled or (config.store.enabled and config.clips.enabled), "birdweather.enabled",
+            "needs store.enabled and clips.enabled (the soundscape uploaded is the detection's clip)")
+    names = set()
+    for i, hook in enumerate(config.webhooks):
+        key = f"webhooks[{i}]"
+        require(re.match(r"^[A-Za-z0-9_.-]+$", hook.name) is not None, f"{key}.name",
+                "required: letters, digits, '.', '-' and '_'")
+        require(hook.name not in names, f"{key}.name", f"{hook.name!r} is used by another webhook")
+        names.add(hook.name)
+        require(hook.url.startswith(("http://", "https://")), f"{key}.url", "must start with http:// or https://")
+        for header, value in hook.headers.items():
+            require(re.match(r"^[!-9;-~]+$", header) is not None and "\n" not in value and "\r" not in value,
+                    f"{key}.headers.{header}", "must be a header name and a one-line value")
+    for prefix, section in (("birdweather", bw), *((f"webhooks[{i}]", h) for i, h in enumerate(config.webhooks)),
+                            ("notifications", config.notifications)):
+        require(0.0 <= section.min_confidence <= 1.0, f"{prefix}.min_confidence", "must be within 0..1")
+        require(1.0 <= section.retry_max_s <= MAX_DELAY_S, f"{prefix}.retry_max_s", f"must be within 1..{MAX_DELAY_S}")
+        if hasattr(section, "timeout_s"):
+            require(0 < section.timeout_s <= MAX_DELAY_S, f"{prefix}.timeout_s", f"must be > 0 and <= {MAX_DELAY_S}")
+    notes = config.notifications
+    require(not notes.enabled or bool(notes.urls), "notifications.urls", "required when notifications.enabled")
+    for scope in notes.new_species:
+        require(scope in NEW_SPECIES_SCOPES, "notifications.new_species", 'expected "today", "year" or "ever"')
+    require(not (notes.enabled and notes.new_species) or config.store.enabled, "notifications.new_species",
+            "needs store.enabled (the detection store is the history it looks in)")
+    quiet = notes.quiet_hours.split("-")
+    require(not notes.quiet_hours or (len(quiet) == 2 and all(_CLOCK_TIME.match(t) for t in quiet)),
+            "notifications.quiet_hours", 'expected "HH:MM-HH:MM" (local time) or ""')
+    require(not notes.summary_time or _CLOCK_TIME.match(notes.summary_time) is not None, "notifications.summary_time",
+            'expected "HH:MM" (local time) or ""')
+    require(not (notes.enabled and notes.summary_time) or config.store.enabled, "notifications.summary_time",
+            "needs store.enabled (the summary reads the detection store)")
+    require(notes.max_per_hour >= 0, "notifications.max_per_hour", "must be >= 0")
+    for key in ("silent_hours", "no_audio_minutes", "disk_min_free_mb"):
+        require(getattr(notes, key) >= 0, f"notifications.{key}", "must be >= 0")

@@ -13,8 +13,17 @@ from daemon.errors import ConfigError
 
 
 @pytest.mark.parametrize(("table", "message"), [
-    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, filters, mqtt, outbox, "
-                   "store, clips, archive, web, metrics, logging)"),
+    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, filters, mqtt, "
+                   "outbox, birdweather, webhooks, notifications, store, clips, archive, web, metrics, logging)"),
+    ({"birdweather": {"enabled": True}}, "birdweather.token: required when birdweather.enabled (or "
+                                         "birdweather.token_file)"),
+    ({"webhooks": {"url": "http://x"}}, "webhooks: expected an array of tables ([[webhooks]])"),
+    ({"webhooks": [{"name": "a", "url": "ftp://x"}]}, "webhooks[0].url: must start with http:// or https://"),
+    ({"webhooks": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]},
+     "webhooks[1].name: 'a' is used by another webhook"),
+    ({"notifications": {"quiet_hours": "22:00"}}, 'notifications.quiet_hours: expected "HH:MM-HH:MM" (local time) '
+                                                  'or ""'),
+    ({"notifications": {"new_species": ["week"]}}, 'notifications.new_species: expected "today", "year" or "ever"'),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"port": "1883"}}, "mqtt.port: expected int, got str"),

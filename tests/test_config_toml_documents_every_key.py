@@ -16,11 +16,19 @@ from daemon.config import Config, load_config
 
 DEFAULT = Path(__file__).resolve().parent.parent / "config.toml"
 KEY_LINE = re.compile(r"^(# )?(\w+) = ")
+ARRAY_OF_TABLES = re.compile(r"^# \[\[(\w+)\]\]")
+"""an array of tables ([[webhooks]]) is shown commented out: by default it has no entry"""
+
+
+def section_class(name: str) -> type:
+    """The dataclass of section ``name`` (the item class of an array of tables)."""
+    hint = typing.get_type_hints(Config)[name]
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
 
 
 def field_docstrings() -> dict[str, dict[str, str]]:
     """``section -> key -> docstring`` read from the source of daemon/config.py."""
-    section_of = {cls.__name__: name for name, cls in typing.get_type_hints(Config).items()}
+    section_of = {section_class(name).__name__: name for name in typing.get_type_hints(Config)}
     tree = ast.parse(Path(daemon.config.__file__).read_text())
     docs: dict[str, dict[str, str]] = {}
     for node in tree.body:
@@ -41,8 +49,9 @@ def documented_keys() -> dict[str, dict[str, tuple[str, bool]]]:
     section, comment = None, []
     for line in DEFAULT.read_text().splitlines():
         key = KEY_LINE.match(line)
-        if line.startswith("["):
-            section, comment = line.strip("[]"), []
+        array = ARRAY_OF_TABLES.match(line)
+        if line.startswith("[") or array:
+            section, comment = array.group(1) if array else line.strip("[]"), []
             sections[section] = {}
         elif key and section is not None:
             sections[section][key.group(2)] = (" ".join(comment), bool(key.group(1)))
@@ -58,7 +67,7 @@ def test_default_config_loads_and_equals_the_code_defaults():
 
 def test_every_section_and_key_is_present_in_order():
     written = documented_keys()
-    expected = {s.name: [f.name for f in dataclasses.fields(typing.get_type_hints(Config)[s.name])]
+    expected = {s.name: [f.name for f in dataclasses.fields(section_class(s.name))]
                 for s in dataclasses.fields(Config)}
     assert list(written) == list(expected)
     for section, keys in expected.items():
@@ -79,4 +88,7 @@ def test_only_keys_without_a_toml_value_are_commented_out():
     for section in dataclasses.fields(Config):
         instance = getattr(Config(), section.name)
         for key, (_, commented) in documented_keys()[section.name].items():
-            assert commented == (getattr(instance, key) is None), f"{section.name}.{key}"
+            if isinstance(instance, list):  # an array of tables: every key of its example is commented out
+                assert commented, f"{section.name}.{key}"
+            else:
+                assert commented == (getattr(instance, key) is None), f"{section.name}.{key}"

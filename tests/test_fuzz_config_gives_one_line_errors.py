@@ -31,7 +31,8 @@ DOCUMENTED = tomllib.loads((Path(__file__).parents[1] / "config.toml").read_text
 NO_MODEL = "/nonexistent/birdd-fuzz-model"
 STATE_DIR = "/var/lib/birdd"
 DEFAULTS = Config()
-STATE_PATHS = [(section.name, key.name) for section in dataclasses.fields(DEFAULTS) if section.name != "model"
+STATE_PATHS = [(section.name, key.name) for section in dataclasses.fields(DEFAULTS)
+               if section.name != "model" and dataclasses.is_dataclass(getattr(DEFAULTS, section.name))
                for key in dataclasses.fields(getattr(DEFAULTS, section.name))
                if str(getattr(getattr(DEFAULTS, section.name), key.name)).startswith(f"{STATE_DIR}/")]
 """(section, key) of every file or directory the daemon writes: each defaults to a place in the state directory

@@ -38,6 +38,12 @@ class Metrics:
         """A gauge whose value is read from ``read()`` at every scrape (ring overruns, outbox backlog, ...)."""
         Gauge(name, doc, registry=self.registry).set_function(read)
 
+    def observe_labelled(self, name: str, doc: str, label: str, reads: dict[str, Callable[[], float]]) -> None:
+        """A gauge with one label; each label value's sample is read from its callable at every scrape."""
+        gauge = Gauge(name, doc, [label], registry=self.registry)
+        for value, read in reads.items():
+            gauge.labels(value).set_function(read)
+
 
 class MetricsSink:
     """Window sink: counts windows and detections, observes read-to-sink latency."""

@@ -37,6 +37,7 @@ from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
 from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
 from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
+from daemon.service.delivery import make_outbound, target_names
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
 from daemon.service.signal_flags import SignalFlags
 from daemon.service.state_dirs import check_writable, state_directories
@@ -80,7 +81,7 @@ class Service:
             raise BundleError(f"model.path: {exc}") from None
         self.range_filter = open_range_filter(config)
         check_writable(state_directories(config))  # before anything is written: one line naming the directory
-        self.outbox = Outbox(config.outbox)
+        self.outbox = Outbox(config.outbox, targets=target_names(config))
         self.metrics = Metrics()
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))
         self.source = make_source(config.audio, self.ring)  # no replay files: an error before the store or the broker
@@ -101,9 +102,14 @@ class Service:
         self.status.extend(built.status)
         self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *built.window_sinks],
                                       sink_failures)
+        outbound = make_outbound(config, self.outbox, self.status, self.publisher.publish_event if self.publisher
+                                 else None)  # delivery threads of BirdWeather, webhooks, notifications
+        self.status.extend([outbound.status])
+        outbound.register(self.metrics)
         self.components: list[Component] = [c for c in (
             MetricsServer(config.metrics, self.metrics), self.publisher,
-            *(BackgroundWorker(task) for task in built.background), self.sink_worker, self.pipeline, self.source)
+            *(BackgroundWorker(task) for task in built.background), self.sink_worker, self.pipeline, self.source,
+            *outbound.components)
             if c is not None]
 
     def _make_pipeline(self, model: Model) -> ScoringPipeline:

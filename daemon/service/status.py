@@ -71,7 +71,8 @@ class StatusReport:
     def register(self, metrics: Metrics, outbox: Outbox, publisher: MqttPublisher | None) -> None:
         """The gauges read at every scrape."""
         metrics.observe("birdd_audio_overruns", "Ring and device overruns", self.overruns)
-        metrics.observe("birdd_outbox_backlog", "Detections awaiting broker acknowledgement", outbox.backlog)
+        metrics.observe("birdd_outbox_backlog", "Detections in the outbox, not yet done for every target",
+                        outbox.backlog)
         metrics.observe("birdd_outbox_dropped", "Detections dropped at the outbox bounds", outbox.dropped)
         metrics.observe("birdd_mqtt_connected", "1 while connected to the broker",
                         lambda: float(bool(publisher and publisher.counters().connected)))

@@ -1,4 +1,13 @@
-"""The durable outbox: detections wait in SQLite until the broker acknowledges them.
+"""The durable outbox: detections wait in SQLite until every outbound target has confirmed them.
+
+Targets (MQTT, BirdWeather, webhooks, notifications; docs/integrations.md): each registered target has its own
+cursor (every ``seq`` at or below it is done for that target) and the set of rows above it it confirmed out of
+order (MQTT has several in flight). A row is done for a target when the target acknowledged it (``ack``), skipped
+it (``ack(skipped=True)``: below its confidence, say) or refused it for good (``refuse``: kept in the ``refused``
+table for inspection). A row is deleted once it is done for every registered target; a target taken out of the
+configuration holds nothing back (put back, it goes on from the rows still kept), and a new target starts with
+the next detection. Each target's delivered, skipped, refused and dropped counts are persisted beside its cursor.
+A version 1 file (one target, the broker) migrates in place: its rows wait for the ``mqtt`` target.
 
 Durability choice (WAL journal): ``put`` commits with ``synchronous=FULL``, so a detection is on
 the card (the WAL is fsynced) before ``put`` returns and before it can be published; a power cut
@@ -8,7 +17,8 @@ the duplicates by ``detection_id``. Reads never write. Detections are rare (a fe
 one fsync per detection and the WAL auto-checkpoint keep SD-card wear low.
 
 Bounds: beyond ``max_rows`` the oldest rows are dropped, and rows older than ``max_age_days``
-are dropped; both are counted in a persisted ``dropped`` counter and logged.
+are dropped; both are counted in a persisted ``dropped`` counter and logged, and counted again for each
+target that had not had the row yet.
 
 Detection ids: the highest ``id`` field (the detection store's row id) of any payload ever committed is kept
 in the ``highest_id`` counter, in the same transaction as the payload, so it is durable before the payload
@@ -26,8 +36,9 @@ Faults: a file that is not a database, or fails ``PRAGMA quick_check``, is moved
 while running (disk full, file system turned read-only, I/O error) keeps the detection in memory, in
 order, under the ``seq`` it will have in the file, up to :data:`HELD_MAX` (beyond it the oldest held are
 dropped and counted). ``pending`` hands held detections out after the file's rows, so the publisher goes on
-publishing while the file takes no write; an acknowledged held detection is forgotten (it never reaches the
-file), and an acknowledgement of a file row that cannot be written is kept. Both are retried with back-off
+publishing while the file takes no write; a held detection done for every target is forgotten (it never reaches
+the file), and an acknowledgement of a file row that cannot be written is kept in memory (the target's cursor).
+Both are retried with back-off
 (:mod:`daemon.write_faults`) at the next ``put`` or ``retry_held`` (the outbox sink calls it at every scored
 window): the unacknowledged held detections are written, oldest first, under their ``seq``. What is still held
 when the outbox closes (not acknowledged by the broker) is lost, and the count logged.
@@ -40,7 +51,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -54,7 +66,12 @@ from daemon.write_faults import EventCallback, FaultEvents, WriteFault, worth_lo
 
 log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_V1 = 1  # one target (the broker): its rows migrate as waiting for DEFAULT_TARGET
+DEFAULT_TARGET = "mqtt"
+"""the target of ``ack``/``pending`` without ``target``, and the one a version 1 file's rows were waiting for"""
+REFUSED_KEPT = 1000
+"""refused rows kept per target for inspection (the oldest go beyond it)"""
 _WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated: checkpoint when the WAL reaches ~4 MB
 _WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # truncate the WAL back to this after a checkpoint
 _SECONDS_PER_DAY = 86_400.0
@@ -74,7 +91,22 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped', 0);
 INSERT OR IGNORE INTO counters (name, value)
     SELECT 'highest_id', COALESCE(MAX(json_extract(payload, '$.id')), 0) FROM outbox
     WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'highest_id');
+CREATE TABLE IF NOT EXISTS targets (
+    name TEXT PRIMARY KEY,
+    cursor INTEGER NOT NULL,                -- every seq <= cursor is done for this target
+    delivered INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS target_acks (   -- rows above the cursor done out of order
+    target TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (target, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refused (       -- rows a target refused for good, for inspection
+    target TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (target, seq)) WITHOUT ROWID;
 """
+_NOT_DONE = "seq > ? AND seq NOT IN (SELECT value FROM json_each(?))"
+"""rows not done for a target: above its cursor and not among its out-of-order acks (a JSON array)"""
 _SALVAGE = ("SELECT MAX(value) FROM counters NOT INDEXED WHERE name = 'highest_id'",
             "SELECT MAX(json_extract(payload, '$.id')) FROM outbox WHERE json_valid(payload) "
             "AND json_type(payload, '$.id') = 'integer'")
@@ -83,6 +115,37 @@ _PLAUSIBLE_ID = 2**53
 """a salvaged id at or above this is damage, not an id (JavaScript clients could not even hold it)"""
 _ID_FIELD = "id"
 """the payload field whose highest value is kept (the detection store's row id; None without a store)"""
+
+
+@dataclass(frozen=True)
+class TargetCounters:
+    """One target's counts: what waits for it now, and what became of its rows since the file was made."""
+
+    backlog: int
+    """rows not done for the target yet (held ones included)"""
+    delivered: int
+    skipped: int
+    """rows the target passed over (below its confidence, ...)"""
+    refused: int
+    """rows the target refused for good (kept in the ``refused`` table)"""
+    dropped: int
+    """rows dropped at the outbox bounds before the target had them"""
+
+
+@dataclass
+class _TargetState:
+    cursor: int
+    acked: set[int] = field(default_factory=set)
+    delivered: int = 0
+    skipped: int = 0
+    refused: int = 0
+    dropped: int = 0
+
+    def done(self, seq: int) -> bool:
+        return seq <= self.cursor or seq in self.acked
+
+    def acked_json(self) -> str:
+        return json.dumps(sorted(self.acked))
 
 
 def salvage_highest_id(path: Path) -> int | None:
@@ -109,16 +172,22 @@ def salvage_highest_id(path: Path) -> int | None:
 
 
 class Outbox:
-    """A thread-safe FIFO of JSON payloads persisted in SQLite, keyed by an increasing ``seq``."""
+    """A thread-safe FIFO of JSON payloads persisted in SQLite, keyed by an increasing ``seq``, with a cursor for
+    each of ``targets`` (none: rows are only kept, up to the bounds)."""
 
-    def __init__(self, config: OutboxConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: OutboxConfig, *, clock: Callable[[], float] = time.time,
+                 targets: Sequence[str] = (DEFAULT_TARGET,)) -> None:
         self._config = config
+        self._target_names = tuple(dict.fromkeys(targets))
+        self._targets: dict[str, _TargetState] = {}
+        self._dirty: set[str] = set()  # targets whose state is not written yet
+        self._deletes: set[int] = set()  # file rows done for every target, not deleted yet
+        self._refusals: list[tuple[str, int, float, str, str]] = []  # not written yet
         self._clock = clock
         self._lock = threading.Lock()
         self._path = Path(config.path)
         self._held: dict[int, str] = {}  # seq -> payload JSON, in seq order; not in the file yet
         self._put_id = 0  # the highest id field of any payload put, held ones (even acknowledged) included
-        self._held_acks: set[int] = set()
         self._held_dropped = 0
         self._fault = WriteFault(f"outbox {self._path}", f"holding detections in memory (at most {HELD_MAX})")
         try:
@@ -154,14 +223,25 @@ class Outbox:
             self._highest_id = self._counter("highest_id")
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             self._last_seq = row[0] if row else 0
+            self._load_targets()
             with self._lock:
                 self._transaction(lambda: self._start(carried), durable=True)
+                self._written()
         except sqlite3.DatabaseError:
             self._conn.close()
             raise
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"outbox.path: cannot use {self._path}: {exc}") from None
+
+    def _load_targets(self) -> None:
+        """Register the configured targets (a new one starts after the last seq) and read their state."""
+        for name in self._target_names:
+            self._conn.execute("INSERT OR IGNORE INTO targets (name, cursor) VALUES (?, ?)", (name, self._last_seq))
+            cursor, *counts = self._conn.execute(
+                "SELECT cursor, delivered, skipped, refused, dropped FROM targets WHERE name = ?", (name,)).fetchone()
+            acked = {seq for (seq,) in self._conn.execute("SELECT seq FROM target_acks WHERE target = ?", (name,))}
+            self._targets[name] = _TargetState(cursor, acked, *counts)
 
     def _counter(self, name: str) -> int:
         return self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
@@ -178,11 +258,16 @@ class Outbox:
         return aside
 
     def _start(self, carried: int) -> None:
-        # Inside the first transaction: the id mark carried over, then the bounds.
+        # Inside the first transaction: the id mark carried over, rows done for every target, then the bounds.
         if carried > self._highest_id:
             self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (carried,))
             self._highest_id = carried
+        if self._targets:
+            low = min(state.cursor for state in self._targets.values())
+            self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq <= ?", (low,)).rowcount
+            self._deletes |= set.intersection(*(state.acked for state in self._targets.values()))
         self._enforce_bounds()
+        self._write_state()
 
     def _configure(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -191,9 +276,12 @@ class Outbox:
         self._conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
         self._conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
+        if version not in (0, _V1, _SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"schema version {version}, expected {_SCHEMA_VERSION}")
         self._conn.executescript(_SCHEMA)
+        if version == _V1:  # every row still in the file waits for the broker
+            self._conn.execute("INSERT OR IGNORE INTO targets (name, cursor) VALUES (?, 0)", (DEFAULT_TARGET,))
+            log.info("outbox %s: migrated to schema version %d (a cursor per target)", self._path, _SCHEMA_VERSION)
         self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def put(self, payload: dict[str, Any]) -> int | None:
@@ -225,41 +313,128 @@ class Outbox:
         with self._lock:
             return len(self._held), self._held_dropped
 
-    def pending(self, limit: int, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
-        """Up to ``limit`` unacknowledged ``(seq, payload)`` with ``seq > after``, in seq order: the file's rows,
-        then the held detections (whose seqs all come after the file's)."""
+    def pending(self, limit: int, after: int = 0, *, target: str = DEFAULT_TARGET) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` ``(seq, payload)`` not done for ``target``, with ``seq > after``, in seq order: the file's
+        rows, then the held detections (whose seqs all come after the file's)."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            ).fetchall()
+            state = self._state(target)
+            start = max(after, state.cursor)
+            rows = self._conn.execute(f"SELECT seq, payload FROM outbox WHERE {_NOT_DONE} ORDER BY seq LIMIT ?",
+                                      (start, state.acked_json(), limit)).fetchall()
             if len(rows) < limit:  # held ones at or before ``after`` are the few in flight: the skip is short
-                rows += islice(((seq, text) for seq, text in self._held.items() if seq > after), limit - len(rows))
+                waiting = ((seq, text) for seq, text in self._held.items() if seq > start and seq not in state.acked)
+                rows += islice(waiting, limit - len(rows))
         return [(seq, json.loads(text)) for seq, text in rows]
 
-    def ack(self, seq: int) -> bool:
-        """Remove the row (or held detection) ``seq`` once the broker has it; False if it was already gone, or if
-        removing the row cannot be written now (then it is removed by a later retry)."""
+    def ack(self, seq: int, *, target: str = DEFAULT_TARGET, skipped: bool = False) -> bool:
+        """``target`` has the row (or held detection) ``seq`` (or passed over it: ``skipped``); once every target
+        has it, it is removed. False if it was already done for ``target`` or gone, or if the change cannot be
+        written now (it is kept and written by a later retry)."""
+        return self._done(seq, target, "skipped" if skipped else "delivered", "")
 
-        def delete() -> bool:
-            removed = self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
-            self._backlog -= removed
-            return removed > 0
+    def refuse(self, seq: int, reason: str, *, target: str = DEFAULT_TARGET) -> bool:
+        """``target`` refused the row ``seq`` for good (``reason``): it is done for that target, and a copy is kept
+        in the ``refused`` table (the last :data:`REFUSED_KEPT` per target). False as for :meth:`ack`."""
+        return self._done(seq, target, "refused", reason)
 
+    def _done(self, seq: int, target: str, outcome: str, reason: str) -> bool:
         with self._lock:
-            if self._held.pop(seq, None) is not None:  # delivered before the file took it: never written
+            state = self._state(target)
+            held = self._held.get(seq)
+            if state.done(seq) or (held is None and not self._has_row(seq)):
+                return False
+            state.acked.add(seq)
+            setattr(state, outcome, getattr(state, outcome) + 1)
+            if outcome == "refused":
+                text = held if held is not None else self._row_text(seq)
+                self._refusals.append((target, seq, self._clock(), reason, text))
+            self._advance(state)
+            self._dirty.add(target)
+            if all(other.done(seq) for other in self._targets.values()):
+                if held is not None:  # delivered before the file took it: never written
+                    del self._held[seq]
+                else:
+                    self._deletes.add(seq)
+            if held is not None:
                 return True
-            if self._fault.error:  # writes fail now: keep it for the next retry
-                self._held_acks.add(seq)
+            if self._fault.error:  # writes fail now: kept for the next retry
                 return False
             try:
-                return self._transaction(delete, durable=False)
+                self._transaction(self._write_state, durable=False)
             except sqlite3.Error as exc:
-                self._held_acks.add(seq)
                 self._fault.failed(exc)
                 return False
+            self._written()
+            return True
+
+    def _state(self, target: str) -> _TargetState:
+        try:
+            return self._targets[target]
+        except KeyError:
+            raise ValueError(f"outbox: no target {target!r} (targets: {', '.join(self._targets) or 'none'})") from None
+
+    def _has_row(self, seq: int) -> bool:
+        return self._conn.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone() is not None
+
+    def _row_text(self, seq: int) -> str:
+        return self._conn.execute("SELECT payload FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
+
+    def _advance(self, state: _TargetState) -> None:
+        """Move the cursor up to just before the first row (in the file or held) not done for the target."""
+        row = self._conn.execute(f"SELECT MIN(seq) FROM outbox WHERE {_NOT_DONE}",
+                                 (state.cursor, state.acked_json())).fetchone()
+        held = (seq for seq in self._held if seq > state.cursor and seq not in state.acked)
+        first = min((seq for seq in (row[0], next(held, None)) if seq is not None), default=None)
+        state.cursor = self._last_seq if first is None else first - 1
+        state.acked = {seq for seq in state.acked if seq > state.cursor}
+
+    def _write_state(self) -> None:
+        """Write the targets' changed cursors and counts, refusals, and delete rows done for every target (inside a
+        transaction; the caller clears what was written with :meth:`_written` once it commits)."""
+        for name in sorted(self._dirty):
+            state = self._targets[name]
+            self._conn.execute("UPDATE targets SET cursor = ?, delivered = ?, skipped = ?, refused = ?, dropped = ? "
+                               "WHERE name = ?", (state.cursor, state.delivered, state.skipped, state.refused,
+                                                  state.dropped, name))
+            self._conn.execute("DELETE FROM target_acks WHERE target = ?", (name,))
+            self._conn.executemany("INSERT INTO target_acks (target, seq) VALUES (?, ?)",
+                                   [(name, seq) for seq in sorted(state.acked)])
+        for refusal in self._refusals:
+            self._conn.execute("INSERT OR REPLACE INTO refused (target, seq, time, reason, payload) "
+                               "VALUES (?, ?, ?, ?, ?)", refusal)
+            self._conn.execute("DELETE FROM refused WHERE target = ?1 AND seq NOT IN "
+                               "(SELECT seq FROM refused WHERE target = ?1 ORDER BY seq DESC LIMIT ?2)",
+                               (refusal[0], REFUSED_KEPT))
+        for seq in sorted(self._deletes):
+            self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+
+    def _written(self) -> None:
+        self._dirty.clear()
+        self._deletes.clear()
+        self._refusals.clear()
+
+    def targets(self) -> tuple[str, ...]:
+        """The registered targets, in the order given."""
+        return tuple(self._targets)
+
+    def target_counters(self, target: str) -> TargetCounters:
+        """``target``'s backlog and counts (one COUNT query)."""
+        with self._lock:
+            state = self._state(target)
+            in_file = self._conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {_NOT_DONE}",
+                                         (state.cursor, state.acked_json())).fetchone()[0]
+            held = sum(1 for seq in self._held if not state.done(seq))
+            return TargetCounters(in_file + held, state.delivered, state.skipped, state.refused, state.dropped)
+
+    def refused_rows(self, target: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """The refused rows kept for ``target``: ``(seq, reason, payload)``, oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT seq, reason, payload FROM refused WHERE target = ? ORDER BY seq",
+                                      (target,)).fetchall()
+        return [(seq, reason, json.loads(text)) for seq, reason, text in rows]
 
     def backlog(self) -> int:
-        """Number of unacknowledged rows."""
+        """Number of rows in the file (not done for every target yet)."""
         with self._lock:
             return self._backlog
 
@@ -283,7 +458,7 @@ class Outbox:
     def close(self) -> None:
         """Write what is held (one last try), close the file (SQLite checkpoints the WAL); safe to call twice."""
         with self._lock:
-            if self._held or self._held_acks or self._fault.error:
+            if self._held or self._dirty or self._fault.error:
                 self._flush_held(force=True)
             if self._held:
                 log.error("outbox %s: %d held detection(s) could not be written before exit, not acknowledged by "
@@ -294,12 +469,10 @@ class Outbox:
         """Write held acks, then held detections oldest first under their seqs, in one durable transaction (the
         lock is held). While writes fail, also with nothing held (all acknowledged): that write tells when the
         file takes writes again."""
-        if not (self._held or self._held_acks or self._fault.error) or (not force and not self._fault.due()):
+        if not (self._held or self._dirty or self._fault.error) or (not force and not self._fault.due()):
             return
 
         def write() -> None:
-            for seq in sorted(self._held_acks):
-                self._backlog -= self._conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
             for seq, text in self._held.items():
                 self._conn.execute("INSERT INTO outbox (seq, created, payload) VALUES (?, ?, ?)",
                                    (seq, self._clock(), text))
@@ -310,16 +483,17 @@ class Outbox:
                 self._conn.execute("UPDATE counters SET value = ? WHERE name = 'highest_id'", (self._put_id,))
                 self._highest_id = self._put_id
             self._enforce_bounds()
+            self._write_state()
 
         try:
             self._transaction(write, durable=True)
         except sqlite3.Error as exc:
             self._fault.failed(exc)
             return
-        self._fault.succeeded(f"{len(self._held)} held detection(s) and {len(self._held_acks)} acknowledgement(s) "
-                              "written")
+        self._fault.succeeded(f"{len(self._held)} held detection(s) and the acknowledgements of "
+                              f"{len(self._dirty)} target(s) written")
         self._held.clear()
-        self._held_acks.clear()
+        self._written()
 
     def _keep_last_seq(self) -> None:
         """Record ``_last_seq`` as AUTOINCREMENT's high mark, so that seqs never go back after a restart."""
@@ -351,26 +525,35 @@ class Outbox:
         return result
 
     def _enforce_bounds(self) -> None:
-        """Drop rows older than max_age_days, then the oldest beyond max_rows; count and log both."""
+        """Drop rows older than max_age_days, then the oldest beyond max_rows; count (also per target) and log both."""
         cutoff = self._clock() - self._config.max_age_days * _SECONDS_PER_DAY
         # Rows are in time order by seq: drop the prefix up to the first young row (one index seek).
         first_young = self._conn.execute(
             "SELECT seq FROM outbox WHERE created >= ? ORDER BY seq LIMIT 1", (cutoff,)
         ).fetchone()
-        limit_seq = first_young[0] if first_young else self._last_seq + 1
-        too_old = self._conn.execute("DELETE FROM outbox WHERE seq < ?", (limit_seq,)).rowcount
-        self._count_dropped(too_old)
+        too_old = self._drop_before(first_young[0] if first_young else self._last_seq + 1)
         if too_old:
             log.warning("outbox %s: dropped %d detection(s) older than max_age_days=%g (%d dropped in total)",
                            self._path, too_old, self._config.max_age_days, self._dropped)
         excess = self._backlog - self._config.max_rows
         if excess > 0:
-            removed = self._conn.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,)
-            ).rowcount
-            self._count_dropped(removed)
+            (last,) = self._conn.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET ?",
+                                         (excess - 1,)).fetchone()
+            removed = self._drop_before(last + 1)
             log.warning("outbox %s: full, dropped the %d oldest detection(s) beyond max_rows=%d "
                            "(%d dropped in total)", self._path, removed, self._config.max_rows, self._dropped)
+
+    def _drop_before(self, limit_seq: int) -> int:
+        """Delete the rows below ``limit_seq``; count them, and for each target those it had not had."""
+        for name, state in self._targets.items():
+            missed = self._conn.execute(f"SELECT COUNT(*) FROM outbox WHERE seq < ? AND {_NOT_DONE}",
+                                        (limit_seq, state.cursor, state.acked_json())).fetchone()[0]
+            if missed:
+                state.dropped += missed
+                self._dirty.add(name)
+        removed = self._conn.execute("DELETE FROM outbox WHERE seq < ?", (limit_seq,)).rowcount
+        self._count_dropped(removed)
+        return removed
 
     def _count_dropped(self, count: int) -> None:
         if count:

@@ -157,3 +157,11 @@ def day_counts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
 def species_count(conn: sqlite3.Connection) -> int:
     """How many distinct species the store holds."""
     return conn.execute("SELECT count(DISTINCT species_code) FROM detections").fetchone()[0]
+
+
+def seen_before(conn: sqlite3.Connection, species_code: str, before_id: int, since_date: str | None) -> bool:
+    """True if the store holds a detection of ``species_code`` with an id below ``before_id`` (stored earlier), on or
+    after the station-local day ``since_date`` (None: ever)."""
+    return conn.execute(
+        "SELECT 1 FROM detections WHERE species_code = ? AND id < ? AND local_date >= ? LIMIT 1",
+        (species_code, before_id, since_date or "")).fetchone() is not None
