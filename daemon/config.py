@@ -96,7 +96,8 @@ class DetectionConfig:
     threshold: float = 0.5
     """minimum confidence (0..1) for a detection"""
     species_thresholds: dict[str, float] = field(default_factory=dict)
-    """per-species overrides of ``threshold``, by species code"""
+    """per-species overrides of ``threshold``, by species code, scientific name or BirdNET label (as BirdNET-Go's
+    species settings)"""
     include: list[str] | str = field(default_factory=list)
     """if not empty, only these species are reported: codes, scientific names or BirdNET labels, or the path of
     a species list file (``birdd species -o``)"""

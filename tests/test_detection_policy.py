@@ -28,3 +28,13 @@ def test_per_species_threshold_include_exclude():
 def test_unknown_species_code_names_the_key():
     with pytest.raises(ConfigError, match=r"detection\.exclude: species code.*zzz"):
         DetectionPolicy(DetectionConfig(exclude=["zzz"]), SPECIES)
+
+
+def test_per_species_thresholds_by_scientific_name_or_birdnet_label():
+    species = [Species("eurbla", "Eurasian Blackbird", "Turdus merula"), Species("sonthr1", "Song Thrush",
+                                                                                  "Turdus philomelos")]
+    config = DetectionConfig(threshold=0.5, species_thresholds={"Turdus merula": 0.9,
+                                                                "Turdus philomelos_Song Thrush": 0.2})
+    policy = DetectionPolicy(config, species)
+    assert policy.thresholds.tolist() == pytest.approx([0.9, 0.2])
+    assert policy.select(np.array([0.8, 0.3], dtype=np.float32)) == [(1, pytest.approx(0.3))]

@@ -3,7 +3,7 @@ wheel) through onnxruntime, as a plain stage. ``pip install 'birdd[vad]'`` and `
 (the wheel's own dependencies, torch, are not needed: only its model file is read).
 
 Audio is resampled to 16 kHz (``soxr``, streaming) and judged in 32-ms frames; a frame whose speech probability
-reaches the threshold is speech. Measured: 0.6 % of one core (bench/false_positives.py, docs/filters.md).
+reaches the threshold is speech. 0.74 % of one core per audio second (bench/vad_choice.py, docs/filters.md).
 """
 
 from __future__ import annotations

@@ -29,14 +29,16 @@ class DetectionPolicy:
     """Which species of a scored window are reported."""
 
     def __init__(self, config: DetectionConfig, species: list[Species]) -> None:
-        codes = [s.code for s in species]
-        known = set(codes)
-        unknown = [c for c in config.species_thresholds if c not in known]
+        self.thresholds = np.full(len(species), config.threshold, dtype=np.float32)
+        unknown = []
+        for entry, value in config.species_thresholds.items():  # by code, scientific name or BirdNET label
+            j = species_index(entry, species)
+            if j is None:
+                unknown.append(entry)
+            else:
+                self.thresholds[j] = value
         if unknown:
-            raise ConfigError(f"detection.species_thresholds: species code(s) not in the model: "
-                              f"{', '.join(unknown[:5])}")
-        self.thresholds = np.array([config.species_thresholds.get(c, config.threshold) for c in codes],
-                                   dtype=np.float32)
+            raise ConfigError(f"detection.species_thresholds: species not in the model: {', '.join(unknown[:5])}")
         allowed = np.array([not s.non_bird for s in species], dtype=bool)
         include = _columns("detection.include", config.include, species)
         if include is not None:
