@@ -20,7 +20,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,17 +52,28 @@ class ClipJob:
     window_start: int
     window_end: int
     last_sample: int
+    source_name: str = ""
+    """the source whose ring holds the audio (its stream's sample indices)"""
+
+
+RingsByName = Mapping[str, RingBuffer]
+"""each source's ring buffer, by source name"""
+
+
+def rings_by_name(rings: RingBuffer | RingsByName) -> RingsByName:
+    """A mapping of the rings; one ring alone serves the detections of no named source ("")."""
+    return {"": rings} if isinstance(rings, RingBuffer) else rings
 
 
 class ClipRecorder:
-    """Plans and writes the clips of one daemon; ``ring`` is the daemon's ring buffer."""
+    """Plans and writes the clips of one daemon; ``rings`` are the sources' ring buffers (or one ring)."""
 
-    def __init__(self, config: ClipsConfig, store: DetectionStore, ring: RingBuffer, *,
+    def __init__(self, config: ClipsConfig, store: DetectionStore, rings: RingBuffer | RingsByName, *,
                  on_event: EventCallback | None = None, front_end: FrontEndParams | None = None,
                  clock: Callable[[], float] = time.time, disk_usage: DiskUsage = shutil.disk_usage) -> None:
         self._config = config
         self._store = store
-        self._ring = ring
+        self.rings = rings_by_name(rings)
         self._front_end = front_end or FrontEndParams()
         self.margin_samples = round(config.margin_s * SAMPLE_RATE)
         self.counters = ClipCounters()
@@ -107,7 +118,7 @@ class ClipRecorder:
             window_end: int) -> ClipJob:
         """The job that writes a planned clip of the window ``[window_start, window_end)`` (stream samples)."""
         return ClipJob(row_id, files, detection.species_code, local_date, max(0, window_start - self.margin_samples),
-                       window_start, window_end, window_end + self.margin_samples)
+                       window_start, window_end, window_end + self.margin_samples, detection.source_name)
 
     def released(self, names: list[str]) -> None:
         """The store's retention deleted rows with these clip files: delete them."""
@@ -177,7 +188,7 @@ class ClipRecorder:
         """The clip's samples (silence where the ring holds none) and whether the whole window was held."""
         audio = np.zeros(job.last_sample - job.first_sample, dtype=np.float32)
         window_held = 0
-        for index, samples in self._ring.copy_past(job.first_sample, job.last_sample):
+        for index, samples in self.rings[job.source_name].copy_past(job.first_sample, job.last_sample):
             audio[index - job.first_sample: index - job.first_sample + samples.size] = samples
             window_held += max(0, min(index + samples.size, job.window_end) - max(index, job.window_start))
         return audio, window_held == job.window_end - job.window_start

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +26,12 @@ CLIP_SLACK_S = 20.0
 
 @dataclass(frozen=True)
 class SinkContext:
-    """What the service shares with sinks: configuration, the stream clock, the ring, the durable path."""
+    """What the service shares with sinks: configuration, the stream clock, each source's ring, the durable path."""
 
     config: Config
     clock: StreamClock
-    ring: RingBuffer
+    rings: Mapping[str, RingBuffer]
+    """each source's ring buffer, by source name (the clips cut a detection's audio from its source's ring)"""
     outbox: Outbox
     publisher: MqttPublisher | None
 
@@ -72,9 +73,9 @@ def make_sinks(context: SinkContext) -> SinkSet:
         store = DetectionStore(config.store)
         clips = None
         if config.clips.enabled:
-            recorder = ClipRecorder(config.clips, store, context.ring, on_event=on_event)
+            recorder = ClipRecorder(config.clips, store, context.rings, on_event=on_event)
             recorder.reconcile()
-            clips = ClipSchedule(recorder, context.ring)
+            clips = ClipSchedule(recorder, context.rings)
             built.background.append(clips)
         recording = RecordingSink(store, clips, on_event, published_id=context.outbox.highest_id)
         built.window_sinks.append(recording)
