@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[str, str], None]
 RESET_AFTER_S = 60.0
 """a source that ran this long before it died restarts after the shortest back-off again (seconds)"""
+RATE_PERIOD_S = 5.0
+"""the period over which the input rate is measured (seconds)"""
 RECEIVING_S = 5.0
 """a source whose ring took no audio for this long is not receiving data (seconds)"""
 
@@ -62,6 +64,9 @@ class SourcePipeline:
         self._started_at = 0.0
         self._restart_at = 0.0
         self._written = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self.samples_per_second = 0.0
+        """samples the ring took per second, over the last :data:`RATE_PERIOD_S` or more"""
         self.source: AudioSource | None = None if isinstance(made, AudioError) else made
         """the running source; None while it is failed and waiting for its restart"""
         if isinstance(made, AudioError):
@@ -98,8 +103,13 @@ class SourcePipeline:
 
     def supervise(self) -> None:
         """Main loop tick: note the audio that came in, report a source that died, restart it when due."""
+        now = time.monotonic()
         if self.ring.written != self._written:
             self._written, self.last_audio = self.ring.written, time.time()
+        marked_at, marked = self._rate_mark
+        if now - marked_at >= RATE_PERIOD_S:
+            self.samples_per_second = (self._written - marked) / (now - marked_at)
+            self._rate_mark = (now, self._written)
         if self.source is not None and self.source.error is not None:
             if time.monotonic() - self._started_at > RESET_AFTER_S:
                 self._backoff.reset()
@@ -119,6 +129,7 @@ class SourcePipeline:
             "state": state, "is_healthy": state == "ok" and receiving, "is_receiving_data": receiving,
             "last_audio": self.last_audio, "restarts": self.restarts, "error": self.error,
             "audio_seconds": round(self.stats.samples / SAMPLE_RATE, 1), "samples": self.ring.written,
+            "samples_per_second": round(self.samples_per_second, 1),
             "gaps": self.stats.gaps, "lost_samples": self.ring.lost_samples,
             "overruns": self.ring.overruns + (status.overruns if status else 0),
             "device_retries": status.retries if status else 0, "skipped_files": status.skipped_files if status else 0,
