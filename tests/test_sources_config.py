@@ -95,3 +95,18 @@ def test_birdd_run_reports_a_bad_source_in_one_line_and_exits_2(tmp_path):
     assert run.stderr.strip().splitlines() == [
         f"birdd: error: {path}: audio.sources[1].name: 'Garden' must be 1 to 32 of a-z, 0-9, '_' and '-', "
         "starting with a letter or digit (it names files, MQTT topics and entities)"]
+
+
+def test_a_source_override_the_model_lacks_is_named_by_the_source(tmp_path, trained_model, synthetic_corpus):
+    soundscape = sorted((synthetic_corpus / "test_soundscapes").glob("*.ogg"))[0]
+    path = tmp_path / "config.toml"
+    path.write_text(f'[model]\npath = "{trained_model}"\n[mqtt]\nenabled = false\n'
+                    f'[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n[store]\npath = "{tmp_path / "d.sqlite"}"\n'
+                    f'[clips]\ndir = "{tmp_path / "clips"}"\n[audio]\nsource = "file"\nfiles = ["{soundscape}"]\n'
+                    '[[audio.sources]]\nname = "garden"\n[[audio.sources]]\nname = "pond"\n'
+                    '[audio.sources.detection]\ninclude = ["nosuch1"]\n')
+    birdd = str(Path(sys.executable).with_name("birdd"))
+    run = subprocess.run([birdd, "run", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"birdd: error: {path}: audio.sources[1].detection.include: species code(s) not in the model: nosuch1")

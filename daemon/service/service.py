@@ -38,7 +38,7 @@ from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
 from daemon.service.signal_flags import SignalFlags
-from daemon.service.source_pipeline import SourcePipeline, make_source_pipelines
+from daemon.service.source_pipeline import SourcePipeline, is_live, make_source_pipelines
 from daemon.service.state_dirs import check_writable, state_directories
 from daemon.service.status import StatusReport
 from daemon.service.workers import QUEUE_ITEMS, SinkWorker
@@ -79,7 +79,7 @@ class Service:
         check_writable(state_directories(config))  # before anything is written: one line naming the directory
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
-        live = any(source.audio.source == "mic" or source.audio.realtime for source in config.source_list)
+        live = any(is_live(source.audio) for source in config.source_list)
         self.publisher = (MqttPublisher(config, self.outbox, lambda: self.status(),
                                         on_acked=PublishLatency(self.metrics, live))
                           if config.mqtt.enabled else None)

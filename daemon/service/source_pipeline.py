@@ -20,14 +20,14 @@ from typing import Any
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import AudioSource, make_source
 from daemon.backoff import Backoff
-from daemon.config import Config, SourceConfig
+from daemon.config import AudioConfig, Config, SourceConfig
 from daemon.constants import SAMPLE_RATE
-from daemon.errors import AudioError
+from daemon.errors import AudioError, ConfigError
 from daemon.model.loader import Model
 from daemon.model.range_filter import RangeFilter, StationRange
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.detection import StreamClock
-from daemon.pipeline.policy import DetectionMaker
+from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
 from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
 from daemon.service.workers import PipelineWorker
 
@@ -40,6 +40,11 @@ RATE_PERIOD_S = 5.0
 """the period over which the input rate is measured (seconds)"""
 RECEIVING_S = 5.0
 """a source whose ring took no audio for this long is not receiving data (seconds)"""
+
+
+def is_live(audio: AudioConfig) -> bool:
+    """Whether a source's stream follows the wall clock (a mic, or files paced at real time)."""
+    return audio.source == "mic" or audio.realtime
 
 
 class SourcePipeline:
@@ -79,8 +84,8 @@ class SourcePipeline:
 
     @property
     def live(self) -> bool:
-        """Whether the source's stream follows the wall clock (a mic, or files paced at real time)."""
-        return self.config.audio.source == "mic" or self.config.audio.realtime
+        """Whether the source's stream follows the wall clock."""
+        return is_live(self.config.audio)
 
     def source_at(self, sample: int) -> str:
         """The input that produced stream sample ``sample`` (for the pipeline worker)."""
@@ -179,6 +184,7 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
         name = f"birdd-pipeline-{pipeline.name}" if several else "birdd-pipeline"
         return PipelineWorker(pipeline.ring, pipeline, model, make_pipeline, results, name=name)
 
+    DetectionPolicy(config.detection, model.species)  # [detection] against the model, named as such
     made: list[tuple[SourceConfig, RingBuffer, AudioSource | AudioError]] = []
     for source in config.source_list:
         ring = RingBuffer(int(source.audio.ring_seconds * SAMPLE_RATE) + ring_extra)
@@ -190,4 +196,10 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
     if len(errors) == len(made):  # nothing would run: an error before the store or the broker, as with one source
         name, error = errors[0]
         raise AudioError(f"source {name}: {error}") if several else error
-    return [SourcePipeline(source, ring, item, worker_for, on_event) for source, ring, item in made]
+    pipelines = []
+    for i, (source, ring, item) in enumerate(made):
+        try:
+            pipelines.append(SourcePipeline(source, ring, item, worker_for, on_event))
+        except ConfigError as exc:  # the source's own include, exclude or species thresholds
+            raise ConfigError(f"audio.sources[{i}].{exc}") from None
+    return pipelines
