@@ -116,12 +116,12 @@ class SourcePipeline:
             self.samples_per_second = (self._written - marked) / (now - marked_at)
             self._rate_mark = (now, self._written)
         if self.source is not None and self.source.error is not None:
-            if time.monotonic() - self._started_at > RESET_AFTER_S:
+            if now - self._started_at > RESET_AFTER_S:
                 self._backoff.reset()
             self._failed(repr(self.source.error))
             self.source = None
-            self._restart_at = time.monotonic() + self._backoff.next_delay()
-        if self.source is None and not self.ring.closed and time.monotonic() >= self._restart_at:
+            self._restart_at = now + self._backoff.next_delay()
+        if self.source is None and not self.ring.closed and now >= self._restart_at:
             self._restart()
 
     def health(self) -> dict[str, Any]:
@@ -143,7 +143,7 @@ class SourcePipeline:
 
     def _failed(self, error: str) -> None:
         self.error = error
-        log.error("source %s failed: %s; the other sources go on, this one is restarted", self.name, error)
+        log.error("source %s failed: %s (made again after its back-off)", self.name, error)
         if self._on_event:
             self._on_event("source_failed", f"{self.name}: {error}")
 
