@@ -14,7 +14,7 @@ import types
 import typing
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,12 @@ QUIET_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$
 NEW_SPECIES_SCOPES = ("today", "year", "ever")
 """``notifications.new_species`` values: first detection of the species in the local day, year, or ever"""
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+DEFAULT_SOURCE_NAME = "default"
+"""the name of the one source of a configuration without ``[[audio.sources]]``"""
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+"""a source name: safe in file names, MQTT topics and Home Assistant ids"""
+SHARED_DETECTION_KEYS = ("window_hop_s", "range_filter")
+"""detection keys a source cannot override: every source shares the window grid and the range model"""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ class AudioConfig:
     """mic: first delay before re-opening a missing or lost device (seconds)"""
     retry_max_s: float = 60.0
     """mic: cap of the exponential back-off (seconds)"""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """several sources in one daemon: ``[[audio.sources]]`` tables, each with a ``name`` and the keys above it
+    overrides, and an optional ``[audio.sources.detection]`` table of [detection] keys it overrides
+    (docs/sources.md); none = one source, named "default", from the keys above"""
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,13 @@ class FiltersConfig:
     """"detections" (none reported in quiet hours) or "audio" (detections reported, no clips, archive paused)"""
     quiet_timezone: str = ""
     """IANA time zone of quiet_hours (e.g. "Europe/Berlin"; "" = the system's local time zone)"""
+class SourceConfig:
+    """One ``[[audio.sources]]`` entry, resolved: its own audio and detection settings, [audio] and [detection]
+    filling in what it does not set."""
+
+    name: str
+    audio: AudioConfig
+    detection: DetectionConfig
 
 
 @dataclass(frozen=True)
@@ -394,6 +411,12 @@ class Config:
         """The MQTT topic prefix in force."""
         return self.mqtt.prefix or f"birdd/{self.station.name}"
 
+    @property
+    def source_list(self) -> list[SourceConfig]:
+        """The sources the daemon runs: the ``[[audio.sources]]``, or one named "default" made of [audio] and
+        [detection]."""
+        return self.audio.sources or [SourceConfig(DEFAULT_SOURCE_NAME, self.audio, self.detection)]
+
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML configuration file."""
@@ -418,6 +441,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from a parsed TOML table."""
     sections = {}
     hints = typing.get_type_hints(Config)
+    source_tables: Any = []
     for key, table in data.items():
         if key not in hints:
             raise ConfigError(f"{_shown(key)}: unknown section (expected one of {', '.join(hints)})")
@@ -429,10 +453,55 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table")
+        if key == "audio":
+            table = dict(table)
+            source_tables = table.pop("sources", [])
         sections[key] = _build_section(hints[key], table, key)
     config = Config(**sections)
+    if source_tables != []:
+        config = replace(config, audio=replace(config.audio, sources=_build_sources(source_tables, config)))
     _check_values(config)
     return config
+
+
+def _build_sources(tables: Any, config: Config) -> list[SourceConfig]:
+    """The ``[[audio.sources]]`` entries, each over [audio] and [detection]; names checked here."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("audio.sources: expected an array of tables ([[audio.sources]])")
+    audio_hints, detection_hints = typing.get_type_hints(AudioConfig), typing.get_type_hints(DetectionConfig)
+    sources: list[SourceConfig] = []
+    seen: dict[str, str] = {}
+    for i, table in enumerate(tables):
+        prefix = f"audio.sources[{i}]"
+        table = dict(table)
+        name = table.pop("name", None)
+        if name is None:
+            raise ConfigError(f"{prefix}.name: required (a name for the source, e.g. \"garden\")")
+        if not isinstance(name, str) or not SOURCE_NAME.match(name):
+            raise ConfigError(f"{prefix}.name: {name!r} must be 1 to 32 of a-z, 0-9, '_' and '-', "
+                              "starting with a letter or digit (it names files, MQTT topics and entities)")
+        if name in seen:
+            raise ConfigError(f"{prefix}.name: {name!r} is already the name of {seen[name]}")
+        seen[name] = prefix
+        overrides = table.pop("detection", {})
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{prefix}.detection: expected a table")
+        audio = {key: _coerce(value, audio_hints[key], f"{prefix}.{key}")
+                 for key, value in table.items() if _known(key, audio_hints, prefix, ("sources",))}
+        detection = {key: _coerce(value, detection_hints[key], f"{prefix}.detection.{key}")
+                     for key, value in overrides.items()
+                     if _known(key, detection_hints, f"{prefix}.detection", SHARED_DETECTION_KEYS)}
+        sources.append(SourceConfig(name, replace(config.audio, **audio), replace(config.detection, **detection)))
+    return sources
+
+
+def _known(key: str, hints: dict[str, Any], prefix: str, refused: tuple[str, ...]) -> bool:
+    """True for a key a source may set; a ConfigError naming it otherwise."""
+    if key in refused:
+        raise ConfigError(f"{prefix}.{key}: cannot be set per source (set it in its section: every source shares it)")
+    if key not in hints:
+        raise ConfigError(f"{prefix}.{_shown(key)}: unknown key")
+    return True
 
 
 def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
@@ -495,22 +564,14 @@ def _check_values(config: Config) -> None:
     for key, value, bound in (("station.latitude", config.station.latitude, 90),
                               ("station.longitude", config.station.longitude, 180)):
         require(value is None or -bound <= value <= bound, key, f"must be within -{bound}..{bound}")
-    require(config.audio.source in ("mic", "file"), "audio.source", 'expected "mic" or "file"')
-    require(config.audio.source != "file" or bool(config.audio.files), "audio.files",
-            'required when audio.source = "file"')
-    require(0 <= config.audio.capture_rate <= MAX_CAPTURE_RATE, "audio.capture_rate",
-            f"must be within 0..{MAX_CAPTURE_RATE}")
-    require(0 < config.audio.block_ms <= MAX_BLOCK_MS, "audio.block_ms", f"must be within 1..{MAX_BLOCK_MS}")
-    require(6 <= config.audio.ring_seconds <= MAX_RING_SECONDS, "audio.ring_seconds",
-            f"must be within 6..{MAX_RING_SECONDS} (more than one window)")
-    require(0 < config.audio.retry_initial_s <= config.audio.retry_max_s, "audio.retry_initial_s",
-            "must be > 0 and <= audio.retry_max_s")
-    require(config.audio.retry_max_s <= MAX_DELAY_S, "audio.retry_max_s", f"must be <= {MAX_DELAY_S}")
+    for i, source in enumerate(config.audio.sources):
+        prefix = f"audio.sources[{i}]"
+        _check_audio(source.audio, prefix, require)
+        _check_detection(source.detection, f"{prefix}.detection", require)
+    if not config.audio.sources:  # with sources, [audio] only gives their defaults
+        _check_audio(config.audio, "audio", require)
     require(1 <= config.model.threads <= MAX_THREADS, "model.threads", f"must be within 1..{MAX_THREADS}")
-    require(0.0 <= config.detection.threshold <= 1.0, "detection.threshold", "must be within 0..1")
-    for code, value in config.detection.species_thresholds.items():
-        require(0.0 <= value <= 1.0, f"detection.species_thresholds.{code}", "must be within 0..1")
-    require(0.0 <= config.detection.range_threshold <= 1.0, "detection.range_threshold", "must be within 0..1")
+    _check_detection(config.detection, "detection", require)
     require(not config.detection.range_filter or None not in (config.station.latitude, config.station.longitude),
             "detection.range_filter", "needs station.latitude and station.longitude")
     hop = config.detection.window_hop_s
@@ -619,3 +680,24 @@ def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -
     require(notes.max_per_hour >= 0, "notifications.max_per_hour", "must be >= 0")
     for key in ("silent_hours", "no_audio_minutes", "disk_min_free_mb"):
         require(getattr(notes, key) >= 0, f"notifications.{key}", "must be >= 0")
+def _check_audio(audio: AudioConfig, prefix: str, require: Callable[[bool, str, str], None]) -> None:
+    """The checks of one source's audio keys, named under ``prefix`` ("audio" or "audio.sources[i]")."""
+    require(audio.source in ("mic", "file"), f"{prefix}.source", 'expected "mic" or "file"')
+    require(audio.source != "file" or bool(audio.files), f"{prefix}.files",
+            f'required when {prefix}.source = "file"')
+    require(0 <= audio.capture_rate <= MAX_CAPTURE_RATE, f"{prefix}.capture_rate",
+            f"must be within 0..{MAX_CAPTURE_RATE}")
+    require(0 < audio.block_ms <= MAX_BLOCK_MS, f"{prefix}.block_ms", f"must be within 1..{MAX_BLOCK_MS}")
+    require(6 <= audio.ring_seconds <= MAX_RING_SECONDS, f"{prefix}.ring_seconds",
+            f"must be within 6..{MAX_RING_SECONDS} (more than one window)")
+    require(0 < audio.retry_initial_s <= audio.retry_max_s, f"{prefix}.retry_initial_s",
+            f"must be > 0 and <= {prefix}.retry_max_s")
+    require(audio.retry_max_s <= MAX_DELAY_S, f"{prefix}.retry_max_s", f"must be <= {MAX_DELAY_S}")
+
+
+def _check_detection(detection: DetectionConfig, prefix: str, require: Callable[[bool, str, str], None]) -> None:
+    """The checks of the detection keys a source may override, named under ``prefix``."""
+    require(0.0 <= detection.threshold <= 1.0, f"{prefix}.threshold", "must be within 0..1")
+    for code, value in detection.species_thresholds.items():
+        require(0.0 <= value <= 1.0, f"{prefix}.species_thresholds.{code}", "must be within 0..1")
+    require(0.0 <= detection.range_threshold <= 1.0, f"{prefix}.range_threshold", "must be within 0..1")

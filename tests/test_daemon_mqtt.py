@@ -16,7 +16,7 @@ from daemon_process import Daemon, write_config
 pytestmark = pytest.mark.integration
 
 PAYLOAD_KEYS = {"detection_id", "station", "source", "start", "end", "species_code", "common_name",
-                "scientific_name", "confidence", "model", "id", "clip"}
+                "scientific_name", "confidence", "model", "id", "clip", "source_name"}
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

@@ -9,7 +9,7 @@ from daemon.sinks.mqtt import MqttPublisher
 from daemon.sinks.outbox import Outbox
 
 DETECTION_FIELDS = {"detection_id", "station", "source", "start", "end", "species_code", "common_name",
-                    "scientific_name", "confidence", "model"}
+                    "scientific_name", "confidence", "model", "source_name"}
 
 
 def test_detections_arrive_in_order_with_the_documented_payload(mosquitto, subscribe, config_table, make_detection):

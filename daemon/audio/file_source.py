@@ -37,9 +37,11 @@ class FileSource(ManagedThread):
     ``loop`` is set. The files are found when the source is made: none at all raises AudioError.
     """
 
-    def __init__(self, config: AudioConfig, ring: RingBuffer) -> None:
+    def __init__(self, config: AudioConfig, ring: RingBuffer, *, origin: float | None = None) -> None:
+        """``origin``: monotonic time of stream sample 0 (None: when the thread starts), for real-time pacing."""
         super().__init__("birdd-file-source", self._run)
         self._config = config
+        self._origin = origin
         self._ring = ring
         self._stop = self.stop_event
         self._lock = threading.Lock()
@@ -80,7 +82,7 @@ class FileSource(ManagedThread):
         return files
 
     def _run(self) -> None:
-        origin = time.monotonic()
+        origin = time.monotonic() if self._origin is None else self._origin
         with self._lock:
             self._state = "ok"
         while not self._stop.is_set():

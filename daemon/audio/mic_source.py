@@ -46,9 +46,12 @@ class MicSource(ManagedThread):
     A device missing at start or lost later is not an error: it is waited for, with back-off.
     """
 
-    def __init__(self, config: AudioConfig, ring: RingBuffer, rng: random.Random | None = None) -> None:
+    def __init__(self, config: AudioConfig, ring: RingBuffer, rng: random.Random | None = None, *,
+                 origin: float | None = None) -> None:
+        """``origin``: monotonic time of stream sample 0 (None: when the thread starts); gaps are marked from it."""
         super().__init__("birdd-mic-source", self._run)
         self._config = config
+        self._origin = origin
         self._ring = ring
         self._backoff = Backoff(config.retry_initial_s, config.retry_max_s, rng)
         self._stop = self.stop_event
@@ -77,7 +80,7 @@ class MicSource(ManagedThread):
         return self._label
 
     def _run(self) -> None:
-        origin = time.monotonic()
+        origin = time.monotonic() if self._origin is None else self._origin
         while True:
             if self._capture_once(origin):
                 self._backoff.reset()

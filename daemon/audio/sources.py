@@ -54,12 +54,16 @@ class AudioSource(Protocol):
         """The name of the input that produced stream sample ``sample`` (the detections' ``source``)."""
 
 
-def make_source(config: AudioConfig, ring: RingBuffer) -> AudioSource:
-    """The source ``config.source`` names; PortAudio is loaded only for the mic."""
+def make_source(config: AudioConfig, ring: RingBuffer, origin: float | None = None) -> AudioSource:
+    """The source ``config.source`` names; PortAudio is loaded only for the mic.
+
+    ``origin``: the monotonic time of stream sample 0 (a source restarted on a ring it wrote before keeps
+    the stream's clock); None = when the source starts.
+    """
     if config.source == "mic":
         from daemon.audio.mic_source import MicSource
 
-        return MicSource(config, ring)
+        return MicSource(config, ring, origin=origin)
     from daemon.audio.file_source import FileSource
 
-    return FileSource(config, ring)
+    return FileSource(config, ring, origin=origin)

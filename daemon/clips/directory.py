@@ -37,7 +37,8 @@ class ClipDirectory:
     def names_for(self, detection: Detection, local_date: str, local_time: str, fmt: str) -> ClipFiles:
         """The clip and spectrogram names of a detection heard on ``local_date`` at ``local_time``."""
         species = _UNSAFE.sub("_", detection.species_code)[:40] or "species"
-        stem = f"{local_date}/{species}_{local_time.replace(':', '')}_{detection.detection_id[:12]}"
+        source = f"{detection.source_name}_" if detection.source_name else ""  # a safe name (config-checked)
+        stem = f"{local_date}/{source}{species}_{local_time.replace(':', '')}_{detection.detection_id[:12]}"
         return ClipFiles(f"{stem}.{EXTENSIONS[fmt]}", f"{stem}.{SPECTROGRAM_EXTENSION}")
 
     def write(self, name: str, data: bytes) -> None:

@@ -20,7 +20,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,20 +53,31 @@ class ClipJob:
     window_start: int
     window_end: int
     last_sample: int
+    source_name: str = ""
+    """the source whose ring holds the audio (its stream's sample indices)"""
+
+
+RingsByName = Mapping[str, RingBuffer]
+"""each source's ring buffer, by source name"""
+
+
+def rings_by_name(rings: RingBuffer | RingsByName) -> RingsByName:
+    """A mapping of the rings; one ring alone serves the detections of no named source ("")."""
+    return {"": rings} if isinstance(rings, RingBuffer) else rings
 
 
 class ClipRecorder:
-    """Plans and writes the clips of one daemon; ``ring`` is the daemon's ring buffer."""
+    """Plans and writes the clips of one daemon; ``rings`` are the sources' ring buffers (or one ring)."""
 
-    def __init__(self, config: ClipsConfig, store: DetectionStore, ring: RingBuffer, *,
+    def __init__(self, config: ClipsConfig, store: DetectionStore, rings: RingBuffer | RingsByName, *,
                  on_event: EventCallback | None = None, front_end: FrontEndParams | None = None,
                  clock: Callable[[], float] = time.time, disk_usage: DiskUsage = shutil.disk_usage,
-                 mask: PrivacyMask | None = None) -> None:
+                 masks: Mapping[str, PrivacyMask] | None = None) -> None:
         self._config = config
-        self.mask = mask
-        """audio no clip keeps (a voice, quiet hours: docs/filters.md); silenced in every clip"""
+        self.masks = masks or {}
+        """each source's audio no clip keeps (a voice, quiet hours: docs/filters.md), by source name"""
         self._store = store
-        self._ring = ring
+        self.rings = rings_by_name(rings)
         self._front_end = front_end or FrontEndParams()
         self.margin_samples = round(config.margin_s * SAMPLE_RATE)
         self.counters = ClipCounters()
@@ -102,7 +113,8 @@ class ClipRecorder:
              window: tuple[int, int] | None = None) -> ClipFiles | None:
         """The clip's file names if this detection (of the window ``[start, end)``) gets a clip (None: counted by
         reason)."""
-        if window is not None and self.mask is not None and self.mask.covers(*window):
+        mask = self.masks.get(detection.source_name)
+        if window is not None and mask is not None and mask.covers(*window):
             self.counters.skipped_private += 1
             return None
         if not self._fault.due():
@@ -116,7 +128,7 @@ class ClipRecorder:
             window_end: int) -> ClipJob:
         """The job that writes a planned clip of the window ``[window_start, window_end)`` (stream samples)."""
         return ClipJob(row_id, files, detection.species_code, local_date, max(0, window_start - self.margin_samples),
-                       window_start, window_end, window_end + self.margin_samples)
+                       window_start, window_end, window_end + self.margin_samples, detection.source_name)
 
     def released(self, names: list[str]) -> None:
         """The store's retention deleted rows with these clip files: delete them."""
@@ -168,7 +180,8 @@ class ClipRecorder:
             self.counters.missed_audio += 1
             log.warning("clips: the audio of %s is no longer in the ring buffer: no clip", job.files.clip)
             return False
-        if self.mask is not None and self.mask.silence(job.first_sample, audio):
+        mask = self.masks.get(job.source_name)
+        if mask is not None and mask.silence(job.first_sample, audio):
             self.counters.silenced_private += 1
         clip = encode_clip(audio, SAMPLE_RATE, self._config.format)
         window = tuple((sample - job.first_sample) / SAMPLE_RATE for sample in (job.window_start, job.window_end))
@@ -188,7 +201,7 @@ class ClipRecorder:
         """The clip's samples (silence where the ring holds none) and whether the whole window was held."""
         audio = np.zeros(job.last_sample - job.first_sample, dtype=np.float32)
         window_held = 0
-        for index, samples in self._ring.copy_past(job.first_sample, job.last_sample):
+        for index, samples in self.rings[job.source_name].copy_past(job.first_sample, job.last_sample):
             audio[index - job.first_sample: index - job.first_sample + samples.size] = samples
             window_held += max(0, min(index + samples.size, job.window_end) - max(index, job.window_start))
         return audio, window_held == job.window_end - job.window_start

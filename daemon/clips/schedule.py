@@ -3,10 +3,12 @@
 Thread-free: the service's clip worker calls :meth:`ClipSchedule.work` in a loop and :meth:`ClipSchedule.drain`
 at stop. Jobs come in window order, so the first job is always the first to be ready.
 
-The schedule also holds the ring (:meth:`RingBuffer.hold`) at the first sample it may still need: that of the
-oldest job not written yet, or else that of the last window the sink thread has seen (a job may follow for it).
-A producer that waits for space (a file replayed as fast as it goes) then never overwrites a clip's audio,
-however far the clip worker lags; a live source never waits, and a clip whose audio it overwrote is counted.
+The schedule also holds each source's ring (:meth:`RingBuffer.hold`) at the first sample it may still need: that
+of the source's oldest job not written yet, or else that of the last window of the source the sink thread has seen
+(a job may follow for it). A producer that waits for space (a file replayed as fast as it goes) then never
+overwrites a clip's audio, however far the clip worker lags; a live source never waits, and a clip whose audio
+it overwrote is counted. With several sources, jobs are written in the order they came: one waiting for its
+margin delays the next source's by at most that margin (or :data:`MAX_WAIT_S` for a stalled source).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections import deque
 
 from daemon.audio.ring import RingBuffer
-from daemon.clips.recorder import ClipJob, ClipRecorder
+from daemon.clips.recorder import ClipJob, ClipRecorder, RingsByName, rings_by_name
 
 POLL_S = 0.05
 """how often a waiting job looks at the ring again (seconds): bounds the delay a clip adds to its margin"""
@@ -33,28 +35,31 @@ class ClipSchedule:
 
     name = "birdd-clips"
 
-    def __init__(self, recorder: ClipRecorder, ring: RingBuffer) -> None:
+    def __init__(self, recorder: ClipRecorder, rings: RingBuffer | RingsByName) -> None:
         self.recorder = recorder
-        self._ring = ring
+        self._rings = rings_by_name(rings)
         self._inbox: queue.SimpleQueue[tuple[ClipJob, float]] = queue.SimpleQueue()
         self._waiting: deque[tuple[ClipJob, float]] = deque()
         self._lock = threading.Lock()
-        self._unwritten: deque[int] = deque()  # first samples of the jobs not written yet, in order
-        self._seen = 0  # first sample a job of the latest window seen (or a later one) may need
-        ring.hold(0)  # until the sink thread has seen a window, the stream's first window may still get a clip
+        self._unwritten: dict[str, deque[int]] = {name: deque() for name in self._rings}
+        """per source, the first samples of its jobs not written yet, in order"""
+        self._seen = dict.fromkeys(self._rings, 0)
+        """per source, the first sample a job of its latest window seen (or a later one) may need"""
+        for ring in self._rings.values():
+            ring.hold(0)  # until the sink thread has seen a window, the stream's first window may still get a clip
 
-    def advance(self, window_start: int) -> None:
-        """The sink thread has reached the window starting at ``window_start``: older audio is needed only by
-        jobs already submitted."""
+    def advance(self, window_start: int, source_name: str = "") -> None:
+        """The sink thread has reached the window of ``source_name`` starting at ``window_start``: older audio of
+        that source is needed only by jobs already submitted."""
         with self._lock:
-            self._seen = max(self._seen, window_start - self.recorder.margin_samples)
-            self._hold()
+            self._seen[source_name] = max(self._seen[source_name], window_start - self.recorder.margin_samples)
+            self._hold(source_name)
 
     def submit(self, job: ClipJob) -> None:
         """Queue a job (any thread; never blocks)."""
         with self._lock:
-            self._unwritten.append(job.first_sample)
-            self._hold()
+            self._unwritten[job.source_name].append(job.first_sample)
+            self._hold(job.source_name)
         self._inbox.put((job, time.monotonic()))
 
     def pending(self) -> int:
@@ -86,19 +91,21 @@ class ClipSchedule:
         self.recorder.give_up([job for job, _ in self._waiting])
         self._waiting.clear()
         with self._lock:
-            self._unwritten.clear()
-            self._ring.hold(None)
+            for name, ring in self._rings.items():
+                self._unwritten[name].clear()
+                ring.hold(None)
         return left
 
     def _write(self, job: ClipJob) -> None:
         self.recorder.write(job)
         with self._lock:
-            self._unwritten.popleft()
-            self._hold()
+            self._unwritten[job.source_name].popleft()
+            self._hold(job.source_name)
 
-    def _hold(self) -> None:
+    def _hold(self, name: str) -> None:
         # Called with the lock held.
-        self._ring.hold(min(self._unwritten[0], self._seen) if self._unwritten else self._seen)
+        unwritten, seen = self._unwritten[name], self._seen[name]
+        self._rings[name].hold(min(unwritten[0], seen) if unwritten else seen)
 
     def _take(self, block_until: float | None) -> None:
         try:
@@ -112,6 +119,7 @@ class ClipSchedule:
     def _ready(self, job: ClipJob, submitted: float) -> bool:
         if time.monotonic() - submitted > MAX_WAIT_S:
             return True
-        mask = self.recorder.mask  # the filters decide about a voice a margin later than the ring holds the audio
-        heard = self._ring.written >= job.last_sample or self._ring.closed
-        return heard and (mask is None or mask.decided_until >= min(job.last_sample, self._ring.written))
+        ring = self._rings[job.source_name]
+        mask = self.recorder.masks.get(job.source_name)  # the filters decide about a voice a margin after the ring
+        heard = ring.written >= job.last_sample or ring.closed
+        return heard and (mask is None or mask.decided_until >= min(job.last_sample, ring.written))

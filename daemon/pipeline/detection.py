@@ -14,8 +14,10 @@ from daemon.constants import SAMPLE_RATE
 class Detection:
     """One species over one window of one stream.
 
-    ``detection_id`` is derived from station, source, stream start, window and species, so the
-    same detection re-published after a crash or a broker outage keeps its id.
+    ``detection_id`` is derived from station, source name, input, stream start, window and species, so the
+    same detection re-published after a crash or a broker outage keeps its id. ``source`` is the input the
+    window came from (a file path, ``mic:<device>``); ``source_name`` the configured source that heard it
+    (``[[audio.sources]]`` name, "default" for a daemon of one source).
     """
 
     detection_id: str
@@ -28,6 +30,7 @@ class Detection:
     scientific_name: str
     confidence: float
     model: dict[str, str]
+    source_name: str = ""
 
     def to_payload(self) -> dict:
         """The JSON object published on ``<prefix>/detections``."""
@@ -40,9 +43,10 @@ def iso_utc(epoch_seconds: float) -> str:
 
 
 def make_detection_id(station: str, source: str, stream_start_epoch: float, window_end_sample: int,
-                      species_code: str) -> str:
-    """A stable id: the same inputs always give the same id."""
-    key = f"{station}|{source}|{stream_start_epoch:.3f}|{window_end_sample}|{species_code}"
+                      species_code: str, source_name: str = "") -> str:
+    """A stable id: the same inputs always give the same id (two sources replaying one file get different ids)."""
+    named = f"{source_name}|" if source_name else ""
+    key = f"{station}|{named}{source}|{stream_start_epoch:.3f}|{window_end_sample}|{species_code}"
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 

@@ -96,9 +96,11 @@ class DetectionMaker:
     """
 
     def __init__(self, config: DetectionConfig, station: str, model: Model, clock: StreamClock,
-                 station_range: StationRange | None = None, stats: PipelineStats | None = None) -> None:
+                 station_range: StationRange | None = None, stats: PipelineStats | None = None, *,
+                 source_name: str = "") -> None:
         self.policy = DetectionPolicy(config, model.species)
         self._station = station
+        self._source_name = source_name
         self._species = model.species
         self._identity = model.identity
         self._clock = clock
@@ -114,9 +116,10 @@ class DetectionMaker:
         for j, confidence in self.policy.select(scores, in_range):
             species = self._species[j]
             found.append(Detection(
-                detection_id=make_detection_id(self._station, source, self._clock.epoch, end_sample, species.code),
+                detection_id=make_detection_id(self._station, source, self._clock.epoch, end_sample, species.code,
+                                               self._source_name),
                 station=self._station, source=source, start=iso_utc(self._clock.at(start_sample)),
                 end=iso_utc(self._clock.at(end_sample)), species_code=species.code,
                 common_name=species.common_name, scientific_name=species.scientific_name,
-                confidence=round(confidence, 4), model=self._identity))
+                confidence=round(confidence, 4), model=self._identity, source_name=self._source_name))
         return tuple(found)

@@ -62,6 +62,8 @@ class WindowResult:
     """the model's columns"""
     read_at: float
     detections: tuple[Detection, ...] = ()
+    source_name: str = ""
+    """the configured source whose ring the window was read from (its own stream of sample indices)"""
 
 
 @dataclass
@@ -90,8 +92,10 @@ class ScoringPipeline:
     (:mod:`daemon.filters`) hears the audio and filters them (holding results while its evidence needs)."""
 
     def __init__(self, model: Model, grid: WindowGrid, detector: DetectionMaker | None = None,
-                 stats: PipelineStats | None = None, filters: FilterChain | None = None) -> None:
+                 stats: PipelineStats | None = None, filters: FilterChain | None = None, *,
+                 source_name: str = "") -> None:
         self.model = model
+        self.source_name = source_name
         self.grid = grid
         self.stats = stats or PipelineStats()
         self._detector = detector
@@ -157,6 +161,6 @@ class ScoringPipeline:
             start, end = self._segment_start + window.start_sample, self._segment_start + window.end_sample
             found = self._detector.detect(self._source, start, end, scores) if self._detector else ()
             results.append(WindowResult(self._source, self._segment_start, start, end, scores, self.model.species,
-                                        self._read_at, found))
+                                        self._read_at, found, self.source_name))
         self.stats.windows += len(results)
         return results

@@ -1,12 +1,17 @@
-"""``birdd run``: wires source -> ring -> pipeline -> sinks, starts the components, watches and stops them.
+"""``birdd run``: wires sources -> rings -> pipelines -> sinks, starts the components, watches and stops them.
 
-Components start in dependency order (metrics endpoint, MQTT publisher, sink worker, pipeline worker,
-source last so nothing it hears is dropped) and stop in reverse, each within a named budget: the
-source stops, the pipeline drains what was heard (the current window is flushed), the sinks take the
-last results, the publisher says ``offline`` and lets in-flight acks land; the sinks close last (the
-outbox last of all). Signals are only flags here; the main loop acts on them: SIGTERM/SIGINT stop,
-SIGHUP reloads the model (verified first: a bad bundle leaves the old model running). A component
-that dies makes the service exit 1 so that systemd restarts it; only a configuration error exits 2.
+Each configured source is a :class:`~daemon.service.source_pipeline.SourcePipeline` (its ring, its source, its
+pipeline worker) over the one model, loaded once and shared read-only; all of them feed one results queue, one
+sink worker and one set of sinks (outbox, store, clips). Components start in dependency order (metrics endpoint,
+MQTT publisher, background tasks, sink worker, the pipeline workers, the sources last so nothing they hear is
+dropped) and stop in reverse, each stage within a named budget: every source stops, the pipelines drain what
+was heard (their current windows are flushed), the sinks take the last results, the publisher says ``offline``
+and lets in-flight acks land; the sinks close last (the outbox last of all). Signals are only flags here; the
+main loop acts on them: SIGTERM/SIGINT stop, SIGHUP reloads the model (verified first: a bad bundle leaves the
+old model running). A source that dies is reported and restarted by its pipeline while the others go on; when
+every source is dead at once, or any other component dies, the service exits 1 so that systemd restarts it (a
+daemon of one source so exits when its source dies, as before); only a configuration error exits 2. The input
+is over (exit 0, after the sinks drained) when every pipeline has ended (files without ``loop``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,11 @@ import queue
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from daemon.audio.ring import RingBuffer
-from daemon.audio.sources import make_source
 from daemon.config import Config
 from daemon.constants import POLL_S, SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
@@ -29,34 +33,35 @@ from daemon.filters.chain import build_filters, needs_mask
 from daemon.filters.mask import PrivacyMask
 from daemon.filters.stats import FilterStats
 from daemon.lifecycle import Component
-from daemon.model.loader import Model, load_model
-from daemon.model.range_filter import RangeFilter, StationRange
-from daemon.model.windows import WindowGrid
+from daemon.model.loader import load_model
+from daemon.model.range_filter import RangeFilter
 from daemon.pipeline.detection import StreamClock
-from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
-from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
+from daemon.pipeline.policy import DetectionPolicy
 from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
 from daemon.service.delivery import make_outbound, target_names
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
 from daemon.service.signal_flags import SignalFlags
+from daemon.service.source_pipeline import FilterSetup, SourcePipeline, is_live, make_source_pipelines
 from daemon.service.state_dirs import check_writable, state_directories
 from daemon.service.status import StatusReport
-from daemon.service.workers import QUEUE_ITEMS, PipelineWorker, SinkWorker
+from daemon.service.workers import QUEUE_ITEMS, SinkWorker
 from daemon.sinks.factory import SinkContext, make_sinks, ring_extra_samples
 from daemon.sinks.mqtt import MqttPublisher
 from daemon.sinks.outbox import Outbox
+from daemon.store.source_health import WRITE_PERIOD_S, health_path, write_health
 
 log = logging.getLogger(__name__)
 
-STOP_BUDGETS_S = {"birdd-file-source": 0.5, "birdd-mic-source": 0.5, "birdd-pipeline": 1.5, "birdd-sinks": 0.5,
-                  "birdd-clips": 0.3, "birdd-archive": 0.3, "birdd-mqtt": 1.0, "metrics": 0.2}
-"""each component's share of the shutdown (seconds); all of it fits in STOP_BUDGET_S (with the optional archive too,
-the last components get what is left of it)"""
+STOP_BUDGETS_S = {"sources": 0.5, "pipelines": 1.5, "birdd-sinks": 0.5, "birdd-clips": 0.3, "birdd-archive": 0.3,
+                  "birdd-mqtt": 1.0, "metrics": 0.2}
+"""each stage's share of the shutdown (seconds): every source together, every pipeline worker together, then
+each shared component; all of it fits in STOP_BUDGET_S (with the optional archive too, the last components get
+what is left of it)"""
 STOP_BUDGET_S = 4.0
 """the whole shutdown, well inside systemd's TimeoutStopSec and the 5 s the daemon promises"""
 TICK_S = 0.5
-"""main-loop period: signal handling, health checks, watchdog pings"""
+"""main-loop period: signal handling, health checks, source restarts, watchdog pings"""
 SINK_DRAIN_S = 60.0
 """at the end of the input, how long the sinks may take for the results still queued (seconds)"""
 PIPELINE_STALL_S = 30.0
@@ -70,56 +75,49 @@ class Service:
         self.config = config
         self.signals = SignalFlags()
         self.clock = StreamClock()
-        self.stats = PipelineStats()
         self.filter_stats = FilterStats()
-        self.mask = PrivacyMask() if needs_mask(config) else None
-        """sample ranges no clip or archive file keeps (docs/filters.md); shared by every pipeline of a reload"""
-        self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
+        self.masks = {source.name: PrivacyMask() for source in config.source_list} if needs_mask(config) else {}
+        """each source's sample ranges no clip or archive file keeps (docs/filters.md); kept across a reload"""
         try:
             model = load_model(config.model.path, config.model.threads)
         except BundleError as exc:
             raise BundleError(f"model.path: {exc}") from None
-        self.range_filter = open_range_filter(config)
+        range_filter = open_range_filter(config)
         check_writable(state_directories(config))  # before anything is written: one line naming the directory
         self.outbox = Outbox(config.outbox, targets=target_names(config))
         self.metrics = Metrics()
-        self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))
-        self.source = make_source(config.audio, self.ring)  # no replay files: an error before the store or the broker
-        results: queue.Queue = queue.Queue(QUEUE_ITEMS)
-        sink_failures: Counter[str] = Counter()
-        self.pipeline = PipelineWorker(self.ring, self.source, model, self._make_pipeline, results)
-        self.status = StatusReport(config, self.ring, self.source, self.stats, self.pipeline, sink_failures, results,
-                                   self.filter_stats)
-        live = config.audio.source == "mic" or config.audio.realtime
-        self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=PublishLatency(self.metrics, live))
+        live = any(is_live(source.audio) for source in config.source_list)
+        self.publisher = (MqttPublisher(config, self.outbox, lambda: self.status(),
+                                        on_acked=PublishLatency(self.metrics, live))
                           if config.mqtt.enabled else None)
+        on_event = self.publisher.publish_event if self.publisher else None
+        results: queue.Queue = queue.Queue(QUEUE_ITEMS)
+        # no replay files, no source at all: an error before the store or the broker
+        self.pipelines: list[SourcePipeline] = make_source_pipelines(
+            config, model, results, self.clock, range_filter, ring_extra_samples(config), on_event,
+            FilterSetup(self.filter_stats, self.masks))
+        sink_failures: Counter[str] = Counter()
+        self.status = StatusReport(config, self.pipelines, sink_failures, results, self.filter_stats)
         self.status.register(self.metrics, self.outbox, self.publisher)
-        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher, self.mask,
-                                       self.filter_stats))
+        built = make_sinks(SinkContext(config, self.clock, {p.name: p.ring for p in self.pipelines}, self.outbox,
+                                       self.publisher, self.masks, self.filter_stats))
         self.sinks = built.sinks
-        self.pipeline.audio_sinks = built.audio_sinks
+        self.pipelines[0].worker.audio_sinks = built.audio_sinks  # the archive keeps the first source's audio
         self.background = built.background
         self.status.extend(built.status)
         self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *built.window_sinks],
-                                      sink_failures)
-        outbound = make_outbound(config, self.outbox, self.status, self.publisher.publish_event if self.publisher
-                                 else None)  # delivery threads of BirdWeather, webhooks, notifications
+                                      sink_failures, producers=len(self.pipelines))
+        outbound = make_outbound(config, self.outbox, self.status, on_event)  # BirdWeather, webhooks, notifications
         self.status.extend([outbound.status])
         outbound.register(self.metrics)
         self.components: list[Component] = [c for c in (
             MetricsServer(config.metrics, self.metrics), self.publisher,
-            *(BackgroundWorker(task) for task in built.background), self.sink_worker, self.pipeline, self.source,
-            *outbound.components)
+            *(BackgroundWorker(task) for task in built.background), self.sink_worker, *outbound.components)
             if c is not None]
-
-    def _make_pipeline(self, model: Model) -> ScoringPipeline:
-        station, detection = self.config.station, self.config.detection
-        station_range = None if self.range_filter is None else StationRange(
-            self.range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
-        detector = DetectionMaker(detection, station.name, model, self.clock, station_range, self.stats)
-        filters = build_filters(self.config.filters, model.species, self.clock, self.filter_stats, self.mask,
-                                self.config.model.threads)
-        return ScoringPipeline(model, self.grid, detector, self.stats, filters)
+        """the shared components, in start order (each source's pipeline worker and source start after them)"""
+        self._health = health_path(config.store.path) if config.store.enabled else None
+        self._health_due = 0.0
+        self._health_states: list[tuple[str, int, bool]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -142,26 +140,41 @@ class Service:
         return code
 
     def start(self) -> None:
-        """Start the components in order; the source last (with the stream clock), so nothing heard is dropped."""
+        """Start the shared components in order, then every pipeline worker, then (with the stream clock) every
+        source, so nothing heard is dropped."""
         for component in self.components:
-            if component is self.source:
-                self.clock.start()
             component.start()
-        model = self.pipeline.model
-        log.info("birdd running: station %s, model %s (%s), source %s", self.config.station.name,
-                 model.identity["name"], model.digest, self.config.audio.source)
-        sdnotify.notify("READY=1", f"STATUS=listening ({self.config.audio.source})")
+        for pipeline in self.pipelines:
+            pipeline.worker.start()
+        self.clock.start()
+        origin = time.monotonic()
+        for pipeline in self.pipelines:
+            pipeline.start_source(origin)
+        model = self.pipelines[0].worker.model
+        names = ", ".join(f"{p.name} ({p.config.audio.source})" for p in self.pipelines)
+        log.info("birdd running: station %s, model %s (%s), source(s) %s", self.config.station.name,
+                 model.identity["name"], model.digest, names)
+        sdnotify.notify("READY=1", f"STATUS=listening ({names})")
 
     def stop(self) -> None:
-        """Stop the components in reverse order within :data:`STOP_BUDGET_S`, then close the sinks."""
+        """Stop in stages within :data:`STOP_BUDGET_S`: every source, every pipeline worker (they drain what was
+        heard), then the shared components in reverse order; then close the sinks."""
         deadline = time.monotonic() + STOP_BUDGET_S
         sdnotify.notify("STOPPING=1")
-        for component in reversed(self.components):
-            component.stop(timeout=max(0.05, min(STOP_BUDGETS_S.get(component.name, 0.5),
-                                                 deadline - time.monotonic())))
+        stages: list[tuple[str, list[Callable[[float], None]]]] = [
+            ("sources", [p.stop_source for p in reversed(self.pipelines)]),
+            ("pipelines", [p.worker.stop for p in reversed(self.pipelines)]),
+            *((c.name, [c.stop]) for c in reversed(self.components))]
+        for stage, stops in stages:
+            stage_end = min(deadline, time.monotonic() + STOP_BUDGETS_S.get(stage, 0.5))
+            for stop in stops:
+                stop(max(0.05, stage_end - time.monotonic()))
+        self._write_health(force=True)
         log.info("birdd stopped: %.1f s of audio, %d windows, %d detections, %d awaiting the broker in the outbox",
-                 self.stats.samples / SAMPLE_RATE, self.stats.windows, self.stats.detections, self.outbox.backlog())
-        if self.pipeline.is_alive() or self.sink_worker.is_alive():
+                 sum(p.stats.samples for p in self.pipelines) / SAMPLE_RATE,
+                 sum(p.stats.windows for p in self.pipelines), sum(p.stats.detections for p in self.pipelines),
+                 self.outbox.backlog())
+        if any(p.worker.is_alive() for p in self.pipelines) or self.sink_worker.is_alive():
             # a worker may still hand a detection to a sink: leave them open (every outbox put is already durable)
             log.warning("workers still draining at exit: the sinks are left open")
             return
@@ -175,11 +188,14 @@ class Service:
             if self.signals.reload:
                 self.signals.reload = False
                 self.reload()
+            for pipeline in self.pipelines:
+                pipeline.supervise()
+            self._write_health(force=False)
             failure = self._failure()
             if failure:
                 log.critical("%s: exiting so that systemd restarts birdd", failure)
                 return 1
-            if not self.pipeline.is_alive():  # the input ended (file source without loop)
+            if not any(p.worker.is_alive() for p in self.pipelines):  # the input ended (files without loop)
                 log.info("input finished")
                 return self._drain_sinks()
             if watchdog and time.monotonic() >= next_ping:
@@ -200,36 +216,56 @@ class Service:
         return 0
 
     def _failure(self) -> str:
-        for component in self.components:
+        for component in [*self.components, *(p.worker for p in self.pipelines)]:
             if component.error is not None:
                 return f"{component.name} died: {component.error!r}"
-        if not self.sink_worker.is_alive() and self.pipeline.is_alive():
+        running = [p for p in self.pipelines if p.worker.is_alive()]
+        if not self.sink_worker.is_alive() and running:
             return "sink worker ended unexpectedly"
         if self.publisher and not self.publisher.is_alive():
             return "MQTT publisher thread ended unexpectedly"
-        if time.monotonic() - self.pipeline.last_read > PIPELINE_STALL_S:
-            return f"pipeline worker read no audio for {PIPELINE_STALL_S:.0f} s"
+        for pipeline in running:
+            if time.monotonic() - pipeline.worker.last_read > PIPELINE_STALL_S:
+                return f"{pipeline.worker.name} read no audio for {PIPELINE_STALL_S:.0f} s"
+        if running and all(p.failed for p in running):  # nothing is listening any more
+            return "every source failed (" + "; ".join(f"{p.name}: {p.error}" for p in running) + ")"
         return ""
 
+    def _write_health(self, *, force: bool) -> None:
+        """Replace ``sources.json`` beside the store when a source changed state, when due, or when ``force``."""
+        if self._health is None:
+            return
+        health = [p.health() for p in self.pipelines]
+        states = [(h["state"], h["restarts"], h["is_receiving_data"]) for h in health]
+        if not force and states == self._health_states and time.monotonic() < self._health_due:
+            return
+        self._health_states, self._health_due = states, time.monotonic() + WRITE_PERIOD_S
+        try:
+            write_health(self._health, time.time(), health)
+        except OSError as exc:  # the store's own writes report a full or read-only disk; this is only a status
+            log.debug("cannot write %s: %s", self._health, exc)
+
     def reload(self) -> None:
-        """Load and verify the configured bundle; the pipeline switches to it at the next read (an unchanged bundle
-        keeps the running pipeline and its current window), or keeps the old one if the new one is bad."""
+        """Load and verify the configured bundle; every pipeline switches to it at its next read (an unchanged
+        bundle keeps the running pipelines and their current windows), or keeps the old one if the new one is bad."""
         sdnotify.reloading()
-        current = self.pipeline.model
+        current = self.pipelines[0].worker.model
         try:
             model = load_model(self.config.model.path, self.config.model.threads)
-            DetectionPolicy(self.config.detection, model.species)
+            for source in self.config.source_list:
+                DetectionPolicy(source.detection, model.species)
             build_filters(self.config.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
             if self.publisher:
                 self.publisher.publish_event("model_reload_failed", str(exc))
         else:
-            if model.digest == current.digest:  # nothing changed: keep the running pipeline and its current window
+            if model.digest == current.digest:  # nothing changed: keep the running pipelines and their windows
                 log.info("model reload: %s unchanged", current.digest)
             else:
                 log.info("model reload: %s -> %s", current.digest, model.digest)
-                self.pipeline.switch_model(model)
+                for pipeline in self.pipelines:
+                    pipeline.worker.switch_model(model)
             if self.publisher:
                 self.publisher.publish_event("model_reloaded", f"{model.identity['name']} {model.digest}")
         sdnotify.notify("READY=1")

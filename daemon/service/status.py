@@ -9,14 +9,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from daemon.audio.ring import RingBuffer
-from daemon.audio.sources import AudioSource
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE
 from daemon.filters.stats import FilterStats
-from daemon.pipeline.scoring import PipelineStats
 from daemon.service.metrics import Metrics
-from daemon.service.workers import PipelineWorker
+from daemon.service.source_pipeline import SourcePipeline
 from daemon.sinks.mqtt import MqttPublisher
 from daemon.sinks.outbox import Outbox
 
@@ -24,14 +21,10 @@ from daemon.sinks.outbox import Outbox
 class StatusReport:
     """Reads the components' counters; called by the MQTT thread (stats) and by metric scrapes."""
 
-    def __init__(self, config: Config, ring: RingBuffer, source: AudioSource, stats: PipelineStats,
-                 pipeline: PipelineWorker, sink_failures: Counter[str], results: queue.Queue,
-                 filter_stats: FilterStats | None = None) -> None:
+    def __init__(self, config: Config, pipelines: list[SourcePipeline], sink_failures: Counter[str],
+                 results: queue.Queue, filter_stats: FilterStats | None = None) -> None:
         self._config = config
-        self._ring = ring
-        self._source = source
-        self._stats = stats
-        self._pipeline = pipeline
+        self._pipelines = pipelines
         self._sink_failures = sink_failures
         self._results = results
         self._filter_stats = filter_stats or FilterStats()
@@ -43,30 +36,39 @@ class StatusReport:
         self._more.extend(reports)
 
     def __call__(self) -> dict[str, Any]:
-        """Statistics for ``<prefix>/status/stats`` (the publisher adds its own and the outbox's)."""
-        stats = self._stats
-        source = self._source.status()
+        """Statistics for ``<prefix>/status/stats`` (the publisher adds its own and the outbox's): totals over the
+        sources (the first source's state and input), then each source's health under ``sources``."""
+        pipelines = self._pipelines
+        first = pipelines[0].health()
         station = self._config.station
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
-            "windows": stats.windows, "detections": stats.detections,
-            "windows_out_of_range": stats.windows_out_of_range,
-            "audio_seconds": round(stats.samples / SAMPLE_RATE, 1),
-            "audio_overruns": self.overruns(), "audio_lost_samples": self._ring.lost_samples,
-            "audio_gaps": stats.gaps, "source_state": source.state, "source_detail": source.detail,
-            "real_time_factor": round(stats.real_time_factor, 5),
+            "windows": self._total("windows"), "detections": self._total("detections"),
+            "windows_out_of_range": self._total("windows_out_of_range"),
+            "audio_seconds": round(self._total("samples") / SAMPLE_RATE, 1),
+            "audio_overruns": self.overruns(), "audio_lost_samples": sum(p.ring.lost_samples for p in pipelines),
+            "audio_gaps": self._total("gaps"), "source_state": first["state"], "source_detail": first["input"],
+            "real_time_factor": round(self.real_time_factor(), 5),
             "queue_depth": self._results.qsize(), "sink_failures": dict(self._sink_failures),
-            "model": self._pipeline.model.identity,
+            "model": pipelines[0].worker.model.identity,
             "filters": {key: round(value, 1) if isinstance(value, float) else value
                         for key, value in asdict(self._filter_stats).items()},
             **{key: value for key, value in (("latitude", station.latitude), ("longitude", station.longitude))
                if value is not None},
             **{key: value for report in self._more for key, value in report().items()},
+            "sources": {p.name: p.health() for p in pipelines},
         }
 
+    def _total(self, counter: str) -> int:
+        return sum(getattr(p.stats, counter) for p in self._pipelines)
+
     def overruns(self) -> int:
-        """Ring and device overruns."""
-        return self._ring.overruns + self._source.status().overruns
+        """Ring and device overruns, over every source."""
+        return sum(p.health()["overruns"] for p in self._pipelines)
+
+    def real_time_factor(self) -> float:
+        """Processing seconds per audio second, over every source (the per-source factors add up)."""
+        return sum(p.stats.real_time_factor for p in self._pipelines)
 
     def register(self, metrics: Metrics, outbox: Outbox, publisher: MqttPublisher | None) -> None:
         """The gauges read at every scrape."""
@@ -76,8 +78,9 @@ class StatusReport:
         metrics.observe("birdd_outbox_dropped", "Detections dropped at the outbox bounds", outbox.dropped)
         metrics.observe("birdd_mqtt_connected", "1 while connected to the broker",
                         lambda: float(bool(publisher and publisher.counters().connected)))
-        metrics.observe("birdd_real_time_factor", "Processing seconds per audio second",
-                        lambda: self._stats.real_time_factor)
+        metrics.observe("birdd_real_time_factor", "Processing seconds per audio second", self.real_time_factor)
+        metrics.observe("birdd_sources_failed", "Sources dead and waiting for their restart",
+                        lambda: float(sum(p.failed for p in self._pipelines)))
         for key in asdict(self._filter_stats):
             metrics.observe(f"birdd_filter_{key}", f"Filters: {key.replace('_', ' ')} (docs/filters.md)",
                             lambda key=key: float(getattr(self._filter_stats, key)))

@@ -6,6 +6,8 @@
   A model reload swaps the pipeline between two reads.
 - :class:`SinkWorker` hands every window result to the window sinks and every detection to the
   detection sinks, in order; a sink that fails is logged and counted, the others still get the item.
+  With several sources, every source's pipeline worker feeds the one queue; the sink worker ends once
+  each has queued its end.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from daemon.audio.ring import RingBuffer
-from daemon.audio.sources import AudioSource
 from daemon.constants import BLOCK_SAMPLES, POLL_S
 from daemon.lifecycle import ManagedThread
 from daemon.model.loader import Model
@@ -28,6 +30,13 @@ from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
 from daemon.sinks.base import AudioSink, Sink, WindowSink
 
 log = logging.getLogger(__name__)
+
+
+class InputNames(Protocol):
+    """What the pipeline worker asks of its source: which input produced a stream sample."""
+
+    def source_at(self, sample: int) -> str:
+        """The name of the input that produced stream sample ``sample``."""
 
 QUEUE_ITEMS = 256
 """bound of the pipeline -> sinks queue (window results: over 20 minutes of audio at a 5-s hop)"""
@@ -65,9 +74,10 @@ def _run_length(first: int, n: int, source: str, source_at: Callable[[int], str]
 class PipelineWorker(ManagedThread):
     """Ring -> :class:`ScoringPipeline` -> queue of :class:`WindowResult` s, until the ring closes."""
 
-    def __init__(self, ring: RingBuffer, source: AudioSource, model: Model,
-                 make_pipeline: Callable[[Model], ScoringPipeline], out: queue.Queue) -> None:
-        super().__init__("birdd-pipeline", self._run)
+    def __init__(self, ring: RingBuffer, source: InputNames, model: Model,
+                 make_pipeline: Callable[[Model], ScoringPipeline], out: queue.Queue, *,
+                 name: str = "birdd-pipeline") -> None:
+        super().__init__(name, self._run)
         self._ring = ring
         self._source = source
         self._make_pipeline = make_pipeline
@@ -122,16 +132,23 @@ class SinkWorker(ManagedThread):
     """Queue of window results -> window sinks and detection sinks, until the pipeline worker ends."""
 
     def __init__(self, inbox: queue.Queue, sinks: list[Sink], window_sinks: list[WindowSink],
-                 failures: Counter[str]) -> None:
+                 failures: Counter[str], producers: int = 1) -> None:
+        """``producers``: how many pipeline workers feed ``inbox`` (each queues :data:`END` once)."""
         super().__init__("birdd-sinks", self._run)
         self._inbox = inbox
+        self._producers = producers
         self._sinks = sinks
         self._window_sinks = window_sinks
         self.failures = failures
         """sink class name -> calls that raised (shared with the status report)"""
 
     def _run(self) -> None:
-        while (item := self._inbox.get()) is not END:
+        ended = 0
+        while ended < self._producers:
+            item = self._inbox.get()
+            if item is END:
+                ended += 1
+                continue
             for window_sink in self._window_sinks:
                 self._call(window_sink, window_sink.put_window, item)
             for detection in item.detections:

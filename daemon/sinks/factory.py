@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,15 +30,16 @@ CLIP_SLACK_S = 20.0
 
 @dataclass(frozen=True)
 class SinkContext:
-    """What the service shares with sinks: configuration, the stream clock, the ring, the durable path."""
+    """What the service shares with sinks: configuration, the stream clock, each source's ring, the durable path."""
 
     config: Config
     clock: StreamClock
-    ring: RingBuffer
+    rings: Mapping[str, RingBuffer]
+    """each source's ring buffer, by source name (the clips cut a detection's audio from its source's ring)"""
     outbox: Outbox
     publisher: MqttPublisher | None
-    mask: PrivacyMask | None = None
-    """audio no clip or archive file keeps (the filters', docs/filters.md)"""
+    masks: Mapping[str, PrivacyMask] = field(default_factory=dict)
+    """each source's audio that no clip or archive file keeps (the filters', docs/filters.md), by source name"""
     filter_stats: FilterStats = field(default_factory=FilterStats)
 
 
@@ -81,9 +82,9 @@ def make_sinks(context: SinkContext) -> SinkSet:
         store = DetectionStore(config.store)
         clips = None
         if config.clips.enabled:
-            recorder = ClipRecorder(config.clips, store, context.ring, on_event=on_event, mask=context.mask)
+            recorder = ClipRecorder(config.clips, store, context.rings, on_event=on_event, masks=context.masks)
             recorder.reconcile()
-            clips = ClipSchedule(recorder, context.ring)
+            clips = ClipSchedule(recorder, context.rings)
             built.background.append(clips)
         recording = RecordingSink(store, clips, on_event, published_id=context.outbox.highest_id)
         built.window_sinks.append(recording)
@@ -96,8 +97,8 @@ def make_sinks(context: SinkContext) -> SinkSet:
     built.sinks.append(LogSink())
     if config.archive.enabled:
         archive = AudioArchive(config.archive, context.clock, on_event)
-        built.audio_sinks.append(archive if context.mask is None else MaskedAudio(archive, context.mask,
-                                                                                  context.filter_stats))
+        mask = context.masks.get(next(iter(context.rings)))  # the archive keeps the first source's audio
+        built.audio_sinks.append(archive if mask is None else MaskedAudio(archive, mask, context.filter_stats))
         built.background.append(archive)
         built.status.append(archive.status)
     if context.publisher is not None and config.mqtt.publish_windows:

@@ -107,7 +107,8 @@ def read_password(mqtt_config: MqttConfig, environ: Mapping[str, str] = os.envir
 
 
 def ha_discovery_messages(config: Config) -> list[tuple[str, dict[str, Any]]]:
-    """Home Assistant discovery ``(topic, config)`` pairs: last species, its confidence, connectivity."""
+    """Home Assistant discovery ``(topic, config)`` pairs: last species, its confidence, connectivity; with
+    ``[[audio.sources]]``, also each source's last species (the detections whose ``source_name`` is that source)."""
     topics = Topics.for_prefix(config.topic_prefix)
     uid = "birdd_" + re.sub(r"[^A-Za-z0-9_-]", "_", config.station.name)
     base = config.mqtt.ha_prefix
@@ -115,6 +116,15 @@ def ha_discovery_messages(config: Config) -> list[tuple[str, dict[str, Any]]]:
               "model": "birdd detector", "sw_version": __version__}
     availability = {"availability_topic": topics.status, "payload_available": ONLINE,
                     "payload_not_available": OFFLINE}
+    per_source = [
+        (f"{base}/sensor/{uid}/{source.name}_last_species/config", {
+            "name": f"Last species ({source.name})", "unique_id": f"{uid}_{source.name}_last_species",
+            "icon": "mdi:bird", "state_topic": topics.detections,
+            # other sources' detections leave the state as it was
+            "value_template": f"{{{{ value_json.common_name if value_json.source_name == '{source.name}' "
+                              "else this.state }}",
+            "device": device, **availability})
+        for source in config.audio.sources]
     return [
         (f"{base}/sensor/{uid}/last_species/config", {
             "name": "Last species", "unique_id": f"{uid}_last_species", "icon": "mdi:bird",
@@ -128,6 +138,7 @@ def ha_discovery_messages(config: Config) -> list[tuple[str, dict[str, Any]]]:
             "name": "Connectivity", "unique_id": f"{uid}_connectivity", "device_class": "connectivity",
             "entity_category": "diagnostic", "state_topic": topics.status, "payload_on": ONLINE,
             "payload_off": OFFLINE, "device": device}),
+        *per_source,
     ]
 
 
@@ -407,7 +418,8 @@ class WindowTopicSink:
         """Queue the window's top-k for the MQTT thread."""
         top = np.argsort(-result.scores)[: self._top_k]
         self._publisher.publish_window({
-            "station": self._station, "source": result.source, "start": iso_utc(self._clock.at(result.start_sample)),
+            "station": self._station, "source": result.source, "source_name": result.source_name,
+            "start": iso_utc(self._clock.at(result.start_sample)),
             "end": iso_utc(self._clock.at(result.end_sample)),
             "top": [{"species_code": result.species[j].code, "confidence": round(float(result.scores[j]), 4)}
                     for j in top]})

@@ -90,7 +90,7 @@ class RecordingSink:
         self._store_waiting(force=False)
         self._report()
         if self.clips is not None:
-            self.clips.advance(result.start_sample)
+            self.clips.advance(result.start_sample, result.source_name)
         for detection in result.detections:
             local_date, local_time = local_date_time(epoch_of(detection.end))
             files = None

@@ -62,6 +62,8 @@ class DetectionFilter:
     """an operator from :data:`CONFIDENCE_OPERATORS` and a confidence 0..1"""
     hours: tuple[int, int] | None = None
     """first and last station-local hour (inclusive)"""
+    source: str | None = None
+    """the name of the source that heard it (``[[audio.sources]]`` name)"""
 
     def where(self) -> tuple[str, list]:
         """The SQL ``WHERE`` clause (or "") and its parameters."""
@@ -82,6 +84,9 @@ class DetectionFilter:
         if self.hours:
             clauses.append("substr(local_time, 1, 2) BETWEEN ? AND ?")
             args += [f"{self.hours[0]:02d}", f"{self.hours[1]:02d}"]
+        if self.source:
+            clauses.append("source_name = ?")
+            args.append(self.source)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 

@@ -14,7 +14,13 @@ since 1970, ``local_date``/``local_time`` in the station's local time zone):
                    detection is stored, the file lands about ``clips.margin_s`` later
 ``spectrogram``    PNG file name relative to ``clips.dir`` (NULL: none)
 ``clip_bytes``     bytes on disk of the clip and its spectrogram together (0 without a clip)
+``source``         the input the window came from (file path, ``mic:<device>``)
+``source_name``    the configured source that heard it (``[[audio.sources]]`` name, "default"; NULL
+                   in rows stored before schema version 2)
 =================  ============================================================================
+
+Versions: 1 had no ``source_name``; the writer upgrades a version-1 file in place at start (one
+transaction: the column and its index are added, old rows keep NULL), so an old store keeps its rows.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from pathlib import Path
 
 from daemon.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the current schema"""
+MIGRATIONS = {1: ("ALTER TABLE detections ADD COLUMN source_name TEXT",)}
+"""version -> the statements that bring a store of that version to the next"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS detections (
@@ -46,12 +54,14 @@ CREATE TABLE IF NOT EXISTS detections (
     model TEXT,
     clip TEXT,
     spectrogram TEXT,
-    clip_bytes INTEGER NOT NULL DEFAULT 0
+    clip_bytes INTEGER NOT NULL DEFAULT 0,
+    source_name TEXT
 );
 CREATE INDEX IF NOT EXISTS detections_end ON detections (end_epoch);
 CREATE INDEX IF NOT EXISTS detections_species_end ON detections (species_code, end_epoch);
 CREATE INDEX IF NOT EXISTS detections_date_species ON detections (local_date, species_code);
 CREATE INDEX IF NOT EXISTS detections_with_clip ON detections (end_epoch) WHERE clip IS NOT NULL;
+CREATE INDEX IF NOT EXISTS detections_source_end ON detections (source_name, end_epoch);
 """
 
 READER_BUSY_TIMEOUT_S = 5.0
@@ -92,17 +102,36 @@ def _check_version(conn: sqlite3.Connection) -> str:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == 0:
         return "not created yet (birdd run creates it when store.enabled is true)"
+    if version in MIGRATIONS:
+        return f"schema version {version}, expected {SCHEMA_VERSION} (birdd run upgrades it when it starts)"
     return "" if version == SCHEMA_VERSION else f"schema version {version}, expected {SCHEMA_VERSION}"
 
 
 def _create(conn: sqlite3.Connection) -> str:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, SCHEMA_VERSION):
+    if version not in (0, SCHEMA_VERSION, *MIGRATIONS):
         return f"schema version {version}, expected {SCHEMA_VERSION}"
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode.lower() != "wal":
         return f"journal_mode WAL refused (got {mode})"
     conn.execute("PRAGMA synchronous=NORMAL")
+    if version in MIGRATIONS:
+        _migrate(conn, version)
     conn.executescript(_SCHEMA)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return ""
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store from ``version`` to :data:`SCHEMA_VERSION` in one transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        while version in MIGRATIONS:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            version += 1
+        conn.execute(f"PRAGMA user_version={version}")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise

@@ -97,12 +97,12 @@ class DetectionStore:
                start, end, local_date, local_time, detection.species_code, detection.common_name,
                detection.scientific_name, detection.confidence,
                json.dumps(detection.model, separators=(",", ":"), sort_keys=True),
-               files.clip if files else None, files.spectrogram if files else None)
+               files.clip if files else None, files.spectrogram if files else None, detection.source_name or None)
         with self._transaction():
             cursor = self._conn.execute(
                 "INSERT INTO detections (id, detection_id, station, source, start_utc, end_utc, start_epoch, "
                 "end_epoch, local_date, local_time, species_code, common_name, scientific_name, confidence, "
-                "model, clip, spectrogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "model, clip, spectrogram, source_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (detection_id) DO NOTHING", (row_id, *row))
             if cursor.rowcount:
                 row_id = cursor.lastrowid

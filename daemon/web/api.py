@@ -21,6 +21,7 @@ from daemon import __version__
 from daemon.errors import StoreError
 from daemon.store import queries
 from daemon.store.queries import DetectionFilter
+from daemon.store.source_health import STALE_S, read_health
 from daemon.web.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MediaMissing, OpenMedia, open_media
 from daemon.web.params import BadRequest, NotFound, Query
 from daemon.web.pool import StorePool
@@ -71,7 +72,41 @@ def detection_json(row: dict, with_source: bool) -> dict:
         out["clipName"] = os.path.basename(row["clip"])
     if with_source and row["source"]:
         # as BirdNET-Go, only for authenticated clients: a device or file name is private
-        out["source"] = {"id": row["source"], "displayName": row["source"]}
+        out["source"] = {"id": row["source"], "displayName": row["source_name"] or row["source"]}
+        if row["source_name"]:
+            out["source"]["name"] = row["source_name"]
+    return out
+
+
+PROCESS_STATES = {"ok": "running", "starting": "starting", "waiting": "backoff", "failed": "backoff",
+                  "finished": "stopped", "stopped": "stopped"}
+"""a source's state (``sources.json``) as BirdNET-Go's ``process_state``: "waiting" (a mic retrying its device)
+and "failed" (a dead source waiting for its restart) are its back-off"""
+BYTES_PER_SAMPLE = 4
+"""the rings hold float32 samples: ``total_bytes_received`` counts them as such"""
+
+
+def stream_health_json(source: dict, now: float, fresh: bool, with_input: bool) -> dict:
+    """One source as BirdNET-Go's ``StreamHealthResponse`` (plus birdd's counters); ``fresh``: the daemon is running.
+
+    ``url`` is the input (device, file, stream URL without credentials) for authenticated clients, else the name.
+    """
+    state = PROCESS_STATES.get(source.get("state", ""), "stopped") if fresh else "stopped"
+    last = source.get("last_audio")
+    receiving = fresh and bool(source.get("is_receiving_data"))
+    out = {"url": source.get("input", "") if with_input else source.get("name", ""), "source": source.get("name", ""),
+           "type": source.get("type", ""), "is_healthy": fresh and bool(source.get("is_healthy")),
+           "process_state": state, "last_data_received": rfc3339(last) if last else None,
+           "restart_count": source.get("restarts", 0),
+           "total_bytes_received": BYTES_PER_SAMPLE * source.get("samples", 0),
+           "bytes_per_second": round(BYTES_PER_SAMPLE * source.get("samples_per_second", 0.0), 1) if receiving else 0.0,
+           "is_receiving_data": receiving,
+           **{key: source.get(key, 0) for key in ("gaps", "lost_samples", "overruns", "audio_seconds", "windows",
+                                                   "detections")}}
+    if last:
+        out["time_since_data_seconds"] = round(max(0.0, now - last), 1)
+    if source.get("error"):
+        out["error"] = source["error"]
     return out
 
 
@@ -85,9 +120,11 @@ class Unhealthy:
 class BirdnetGoApi:
     """The read-only endpoints; each method takes the validated query and returns a JSON-able payload."""
 
-    def __init__(self, store: StorePool, clips_dir: Path):
+    def __init__(self, store: StorePool, clips_dir: Path, source_health: Path | None = None):
+        """``source_health``: the daemon's ``sources.json`` (None: no stream endpoints data)."""
         self.store = store
         self.clips_dir = clips_dir
+        self.source_health = source_health
         self.started = time.time()
 
     def ping(self, query: Query, authenticated: bool) -> dict:
@@ -127,7 +164,7 @@ class BirdnetGoApi:
         if confidence is None and minimum is not None:
             confidence = (">=", minimum)
         where = DetectionFilter(date=query.date("date"), species=query.text("species"), confidence=confidence,
-                                hours=query.hours("hour"))
+                                hours=query.hours("hour"), source=query.text("source"))
         with self.store.connection() as conn:
             rows, total = queries.search(conn, where, limit, offset, ascending=order == "date_asc")
         return {"data": [detection_json(row, authenticated) for row in rows], "total": total, "limit": limit,
@@ -182,6 +219,28 @@ class BirdnetGoApi:
                 "time_zone": time.strftime("%Z"),
                 "os_display": release.get("PRETTY_NAME", uname.system), "architecture": uname.machine,
                 "environment": "production"}
+
+    def streams_health(self, query: Query, authenticated: bool) -> list[dict]:
+        """Every source's health, as BirdNET-Go's ``GET /api/v2/streams/health``."""
+        now, written_at, sources = self._sources()
+        fresh = now - written_at < STALE_S
+        return [stream_health_json(source, now, fresh, authenticated) for source in sources]
+
+    def streams_status(self, query: Query, authenticated: bool) -> dict:
+        """A summary of the sources, as BirdNET-Go's ``GET /api/v2/streams/status``."""
+        now = time.time()
+        streams = self.streams_health(query, authenticated)
+        healthy = sum(s["is_healthy"] for s in streams)
+        return {"total_streams": len(streams), "healthy_streams": healthy, "unhealthy_streams": len(streams) - healthy,
+                "streams_summary": [{key: s[key] for key in ("url", "source", "is_healthy", "process_state",
+                                                              "time_since_data_seconds") if key in s}
+                                    for s in streams],
+                "timestamp": rfc3339(now)}
+
+    def _sources(self) -> tuple[float, float, list[dict]]:
+        """Now, when the daemon last wrote ``sources.json``, and its sources (none if it never did)."""
+        written_at, sources = read_health(self.source_health) if self.source_health else (0.0, [])
+        return time.time(), written_at, sources
 
     def audio(self, query: Query, authenticated: bool, detection_id: int) -> OpenMedia:
         return self._media(detection_id, "clip", AUDIO_SUFFIXES)

@@ -28,6 +28,7 @@ from daemon.config import Config
 from daemon.errors import StoreError, WebError
 from daemon.service.sdnotify import notify
 from daemon.service.signal_flags import SignalFlags
+from daemon.store.source_health import health_path
 from daemon.web.api import BirdnetGoApi, Unhealthy
 from daemon.web.auth import Authenticator
 from daemon.web.media import OpenMedia
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 API = "/api/v2"
 DETECTION_PARAMS = frozenset({"limit", "numResults", "offset", "date", "species", "confidence", "min_confidence",
-                              "hour", "queryType", "sortBy", "includeWeather"})
+                              "hour", "queryType", "sortBy", "includeWeather", "source"})
 ROUTES: list[tuple[re.Pattern[str], str, frozenset[str]]] = [
     (re.compile(API + path + "$"), method, frozenset(params)) for path, method, params in [
         ("/ping", "ping", ()),
@@ -52,6 +53,8 @@ ROUTES: list[tuple[re.Pattern[str], str, frozenset[str]]] = [
         ("/analytics/species/summary", "species_summary", ("start_date", "end_date", "limit")),
         ("/dashboard/kpis", "kpis", ()),
         ("/system/info", "system_info", ()),
+        ("/streams/health", "streams_health", ()),
+        ("/streams/status", "streams_status", ()),
         (r"/audio/([0-9]{1,15})", "audio", ()),
         (r"/spectrogram/([0-9]{1,15})", "spectrogram", ("size", "raw")),
     ]]
@@ -97,7 +100,7 @@ class WebServer(ThreadingHTTPServer):
     def __init__(self, config: Config):
         self.config = config
         self.store = StorePool(config.store.path)
-        self.api = BirdnetGoApi(self.store, Path(config.clips.dir))
+        self.api = BirdnetGoApi(self.store, Path(config.clips.dir), health_path(config.store.path))
         self.auth = Authenticator.from_config(config.web)
         self.static = load_static()
         self.stopping = threading.Event()
