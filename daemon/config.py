@@ -12,7 +12,7 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,9 @@ class ModelConfig:
 class DetectionConfig:
     threshold: float = 0.5
     """minimum confidence (0..1) for a detection"""
-    species_thresholds: dict[str, float] = field(default_factory=dict)
-    """per-species overrides of ``threshold``, by species code"""
+    species_thresholds: str | dict[str, float] = field(default_factory=dict)
+    """per-species overrides of ``threshold``, by species code, or the path of a TOML file of ``code = value``
+    lines (``birdd export-reviews`` writes one)"""
     include: list[str] | str = field(default_factory=list)
     """if not empty, only these species are reported: codes, scientific names or BirdNET labels, or the path of
     a species list file (``birdd species -o``)"""
@@ -215,7 +216,7 @@ class WebConfig:
     password_env: str = "BIRDD_WEB_PASSWORD"
     """environment variable holding the token or password, used when ``password_file`` is empty"""
     read_only: bool = True
-    """serve the store read-only (the only mode: nothing in the API writes)"""
+    """true: nothing in the API writes; false: authenticated clients may review detections (needs web.auth)"""
     sse_poll_s: float = 0.25
     """how often the live stream looks for new detections in the store (seconds)"""
     max_streams: int = 16
@@ -286,9 +287,26 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table")
         sections[key] = _build_section(hints[key], table, key)
-    config = Config(**sections)
+    config = _with_threshold_file(Config(**sections))
     _check_values(config)
     return config
+
+
+def _with_threshold_file(config: Config) -> Config:
+    """``config`` with a ``detection.species_thresholds`` file read into its table."""
+    path = config.detection.species_thresholds
+    if not isinstance(path, str):
+        return config
+    key = "detection.species_thresholds"
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: {path} is not valid TOML: {exc}") from None
+    thresholds = _coerce(table, dict[str, float], key)
+    return replace(config, detection=replace(config.detection, species_thresholds=thresholds))
 
 
 def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
@@ -400,7 +418,8 @@ def _check_values(config: Config) -> None:
     require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
     require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
     require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')
-    require(config.web.read_only, "web.read_only", "must be true (birdd web never writes)")
+    require(config.web.read_only or config.web.auth != "none", "web.read_only",
+            'false needs web.auth = "token" or "basic" (only authenticated clients may review)')
     require(0 < config.web.sse_poll_s <= 1, "web.sse_poll_s", "must be within 0..1 (exclusive of 0)")
     require(config.web.max_streams >= 1, "web.max_streams", "must be >= 1")
     require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")
