@@ -187,3 +187,13 @@ def day_counts(conn: sqlite3.Connection) -> list[tuple[str, int]]:
 def species_count(conn: sqlite3.Connection) -> int:
     """How many distinct species the store holds."""
     return conn.execute("SELECT count(DISTINCT species_code) FROM detections").fetchone()[0]
+
+
+def verified_reviews(conn: sqlite3.Connection) -> list[Row]:
+    """Every review with a verdict, oldest detection first: ``detection``, ``verified``, ``audio`` and the
+    detection's ``snapshot`` decoded (the row as it was at the first review)."""
+    rows = _rows(conn, "SELECT detection, verified, audio, snapshot FROM reviews WHERE verified IS NOT NULL "
+                       "ORDER BY detection")
+    for row in rows:
+        row["snapshot"] = json.loads(row["snapshot"])
+    return rows
