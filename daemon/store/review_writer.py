@@ -21,6 +21,8 @@ import os
 import shutil
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,58 +82,28 @@ class ReviewWriter:
     def review(self, row_id: int, change: ReviewChange) -> None:
         """Apply one review to detection ``row_id``: :class:`ReviewRefused` if it does not exist (and was never
         reviewed) or is locked."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._apply(conn, row_id, change)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.store_path}: review not written: {exc}") from None
+        with self._transaction("review") as conn:
+            self._apply(conn, row_id, change)
 
     def review_many(self, row_ids: list[int], verified: str) -> tuple[int, int]:
         """BirdNET-Go's batch review: set ``verified`` on each detection; locked or unknown ones are skipped.
         Returns ``(processed, skipped)``; one transaction for all."""
         processed = skipped = 0
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+        with self._transaction("batch review") as conn:
+            for row_id in dict.fromkeys(row_ids):
                 try:
-                    for row_id in dict.fromkeys(row_ids):
-                        try:
-                            self._apply(conn, row_id, ReviewChange(verified=verified))
-                            processed += 1
-                        except ReviewRefused:
-                            skipped += 1
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.store_path}: batch review not written: {exc}") from None
+                    self._apply(conn, row_id, ReviewChange(verified=verified))
+                    processed += 1
+                except ReviewRefused:
+                    skipped += 1
         return processed, skipped
 
     def set_lock(self, row_id: int, locked: bool) -> None:
         """Lock or unlock a detection (unlocking is the only change a locked detection accepts)."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._ensure_review(conn, row_id)
-                    conn.execute("UPDATE reviews SET locked = ?, reviewed_utc = ? WHERE detection = ?",
-                                 (int(locked), utc_now(), row_id))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.store_path}: lock not written: {exc}") from None
+        with self._transaction("lock") as conn:
+            self._ensure_review(conn, row_id)
+            conn.execute("UPDATE reviews SET locked = ?, reviewed_utc = ? WHERE detection = ?",
+                         (int(locked), utc_now(), row_id))
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""
@@ -139,6 +111,24 @@ class ReviewWriter:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction under the lock, rolled back on any failure; an SQLite error is a
+        :class:`StoreError` naming ``what`` was not written."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.store_path}: {what} not written: {exc}") from None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
