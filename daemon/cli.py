@@ -241,6 +241,32 @@ def web(config_path: Path) -> None:
     _run_configured(config_path, run_web)
 
 
+@cli.command("export-reviews")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),
+              help="The detection store (store.path), or the folder holding its detections.sqlite.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Dataset folder to write (new or empty).")
+@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              help="Threshold suggestions keep at least this precision on the reviewed detections.")
+@click.option("--min-reviews", type=click.IntRange(1), default=5, show_default=True,
+              help="Reviews a species needs before a threshold is suggested for it.")
+def export_reviews(store_path: Path, output: Path, precision: float, min_reviews: int) -> None:
+    """Write the reviewed detections as a labelled dataset for `birdd train` / `birdd distill --reviews`, and
+    per-species threshold suggestions (OUT/thresholds.toml) (docs/review.md)."""
+    from daemon.reviews.export import export_reviews as export
+
+    summary = export(store_path, output, precision, min_reviews)
+    click.echo(f"{output}: {summary.correct} correct and {summary.false_positive} false-positive clip(s), "
+               f"{summary.species} species in taxonomy.csv"
+               + (f"; {summary.without_audio} review(s) without a clip left out" if summary.without_audio else ""))
+    click.echo(f"species\tcorrect\tfalse_pos\tthreshold\tprecision (>= {precision:g} wanted)")
+    for s in summary.suggestions:
+        shown = (f"{s.threshold:g}\t{s.precision if s.precision is not None else '-'}" if s.threshold is not None
+                 else f"-\tfewer than {min_reviews} reviews")
+        click.echo(f"{s.species_code}\t{s.correct}\t{s.false_positive}\t{shown}")
+    click.echo(f"thresholds written to {output / 'thresholds.toml'}")
+
+
 @cli.command()
 @click.option("--lat", type=click.FloatRange(-90, 90), help="The station's latitude, degrees north.")
 @click.option("--lon", type=click.FloatRange(-180, 180), help="The station's longitude, degrees east.")

@@ -105,9 +105,10 @@ class ModelConfig:
 class DetectionConfig:
     threshold: float = 0.5
     """minimum confidence (0..1) for a detection"""
-    species_thresholds: dict[str, float] = field(default_factory=dict)
+    species_thresholds: str | dict[str, float] = field(default_factory=dict)
     """per-species overrides of ``threshold``, by species code, scientific name or BirdNET label (as BirdNET-Go's
-    species settings)"""
+    species settings), or the path of a TOML file of such ``name = value`` lines (``birdd export-reviews`` writes
+    one)"""
     include: list[str] | str = field(default_factory=list)
     """if not empty, only these species are reported: codes, scientific names or BirdNET labels, or the path of
     a species list file (``birdd species -o``)"""
@@ -169,6 +170,9 @@ class FiltersConfig:
     """"detections" (none reported in quiet hours) or "audio" (detections reported, no clips, archive paused)"""
     quiet_timezone: str = ""
     """IANA time zone of quiet_hours (e.g. "Europe/Berlin"; "" = the system's local time zone)"""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One ``[[audio.sources]]`` entry, resolved: its own audio and detection settings, [audio] and [detection]
     filling in what it does not set."""
@@ -366,7 +370,7 @@ class WebConfig:
     password_env: str = "BIRDD_WEB_PASSWORD"
     """environment variable holding the token or password, used when ``password_file`` is empty"""
     read_only: bool = True
-    """serve the store read-only (the only mode: nothing in the API writes)"""
+    """true: nothing in the API writes; false: authenticated clients may review detections (needs web.auth)"""
     sse_poll_s: float = 0.25
     """how often the live stream looks for new detections in the store (seconds)"""
     max_streams: int = 16
@@ -458,6 +462,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             source_tables = table.pop("sources", [])
         sections[key] = _build_section(hints[key], table, key)
     config = Config(**sections)
+    config = replace(config, detection=_with_threshold_file(config.detection, "detection"))
     if source_tables != []:
         config = replace(config, audio=replace(config.audio, sources=_build_sources(source_tables, config)))
     _check_values(config)
@@ -491,7 +496,8 @@ def _build_sources(tables: Any, config: Config) -> list[SourceConfig]:
         detection = {key: _coerce(value, detection_hints[key], f"{prefix}.detection.{key}")
                      for key, value in overrides.items()
                      if _known(key, detection_hints, f"{prefix}.detection", SHARED_DETECTION_KEYS)}
-        sources.append(SourceConfig(name, replace(config.audio, **audio), replace(config.detection, **detection)))
+        sources.append(SourceConfig(name, replace(config.audio, **audio), _with_threshold_file(
+            replace(config.detection, **detection), f"{prefix}.detection")))
     return sources
 
 
@@ -502,6 +508,23 @@ def _known(key: str, hints: dict[str, Any], prefix: str, refused: tuple[str, ...
     if key not in hints:
         raise ConfigError(f"{prefix}.{_shown(key)}: unknown key")
     return True
+
+
+def _with_threshold_file(detection: DetectionConfig, prefix: str) -> DetectionConfig:
+    """``detection`` (the section at ``prefix``) with a ``species_thresholds`` file read into its table."""
+    path = detection.species_thresholds
+    if not isinstance(path, str):
+        return detection
+    key = f"{prefix}.species_thresholds"
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: {path} is not valid TOML: {exc}") from None
+    thresholds = _coerce(table, dict[str, float], key)
+    return replace(detection, species_thresholds=thresholds)
 
 
 def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
@@ -607,7 +630,8 @@ def _check_values(config: Config) -> None:
     require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
     require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
     require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')
-    require(config.web.read_only, "web.read_only", "must be true (birdd web never writes)")
+    require(config.web.read_only or config.web.auth != "none", "web.read_only",
+            'false needs web.auth = "token" or "basic" (only authenticated clients may review)')
     require(0 < config.web.sse_poll_s <= 1, "web.sse_poll_s", "must be within 0..1 (exclusive of 0)")
     require(config.web.max_streams >= 1, "web.max_streams", "must be >= 1")
     require(0 <= config.metrics.port <= 65535, "metrics.port", "must be within 0..65535")

@@ -49,7 +49,8 @@ def old_store(path) -> None:
 def test_version_1_store_is_upgraded_and_keeps_its_rows(tmp_path):
     path = tmp_path / "detections.sqlite"
     old_store(path)
-    with pytest.raises(StoreError, match=r"schema version 1, expected 2 \(birdd run upgrades it when it starts\)"):
+    upgraded_by = r"\(birdd run, or birdd web with web.read_only = false, upgrades it when it starts\)"
+    with pytest.raises(StoreError, match=rf"schema version 1, expected {SCHEMA_VERSION} {upgraded_by}"):
         open_store(path, read_only=True)  # birdd web before the daemon restarted: one clear line
     store = DetectionStore(StoreConfig(path=str(path)))
     assert store.rows() == 3
@@ -57,11 +58,11 @@ def test_version_1_store_is_upgraded_and_keeps_its_rows(tmp_path):
     assert row_id == 4  # ids go on after the old rows
     store.close()
     reader = open_store(path, read_only=True)
-    assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     rows = queries.recent(reader, 10)
     assert sorted((r["id"], r["source_name"]) for r in rows) == [(1, None), (2, None), (3, None), (4, "pond")]
     pond, total = queries.search(reader, DetectionFilter(source="pond"), 10, 0)
     assert total == 1 and pond[0]["id"] == 4
     assert reader.execute("SELECT name FROM sqlite_master WHERE name = 'detections_source_end'").fetchone()
     reader.close()
-    DetectionStore(StoreConfig(path=str(path))).close()  # a second start finds version 2: nothing to do
+    DetectionStore(StoreConfig(path=str(path))).close()  # a second start finds the current version: nothing to do

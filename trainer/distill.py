@@ -30,6 +30,7 @@ from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
 from trainer.distill_recipe import DistillRecipe, TeacherParams
+from trainer.review_labels import apply_review_labels, read_review_labels
 from trainer.synthesis import mixed_windows
 from trainer.teacher import Teacher
 from trainer.train import FittedSTSG, WindowSource, fit_stsg_on, stage, stsg_backend_params
@@ -338,12 +339,16 @@ def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species],
 
 def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Path,
             recipe: DistillRecipe | None = None, choice: SpeciesChoice | None = None,
-            cache_dir: str | Path | None = None, progress: bool = True, check: float = 0.0) -> Path:
+            cache_dir: str | Path | None = None, progress: bool = True, check: float = 0.0,
+            reviews: Path | None = None) -> Path:
     """Distil the teacher bundle at ``teacher_dir`` into an STSG student on the audio at ``paths`` (files
     or folders, recursive); write the student bundle to ``out_dir``. ``choice``: which species (default:
     those the teacher finds, see ``TeacherParams.species_floor``). ``cache_dir`` None: no teacher score
     cache. ``check`` > 0: first measure a student's fidelity to the teacher on that share of the recordings
-    held out (:mod:`trainer.distill_check`)."""
+    held out (:mod:`trainer.distill_check`). ``reviews``: a ``reviews.csv`` of ``birdd export-reviews`` whose
+    verdicts replace the teacher's targets of the reviewed species in the reviewed clips
+    (:mod:`trainer.review_labels`)."""
+    labels = read_review_labels(reviews) if reviews is not None else []  # a bad file fails before the teacher runs
     recipe = recipe or DistillRecipe()
     started = time.perf_counter()
     run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, long_needed=2 if check else 1)
@@ -360,6 +365,8 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     evidence = teacher_evidence(peaks, columns, species)
     log_evidence(evidence)
     scored = run.scored(columns, recipe.teacher)
+    if reviews is not None:
+        selection["reviews"] = {"file": str(reviews), "applied": apply_review_labels(scored, species, labels)}
     report = None
     if check:
         from trainer.distill_check import check_student  # it fits students with this module's functions

@@ -37,11 +37,14 @@ log = logging.getLogger("trainer.cli")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Teacher score cache folder (default: $XDG_CACHE_HOME/birdd/teacher_scores).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the teacher score cache.")
+@click.option("--reviews", type=click.Path(path_type=Path), default=None,
+              help="reviews.csv of `birdd export-reviews`: reviewed clips get the reviewer's target for their species "
+                   "(1 correct, 0 false positive) in place of the teacher's (give its folder as a PATH too).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def distill(paths: tuple[Path, ...], teacher: Path, output: Path, include: Path | None, from_range: bool,
             lat: float | None, lon: float | None, week: int | None, day: datetime | None, threshold: float,
             seed: int, overrides: tuple[str, ...], check: float | None, cache_dir: Path | None, no_cache: bool,
-            progress: bool | None) -> None:
+            reviews: Path | None, progress: bool | None) -> None:
     """Distil a TFLite teacher into a token (STSG) student on unlabelled audio.
 
     PATHS are audio files or folders (recursive, any length; no labels). The teacher scores every window;
@@ -67,5 +70,5 @@ def distill(paths: tuple[Path, ...], teacher: Path, output: Path, include: Path 
     cache = None if no_cache else cache_dir or default_teacher_cache_dir()
     show_progress = sys.stderr.isatty() if progress is None else progress
     distill_student(list(paths), teacher, output, recipe, SpeciesChoice(include, place), cache, show_progress,
-                    check or 0.0)
+                    check or 0.0, reviews)
     log.info("peak memory (RSS) %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

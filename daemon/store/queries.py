@@ -1,7 +1,8 @@
 """The read side of the detection store (``birdd web``): plain functions over a read-only connection.
 
 Each returns rows as dicts keyed by the column names of :mod:`daemon.store.schema`, newest first
-unless said otherwise; ``model`` is decoded from its JSON text.
+unless said otherwise; ``model`` is decoded from its JSON text. Detection rows also carry their review's
+``verified`` (None when unreviewed) and ``locked`` (0 or 1).
 """
 
 from __future__ import annotations
@@ -24,21 +25,37 @@ def _rows(conn: sqlite3.Connection, sql: str, args: tuple = ()) -> list[Row]:
     return rows
 
 
+REVIEWED = ("SELECT detections.*, reviews.verified AS verified, COALESCE(reviews.locked, 0) AS locked "
+            "FROM detections LEFT JOIN reviews ON reviews.detection = detections.id")
+"""detection rows with their review's fields (a primary-key lookup per row)"""
+
+
 def recent(conn: sqlite3.Connection, limit: int, min_confidence: float = 0.0) -> list[Row]:
     """The ``limit`` latest detections with at least ``min_confidence``."""
-    return _rows(conn, "SELECT * FROM detections WHERE confidence >= ? ORDER BY end_epoch DESC, id DESC LIMIT ?",
+    return _rows(conn, f"{REVIEWED} WHERE confidence >= ? ORDER BY end_epoch DESC, id DESC LIMIT ?",
                  (min_confidence, limit))
 
 
 def by_id(conn: sqlite3.Connection, row_id: int) -> Row | None:
     """One detection by its integer id, or None."""
-    rows = _rows(conn, "SELECT * FROM detections WHERE id = ?", (row_id,))
+    rows = _rows(conn, f"{REVIEWED} WHERE id = ?", (row_id,))
     return rows[0] if rows else None
 
 
 def after_id(conn: sqlite3.Connection, last_id: int, limit: int) -> list[Row]:
     """Detections stored after ``last_id``, oldest first (what a live stream sends next)."""
-    return _rows(conn, "SELECT * FROM detections WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+    return _rows(conn, f"{REVIEWED} WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+
+
+def comments(conn: sqlite3.Connection, row_ids: list[int]) -> dict[int, list[Row]]:
+    """The review comments of these detections, oldest first, by detection id (absent: none)."""
+    found: dict[int, list[Row]] = {}
+    if row_ids:
+        for row in _rows(conn, "SELECT comment_id, detection, entry, created_utc FROM review_comments WHERE "
+                               "detection IN (SELECT value FROM json_each(?)) ORDER BY comment_id",
+                         (json.dumps(row_ids),)):
+            found.setdefault(row["detection"], []).append(row)
+    return found
 
 
 def last_id(conn: sqlite3.Connection) -> int:
@@ -47,6 +64,9 @@ def last_id(conn: sqlite3.Connection) -> int:
 
 
 CONFIDENCE_OPERATORS = (">=", "<=", ">", "<", "=")
+VERIFIED_FILTERS = {"correct": "verified = 'correct'", "false_positive": "verified = 'false_positive'",
+                    "unverified": "verified IS NULL", "true": "verified IS NOT NULL", "false": "verified IS NULL"}
+"""``verified=`` values: a verdict, unverified, or (as BirdNET-Go) true = reviewed either way, false = not"""
 HOURS_PER_DAY = 24
 
 
@@ -64,6 +84,10 @@ class DetectionFilter:
     """first and last station-local hour (inclusive)"""
     source: str | None = None
     """the name of the source that heard it (``[[audio.sources]]`` name)"""
+    verified: str | None = None
+    """one of :data:`VERIFIED_FILTERS`"""
+    locked: bool | None = None
+    """locked (True) or not (False)"""
 
     def where(self) -> tuple[str, list]:
         """The SQL ``WHERE`` clause (or "") and its parameters."""
@@ -87,6 +111,11 @@ class DetectionFilter:
         if self.source:
             clauses.append("source_name = ?")
             args.append(self.source)
+        if self.verified:
+            clauses.append(VERIFIED_FILTERS[self.verified])  # a fixed clause: never the request's text
+        if self.locked is not None:
+            clauses.append("COALESCE(locked, 0) = ?")
+            args.append(int(self.locked))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
@@ -95,9 +124,10 @@ def search(conn: sqlite3.Connection, where: DetectionFilter, limit: int, offset:
     """A page of the detections matching ``where`` (newest first unless ``ascending``) and how many match."""
     clause, args = where.where()
     order = "ASC" if ascending else "DESC"
-    rows = _rows(conn, f"SELECT * FROM detections{clause} ORDER BY end_epoch {order}, id {order} LIMIT ? OFFSET ?",
+    rows = _rows(conn, f"{REVIEWED}{clause} ORDER BY end_epoch {order}, id {order} LIMIT ? OFFSET ?",
                  (*args, limit, offset))
-    total = conn.execute(f"SELECT count(*) FROM detections{clause}", args).fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM detections LEFT JOIN reviews ON reviews.detection = detections.id"
+                         f"{clause}", args).fetchone()[0]
     return rows, total
 
 
@@ -170,3 +200,11 @@ def seen_before(conn: sqlite3.Connection, species_code: str, before_id: int, sin
     return conn.execute(
         "SELECT 1 FROM detections WHERE species_code = ? AND id < ? AND local_date >= ? LIMIT 1",
         (species_code, before_id, since_date or "")).fetchone() is not None
+def verified_reviews(conn: sqlite3.Connection) -> list[Row]:
+    """Every review with a verdict, oldest detection first: ``detection``, ``verified``, ``audio`` and the
+    detection's ``snapshot`` decoded (the row as it was at the first review)."""
+    rows = _rows(conn, "SELECT detection, verified, audio, snapshot FROM reviews WHERE verified IS NOT NULL "
+                       "ORDER BY detection")
+    for row in rows:
+        row["snapshot"] = json.loads(row["snapshot"])
+    return rows

@@ -20,8 +20,9 @@ from pathlib import Path
 from daemon import __version__
 from daemon.errors import StoreError
 from daemon.store import queries
-from daemon.store.queries import DetectionFilter
+from daemon.store.queries import VERIFIED_FILTERS, DetectionFilter
 from daemon.store.source_health import STALE_S, read_health
+from daemon.store.writer import epoch_of
 from daemon.web.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MediaMissing, OpenMedia, open_media
 from daemon.web.params import BadRequest, NotFound, Query
 from daemon.web.pool import StorePool
@@ -34,6 +35,7 @@ HIGH_CONFIDENCE = 0.8
 """BirdNET-Go's ``high_confidence`` flag in the daily summary: the species' best detection reached this"""
 MODEL_TYPE = "bird"
 SPECTROGRAM_SIZES = ("sm", "md", "lg", "xl")
+VERIFIED_CHOICES = tuple(VERIFIED_FILTERS)
 MB = 1024 * 1024
 PENDING_WINDOW_S = 20.0
 """a clip missing this soon after its window ended may still be written: the request waits for it"""
@@ -51,8 +53,9 @@ def today() -> str:
     return dt.date.today().isoformat()
 
 
-def detection_json(row: dict, with_source: bool) -> dict:
-    """One detection as BirdNET-Go's ``DetectionResponse`` (``clipName`` omitted when no clip is kept)."""
+def detection_json(row: dict, with_source: bool, comments: list[dict] | None = None) -> dict:
+    """One detection as BirdNET-Go's ``DetectionResponse`` (``clipName`` omitted when no clip is kept,
+    ``comments`` when there are none)."""
     out = {
         "id": row["id"],
         "date": row["local_date"],
@@ -65,9 +68,13 @@ def detection_json(row: dict, with_source: bool) -> dict:
         "commonName": row["common_name"],
         "confidence": round(float(row["confidence"]), 4),
         "modelType": MODEL_TYPE,
-        "verified": "unverified",
-        "locked": False,
+        "verified": row.get("verified") or "unverified",
+        "locked": bool(row.get("locked")),
     }
+    if comments:
+        out["comments"] = [{"id": c["comment_id"], "entry": c["entry"],
+                            "createdAt": rfc3339(epoch_of(c["created_utc"])),
+                            "updatedAt": rfc3339(epoch_of(c["created_utc"]))} for c in comments]
     if row["clip"]:
         out["clipName"] = os.path.basename(row["clip"])
     if with_source and row["source"]:
@@ -120,11 +127,15 @@ class Unhealthy:
 class BirdnetGoApi:
     """The read-only endpoints; each method takes the validated query and returns a JSON-able payload."""
 
-    def __init__(self, store: StorePool, clips_dir: Path, source_health: Path | None = None):
+    def __init__(self, store: StorePool, clips_dir: Path, source_health: Path | None = None, *, csrf_token: str = "",
+                 auth_required: bool = False, reviews_enabled: bool = False):
         """``source_health``: the daemon's ``sources.json`` (None: no stream endpoints data)."""
         self.store = store
         self.clips_dir = clips_dir
         self.source_health = source_health
+        self.csrf_token = csrf_token
+        self.auth_required = auth_required
+        self.reviews_enabled = reviews_enabled
         self.started = time.time()
 
     def ping(self, query: Query, authenticated: bool) -> dict:
@@ -150,8 +161,7 @@ class BirdnetGoApi:
         limit = query.integer("limit", DEFAULT_RECENT, 1, MAX_PAGE)
         query.flag("includeWeather")  # accepted for compatibility; birdd has no weather
         with self.store.connection() as conn:
-            rows = queries.recent(conn, limit)
-        return [detection_json(row, authenticated) for row in rows]
+            return _detections_json(conn, queries.recent(conn, limit), authenticated)
 
     def detections(self, query: Query, authenticated: bool) -> dict:
         limit = query.integer("numResults", 0, 1, MAX_PAGE) or query.integer("limit", DEFAULT_PAGE, 1, MAX_PAGE)
@@ -163,15 +173,30 @@ class BirdnetGoApi:
         minimum = query.percent("min_confidence")
         if confidence is None and minimum is not None:
             confidence = (">=", minimum)
+        locked = query.choice("locked", ("true", "false"), "")
+        verified = query.choice("verified", VERIFIED_CHOICES, "")
         where = DetectionFilter(date=query.date("date"), species=query.text("species"), confidence=confidence,
-                                hours=query.hours("hour"), source=query.text("source"))
+                                hours=query.hours("hour"), source=query.text("source"), verified=verified or None,
+                                locked=None if not locked else locked == "true")
         with self.store.connection() as conn:
             rows, total = queries.search(conn, where, limit, offset, ascending=order == "date_asc")
-        return {"data": [detection_json(row, authenticated) for row in rows], "total": total, "limit": limit,
+            data = _detections_json(conn, rows, authenticated)
+        return {"data": data, "total": total, "limit": limit,
                 "offset": offset, "current_page": offset // limit + 1, "total_pages": -(-total // limit)}
 
     def detection(self, query: Query, authenticated: bool, detection_id: int) -> dict:
-        return detection_json(self._detection(detection_id), authenticated)
+        with self.store.connection() as conn:
+            row = queries.by_id(conn, detection_id)
+            if row is None:
+                raise NotFound(f"detection {detection_id} not found")
+            return _detections_json(conn, [row], authenticated)[0]
+
+    def app_config(self, query: Query, authenticated: bool) -> dict:
+        """BirdNET-Go's ``/api/v2/app/config`` subset the page needs: the CSRF token (to an authenticated client
+        only), whether access is allowed, and (birdd's) whether this client may review."""
+        return {"csrfToken": self.csrf_token if authenticated else "", "version": __version__,
+                "security": {"enabled": self.auth_required, "accessAllowed": authenticated or not self.auth_required},
+                "reviews": authenticated and self.reviews_enabled}
 
     def species_daily(self, query: Query, authenticated: bool) -> list[dict]:
         date = query.date("date") or today()
@@ -269,6 +294,12 @@ class BirdnetGoApi:
         if row is None:
             raise NotFound(f"detection {detection_id} not found")
         return row
+
+
+def _detections_json(conn, rows: list[dict], authenticated: bool) -> list[dict]:
+    """Detection rows as :func:`detection_json`, with their review comments (one query for all)."""
+    notes = queries.comments(conn, [row["id"] for row in rows])
+    return [detection_json(row, authenticated, notes.get(row["id"])) for row in rows]
 
 
 def _streak(dates_newest_first: list[str], day: str) -> dict:

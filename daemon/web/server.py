@@ -1,5 +1,7 @@
-"""``birdd web``: the page at ``/`` and the BirdNET-Go-compatible ``/api/v2``, read-only, on the standard library's
-threading HTTP server (chosen by measurement: docs/web.md).
+"""``birdd web``: the page at ``/`` and the BirdNET-Go-compatible ``/api/v2`` on the standard library's threading
+HTTP server (chosen by measurement: docs/web.md). It reads the store through read-only connections; with
+``web.read_only = false`` its review endpoints, and only they, write reviews for authenticated clients
+(:mod:`daemon.web.review`).
 
 Only fixed routes exist: the page's few files (held in memory), and API paths whose only variable is an
 integer detection id. A clip or spectrogram is reached through that id and the store, never through a path
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -28,19 +31,21 @@ from daemon.config import Config
 from daemon.errors import StoreError, WebError
 from daemon.service.sdnotify import notify
 from daemon.service.signal_flags import SignalFlags
+from daemon.store.review_writer import ReviewWriter
 from daemon.store.source_health import health_path
 from daemon.web.api import BirdnetGoApi, Unhealthy
 from daemon.web.auth import Authenticator
 from daemon.web.media import OpenMedia
 from daemon.web.params import BadRequest, HttpError, NotFound, Query
 from daemon.web.pool import StorePool
+from daemon.web.review import ReviewApi, content_length, cross_site_refusal
 from daemon.web.sse import DetectionStream
 
 log = logging.getLogger(__name__)
 
 API = "/api/v2"
 DETECTION_PARAMS = frozenset({"limit", "numResults", "offset", "date", "species", "confidence", "min_confidence",
-                              "hour", "queryType", "sortBy", "includeWeather", "source"})
+                              "hour", "queryType", "sortBy", "includeWeather", "source", "verified", "locked"})
 ROUTES: list[tuple[re.Pattern[str], str, frozenset[str]]] = [
     (re.compile(API + path + "$"), method, frozenset(params)) for path, method, params in [
         ("/ping", "ping", ()),
@@ -55,9 +60,17 @@ ROUTES: list[tuple[re.Pattern[str], str, frozenset[str]]] = [
         ("/system/info", "system_info", ()),
         ("/streams/health", "streams_health", ()),
         ("/streams/status", "streams_status", ()),
+        ("/app/config", "app_config", ()),
         (r"/audio/([0-9]{1,15})", "audio", ()),
         (r"/spectrogram/([0-9]{1,15})", "spectrogram", ("size", "raw")),
     ]]
+POST_ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(API + path + "$"), method) for path, method in [
+        (r"/detections/([0-9]{1,15})/review", "review"),
+        (r"/detections/([0-9]{1,15})/lock", "lock"),
+        ("/detections/batch/review", "batch_review"),
+    ]]
+"""the review endpoints (with ``web.read_only = false``, authenticated only)"""
 PUBLIC = frozenset({"ping"})
 """API methods answered without authentication (no data in them)"""
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -100,8 +113,14 @@ class WebServer(ThreadingHTTPServer):
     def __init__(self, config: Config):
         self.config = config
         self.store = StorePool(config.store.path)
-        self.api = BirdnetGoApi(self.store, Path(config.clips.dir), health_path(config.store.path))
         self.auth = Authenticator.from_config(config.web)
+        self.csrf_token = secrets.token_urlsafe(32)
+        """handed to authenticated clients by ``/api/v2/app/config``; new at every start"""
+        self.reviews = None if config.web.read_only else ReviewApi(ReviewWriter(config.store.path,
+                                                                                config.clips.dir))
+        self.api = BirdnetGoApi(self.store, Path(config.clips.dir), health_path(config.store.path),
+                                csrf_token=self.csrf_token,
+                                auth_required=self.auth.required, reviews_enabled=self.reviews is not None)
         self.static = load_static()
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -163,10 +182,20 @@ class WebServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self.store.close()
+        if self.reviews is not None:
+            self.reviews.writer.close()
+
+    def upgrade_store(self) -> None:
+        """Open the review writer now, so an older store is upgraded at start (logged if it cannot be yet)."""
+        if self.reviews is not None:
+            try:
+                self.reviews.writer.open()
+            except StoreError as exc:
+                log.warning("reviews: %s (tried again at the first review)", exc)
 
 
 class RequestHandler(BaseHTTPRequestHandler):
-    """GET and HEAD only; everything else is 405."""
+    """GET and HEAD; POST to the review endpoints when reviews are on; everything else is 405."""
 
     server: WebServer
     protocol_version = "HTTP/1.1"
@@ -180,8 +209,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait on small replies
 
     def do_GET(self) -> None:
+        self._answer(self._route)
+
+    def do_POST(self) -> None:
+        if self.server.reviews is None:
+            self._not_allowed()
+        else:
+            self._answer(self._post)
+
+    def _answer(self, handle) -> None:
         try:
-            self._route()
+            handle()
         except HttpError as exc:
             self._error(exc.status, str(exc))
         except StoreError as exc:
@@ -197,10 +235,11 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # a request body may follow, unread: never parse it as the next request
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed: birdd web is read-only",
-                    {"Allow": "GET, HEAD"})
+        what = "birdd web is read-only" if self.server.reviews is None else "only the review endpoints take POST"
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed: {what}",
+                    {"Allow": "GET, HEAD" if self.server.reviews is None else "GET, HEAD, POST"})
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
+    do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own errors (bad request line, headers too long, ...) as one line of JSON."""
@@ -238,6 +277,31 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, result.body)
         else:
             self._send_json(HTTPStatus.OK, result)
+
+    def _post(self) -> None:
+        """A review endpoint: authenticated, not cross-site, a JSON body; the body is read only then."""
+        self.close_connection = True  # until the body is read: an early answer must not leave it to be parsed
+        path = urlsplit(self.path).path
+        method, ids = find_post_route(path)
+        authorization = self.headers.get("Authorization")
+        if not self.server.auth.accepts(authorization):
+            self._error(HTTPStatus.UNAUTHORIZED, "authentication required",
+                        {"WWW-Authenticate": self.server.auth.challenge()})
+            return
+        bearer = (authorization or "").strip().lower().startswith("bearer ")
+        refusal = cross_site_refusal(self.headers, bearer, self.server.csrf_token)
+        if refusal:
+            log.warning("review from %s refused: %s", self.address_string(), refusal)
+            self._error(HTTPStatus.FORBIDDEN, refusal)
+            return
+        body = self.rfile.read(content_length(self.headers))
+        self.close_connection = False
+        status, payload = getattr(self.server.reviews, method)(body, *ids)
+        log.info("review %s %s by %s", method, ids or "", self.address_string())
+        if payload is None:
+            self._head(status, "application/json; charset=utf-8", 0, {"Cache-Control": "no-store"})
+        else:
+            self._send_json(status, payload)
 
     def _stream(self, authenticated: bool) -> None:
         if not self.server.open_stream():
@@ -321,6 +385,15 @@ def find_route(path: str) -> tuple[str, frozenset[str], list[int]]:
     raise NotFound(f"no such resource: {path[:80]}")
 
 
+def find_post_route(path: str) -> tuple[str, list[int]]:
+    """The review method and the ids in the path; :class:`NotFound` for any other path."""
+    for pattern, method in POST_ROUTES:
+        match = pattern.match(path)
+        if match:
+            return method, [int(group) for group in match.groups()]
+    raise NotFound(f"no such resource: {path[:80]}")
+
+
 def _byte_range(header: str, size: int) -> tuple[int, int]:
     """The first and last byte of a single ``Range: bytes=a-b`` (``a-``, ``-n``) within ``size``; else 416."""
     match = RANGE.match(header.strip())
@@ -349,12 +422,13 @@ def run_web(config: Config) -> int:
     except OSError as exc:
         raise WebError(f"web.bind/web.port: cannot listen on {config.web.bind}:{config.web.port}: "
                        f"{exc.strerror or exc}") from None
+    server.upgrade_store()
     signals = SignalFlags()
     signals.install(reload=False)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
-    log.info("serving %s (store %s, clips %s, auth %s)", server.url, config.store.path, config.clips.dir,
-             config.web.auth)
+    log.info("serving %s (store %s, clips %s, auth %s, %s)", server.url, config.store.path, config.clips.dir,
+             config.web.auth, "read-only" if server.reviews is None else "reviews on")
     notify("READY=1", f"STATUS=serving {server.url}")
     while not signals.stop:
         time.sleep(STOP_POLL_S)

@@ -4,7 +4,11 @@
 const API = "/api/v2";
 const CARDS = 24;
 const $ = (id) => document.getElementById(id);
-const state = { day: "", species: "", refresh: 0, audio: null };
+const state = { day: "", species: "", refresh: 0, audio: null, review: null };
+const VERDICTS = [
+  { value: "correct", symbol: "\u2713", label: "correct" },
+  { value: "false_positive", symbol: "\u2717", label: "false positive" },
+];
 
 function localDate(d = new Date()) {
   const pad = (n) => String(n).padStart(2, "0");
@@ -85,6 +89,66 @@ function playButton(detection) {
   return button;
 }
 
+async function loadAppConfig() {
+  try {
+    const config = await getJSON("/app/config");
+    state.review = config.reviews ? { token: config.csrfToken } : null;
+  } catch (_) {
+    state.review = null;  // an older server, or no access: no review buttons
+  }
+}
+
+async function postReview(id, verified) {
+  const send = () => fetch(`${API}/detections/${id}/review`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": state.review.token },
+    body: JSON.stringify({ verified }),
+  });
+  let response = await send();
+  if (response.status === 403) {  // the server restarted: a new CSRF token
+    await loadAppConfig();
+    if (state.review) response = await send();
+  }
+  if (!response.ok) {
+    let message = response.statusText;
+    try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
+    throw new Error(`review: ${message}`);
+  }
+}
+
+function reviewButtons(detection) {
+  const group = el("div", "review");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", `review ${detection.commonName} at ${detection.time}`);
+  const buttons = VERDICTS.map((verdict) => {
+    const button = el("button", `verdict ${verdict.value}`, verdict.symbol);
+    button.type = "button";
+    button.dataset.verdict = verdict.value;
+    button.setAttribute("aria-label", `${verdict.label}: ${detection.commonName} at ${detection.time}`);
+    button.title = detection.locked ? "locked" : verdict.label;
+    button.disabled = !!detection.locked;
+    return button;
+  });
+  const show = (verified) => buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.verdict === verified)));
+  show(detection.verified);
+  buttons.forEach((button) => button.addEventListener("click", async () => {
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await postReview(detection.id, button.dataset.verdict);
+      detection.verified = button.dataset.verdict;
+      show(detection.verified);
+      showError(null);
+    } catch (error) {
+      showError(error);
+    } finally {
+      buttons.forEach((b) => { b.disabled = !!detection.locked; });
+      button.focus();
+    }
+  }));
+  group.append(...buttons);
+  return group;
+}
+
 function card(detection, fresh) {
   const item = el("li", fresh ? "card new" : "card");
   item.dataset.id = detection.id;
@@ -108,6 +172,7 @@ function card(detection, fresh) {
     el("span", "when", `${detection.time} \u00B7 ${Math.round(detection.confidence * 100)} %`));
   if (detection.clipName) body.append(playButton(detection));
   body.append(confidence);
+  if (state.review) body.append(reviewButtons(detection));
   item.append(image, body);
   return item;
 }
@@ -214,6 +279,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("next-day").addEventListener("click", () => shiftDay(1));
   $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = `#/?date=${state.day}`; });
   window.addEventListener("hashchange", render);
-  render();
+  loadAppConfig().then(render);
   connect();
 });

@@ -1,0 +1,1 @@
+"""Reviews turned into labels: the exported dataset and per-species threshold suggestions."""
