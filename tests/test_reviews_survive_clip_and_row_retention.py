@@ -40,7 +40,7 @@ def version_1_store(path):
 def test_an_older_store_is_upgraded_by_either_writer_and_keeps_its_detections(tmp_path, upgrader):
     path = tmp_path / "detections.sqlite"
     version_1_store(path)
-    with pytest.raises(StoreError, match=r"schema version 1, expected 2 \(birdd run, or birdd web"):
+    with pytest.raises(StoreError, match=rf"schema version 1, expected {SCHEMA_VERSION} \(birdd run, or birdd web"):
         open_store(path, read_only=True)
     if upgrader == "daemon":
         DetectionStore(StoreConfig(path=str(path))).close()
