@@ -32,6 +32,10 @@ MAX_DELAY_S = 86_400
 MAX_THREADS = 64
 MINUTES_PER_HOUR = 60
 WEB_AUTH_MODES = ("none", "token", "basic")
+AUDIO_SOURCES = ("mic", "file", "url")
+MAX_CALIBRATION_DB = 200.0
+URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+"""``audio.url`` schemes (HLS is http(s)); a URL without a scheme is a file path"""
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ class StationConfig:
 @dataclass(frozen=True)
 class AudioConfig:
     source: str = "mic"
-    """"mic" (sounddevice/PortAudio) or "file" (replay of files or folders)"""
+    """"mic" (sounddevice/PortAudio), "file" (replay of files or folders) or "url" (a stream or file decoded by
+    FFmpeg, docs/streams.md)"""
     device: str = ""
     """mic: substring of the input device name ("" = system default); stable across reboots"""
     capture_rate: int = 0
@@ -63,9 +68,20 @@ class AudioConfig:
     ring_seconds: float = 30.0
     """capacity of the ring buffer between the audio thread and the tokenizer (seconds)"""
     retry_initial_s: float = 1.0
-    """mic: first delay before re-opening a missing or lost device (seconds)"""
+    """mic, url: first delay before re-opening a missing or lost device or stream (seconds)"""
     retry_max_s: float = 60.0
-    """mic: cap of the exponential back-off (seconds)"""
+    """mic, url: cap of the exponential back-off (seconds)"""
+    url: str = ""
+    """url: rtsp://, rtsps://, http(s):// (Icecast, Shoutcast, HLS) or a file path; a user:password@ in it is
+    masked in every log line, event, status and payload"""
+    rtsp_transport: str = "tcp"
+    """url: RTSP over "tcp" (interleaved: passes NAT and firewalls) or "udp", for rtsp:// and rtsps:// URLs"""
+    stall_s: float = 10.0
+    """url: no audio for this long ends the connection (a gap and a ``stream_stalled`` event), then it reconnects
+    (seconds)"""
+    max_drift_s: float = 10.0
+    """url: a stream this far ahead of or behind the wall clock is put back in step (a ``stream_drift`` event;
+    seconds)"""
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,16 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class SoundLevelConfig:
+    enabled: bool = False
+    """report the sound level (dB(A) LAeq and 1/3-octave bands) on MQTT, Prometheus and the web (docs/streams.md)"""
+    interval_s: int = 10
+    """seconds of audio per report (whole seconds; BirdNET-Go reports every 10)"""
+    calibration_db: float = 0.0
+    """added to every level: the dB SPL of a digital RMS of 1.0 (0 = levels relative to digital full scale)"""
+
+
+@dataclass(frozen=True)
 class WebConfig:
     bind: str = "127.0.0.1"
     """address ``birdd web`` listens on ("0.0.0.0" = every interface)"""
@@ -250,6 +276,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    sound_level: SoundLevelConfig = field(default_factory=SoundLevelConfig)
 
     @property
     def topic_prefix(self) -> str:
@@ -351,9 +378,16 @@ def _check_values(config: Config) -> None:
     for key, value, bound in (("station.latitude", config.station.latitude, 90),
                               ("station.longitude", config.station.longitude, 180)):
         require(value is None or -bound <= value <= bound, key, f"must be within -{bound}..{bound}")
-    require(config.audio.source in ("mic", "file"), "audio.source", 'expected "mic" or "file"')
+    require(config.audio.source in AUDIO_SOURCES, "audio.source", 'expected "mic", "file" or "url"')
     require(config.audio.source != "file" or bool(config.audio.files), "audio.files",
             'required when audio.source = "file"')
+    require(config.audio.source != "url" or bool(config.audio.url), "audio.url", 'required when audio.source = "url"')
+    require(not config.audio.url or "://" not in config.audio.url
+            or config.audio.url.split("://", 1)[0].lower() in URL_SCHEMES, "audio.url",
+            f"expected a file path or a URL of {', '.join(s + '://' for s in URL_SCHEMES)}")
+    require(config.audio.rtsp_transport in ("tcp", "udp"), "audio.rtsp_transport", 'expected "tcp" or "udp"')
+    require(0 < config.audio.stall_s <= MAX_DELAY_S, "audio.stall_s", f"must be > 0 and <= {MAX_DELAY_S}")
+    require(0 < config.audio.max_drift_s <= MAX_DELAY_S, "audio.max_drift_s", f"must be > 0 and <= {MAX_DELAY_S}")
     require(0 <= config.audio.capture_rate <= MAX_CAPTURE_RATE, "audio.capture_rate",
             f"must be within 0..{MAX_CAPTURE_RATE}")
     require(0 < config.audio.block_ms <= MAX_BLOCK_MS, "audio.block_ms", f"must be within 1..{MAX_BLOCK_MS}")
@@ -397,6 +431,10 @@ def _check_values(config: Config) -> None:
             f"must be within 1..{MINUTES_PER_HOUR}")
     require(config.archive.max_total_mb > 0, "archive.max_total_mb", "must be > 0")
     require(config.archive.min_free_mb >= 0, "archive.min_free_mb", "must be >= 0")
+    require(1 <= config.sound_level.interval_s <= MAX_DELAY_S, "sound_level.interval_s",
+            f"must be within 1..{MAX_DELAY_S}")
+    require(-MAX_CALIBRATION_DB <= config.sound_level.calibration_db <= MAX_CALIBRATION_DB,
+            "sound_level.calibration_db", f"must be within -{MAX_CALIBRATION_DB:g}..{MAX_CALIBRATION_DB:g}")
     require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
     require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
     require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')

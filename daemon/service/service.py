@@ -45,7 +45,8 @@ from daemon.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-STOP_BUDGETS_S = {"birdd-file-source": 0.5, "birdd-mic-source": 0.5, "birdd-pipeline": 1.5, "birdd-sinks": 0.5,
+STOP_BUDGETS_S = {"birdd-file-source": 0.5, "birdd-mic-source": 0.5, "birdd-url-source": 1.0, "birdd-pipeline": 1.5,
+                  "birdd-sinks": 0.5,
                   "birdd-clips": 0.3, "birdd-archive": 0.3, "birdd-mqtt": 1.0, "metrics": 0.2}
 """each component's share of the shutdown (seconds); all of it fits in STOP_BUDGET_S (with the optional archive too,
 the last components get what is left of it)"""
@@ -77,16 +78,19 @@ class Service:
         self.outbox = Outbox(config.outbox)
         self.metrics = Metrics()
         self.ring = RingBuffer(int(config.audio.ring_seconds * SAMPLE_RATE) + ring_extra_samples(config))
-        self.source = make_source(config.audio, self.ring)  # no replay files: an error before the store or the broker
+        self.publisher: MqttPublisher | None = None
+        # no replay files: an error before the store or the broker
+        self.source = make_source(config.audio, self.ring, on_event=self._source_event)
         results: queue.Queue = queue.Queue(QUEUE_ITEMS)
         sink_failures: Counter[str] = Counter()
         self.pipeline = PipelineWorker(self.ring, self.source, model, self._make_pipeline, results)
         self.status = StatusReport(config, self.ring, self.source, self.stats, self.pipeline, sink_failures, results)
-        live = config.audio.source == "mic" or config.audio.realtime
+        live = config.audio.source != "file" or config.audio.realtime
         self.publisher = (MqttPublisher(config, self.outbox, self.status, on_acked=PublishLatency(self.metrics, live))
                           if config.mqtt.enabled else None)
         self.status.register(self.metrics, self.outbox, self.publisher)
-        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher))
+        built = make_sinks(SinkContext(config, self.clock, self.ring, self.outbox, self.publisher,
+                                       level_outputs=(self.metrics.set_sound_level,)))
         self.sinks = built.sinks
         self.pipeline.audio_sinks = built.audio_sinks
         self.background = built.background
@@ -97,6 +101,11 @@ class Service:
             MetricsServer(config.metrics, self.metrics), self.publisher,
             *(BackgroundWorker(task) for task in built.background), self.sink_worker, self.pipeline, self.source)
             if c is not None]
+
+    def _source_event(self, kind: str, message: str) -> None:
+        """A source's status event (a stream stalled, lost, back): to ``<prefix>/status/events``."""
+        if self.publisher is not None:
+            self.publisher.publish_event(kind, message)
 
     def _make_pipeline(self, model: Model) -> ScoringPipeline:
         station, detection = self.config.station, self.config.detection

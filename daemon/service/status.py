@@ -50,6 +50,7 @@ class StatusReport:
             "audio_seconds": round(stats.samples / SAMPLE_RATE, 1),
             "audio_overruns": self.overruns(), "audio_lost_samples": self._ring.lost_samples,
             "audio_gaps": stats.gaps, "source_state": source.state, "source_detail": source.detail,
+            "source_retries": source.retries, "source_stalls": source.stalls, "source_resyncs": source.resyncs,
             "real_time_factor": round(stats.real_time_factor, 5),
             "queue_depth": self._results.qsize(), "sink_failures": dict(self._sink_failures),
             "model": self._pipeline.model.identity,

@@ -13,11 +13,14 @@ from daemon.clips.schedule import ClipSchedule
 from daemon.config import Config
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.pipeline.detection import StreamClock
+from daemon.pipeline.sound_level import SoundLevelMeter
 from daemon.sinks.base import AudioSink, BackgroundTask, Sink, WindowSink
 from daemon.sinks.log import LogSink
 from daemon.sinks.mqtt import MqttPublisher, WindowTopicSink
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
+from daemon.sinks.sound_level import LevelOutput, SoundLevelSink
+from daemon.store.sound_levels import LatestLevelsWriter, latest_levels_path
 from daemon.store.writer import DetectionStore
 
 CLIP_SLACK_S = 20.0
@@ -33,6 +36,8 @@ class SinkContext:
     ring: RingBuffer
     outbox: Outbox
     publisher: MqttPublisher | None
+    level_outputs: tuple[LevelOutput, ...] = ()
+    """where sound-level reports go besides MQTT and the web's file (the Prometheus gauges)"""
 
 
 @dataclass
@@ -90,6 +95,21 @@ def make_sinks(context: SinkContext) -> SinkSet:
         built.audio_sinks.append(archive)
         built.background.append(archive)
         built.status.append(archive.status)
+    if config.sound_level.enabled:
+        built.audio_sinks.append(make_sound_level_sink(context, config.station.name))
     if context.publisher is not None and config.mqtt.publish_windows:
         built.window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
     return built
+
+
+def make_sound_level_sink(context: SinkContext, source: str) -> SoundLevelSink:
+    """The sound-level meter of the stream named ``source``, reporting to MQTT, the outputs and the web's file."""
+    config = context.config
+    outputs: list[LevelOutput] = list(context.level_outputs)
+    if context.publisher is not None:
+        outputs.append(context.publisher.publish_sound_level)
+    if config.store.enabled:
+        outputs.append(LatestLevelsWriter(latest_levels_path(config.store.path)))
+    level = config.sound_level
+    return SoundLevelSink(SoundLevelMeter(level.interval_s, level.calibration_db), config.station.name, source,
+                          context.clock, level.calibration_db, outputs)
