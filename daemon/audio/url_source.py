@@ -11,8 +11,12 @@ back-off (:class:`~daemon.backoff.Backoff`):
 - no audio for ``audio.stall_s`` seconds (a server that accepts and sends nothing, a camera that hangs):
   the child is killed, ``stream_stalled``;
 - the stream delivers faster or slower than the wall clock by more than ``audio.max_drift_s`` (a sender
-  whose clock drifts, a server that bursts or starves): ``stream_drift``, and the stream is put back in
-  step, by dropping the samples it is ahead or marking the time it is behind as a gap.
+  whose clock drifts, a server that sends too fast or starves): ``stream_drift``, and the stream is put back
+  in step, by dropping the samples it is ahead or marking the time it is behind as a gap. The burst every
+  connection starts with (what FFmpeg buffered while probing the stream, an Icecast server's burst-on-connect)
+  is not drift: while the child has more ready than one read takes, in a connection's first ``max_drift_s``
+  seconds, the drift origin moves with it. Those samples are placed at the time they arrive, up to a few
+  seconds after they were heard.
 
 When audio flows again after a fault, ``stream_resumed`` says how long the gap was. Events are sent once
 per outage, not once per retry. The URL's credentials never leave this module unmasked
@@ -127,6 +131,8 @@ class UrlSource(ManagedThread):
                 if base is None:
                     base = self._first_audio(origin, now)
                     started = now
+                elif child.backlogged and now - started < self._config.max_drift_s:
+                    base = (self._ring.written, now)  # a burst at connect: the drift origin follows it
                 self._write_in_step(samples, base, now)
                 last_audio = now
             elif child.ended:
