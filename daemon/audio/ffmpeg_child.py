@@ -73,8 +73,7 @@ class FfmpegChild:
         """FFmpeg's last stderr lines, credentials masked"""
         self.ended = False
         """True once stdout is closed (the child exited or closed it)"""
-        self.backlogged = False
-        """the last read filled its buffer: the child had more ready than one read takes (it is catching up)"""
+
 
     @property
     def pid(self) -> int:
@@ -95,7 +94,6 @@ class FfmpegChild:
             data = os.read(self._stdout, READ_BYTES)
         except BlockingIOError:
             return np.zeros(0, dtype=np.float32)
-        self.backlogged = len(data) == READ_BYTES
         if not data:
             self.ended = True
             self._drain_stderr()

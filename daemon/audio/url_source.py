@@ -14,8 +14,8 @@ back-off (:class:`~daemon.backoff.Backoff`):
   whose clock drifts, a server that sends too fast or starves): ``stream_drift``, and the stream is put back
   in step, by dropping the samples it is ahead or marking the time it is behind as a gap. The burst every
   connection starts with (what FFmpeg buffered while probing the stream, an Icecast server's burst-on-connect)
-  is not drift: while the child has more ready than one read takes, in a connection's first ``max_drift_s``
-  seconds, the drift origin moves with it. Those samples are placed at the time they arrive, up to a few
+  is not drift: in a connection's first ``max_drift_s`` seconds, the drift origin moves along with a stream
+  that runs ahead. Those samples are placed at the time they arrive, up to a few
   seconds after they were heard.
 
 When audio flows again after a fault, ``stream_resumed`` says how long the gap was. Events are sent once
@@ -131,8 +131,8 @@ class UrlSource(ManagedThread):
                 if base is None:
                     base = self._first_audio(origin, now)
                     started = now
-                elif child.backlogged and now - started < self._config.max_drift_s:
-                    base = (self._ring.written, now)  # a burst at connect: the drift origin follows it
+                elif now - started < self._config.max_drift_s and self._ahead(samples.size, base, now) > 0:
+                    base = (self._ring.written, now)  # the burst at connect: the drift origin follows it
                 self._write_in_step(samples, base, now)
                 last_audio = now
             elif child.ended:
@@ -166,7 +166,7 @@ class UrlSource(ManagedThread):
     def _write_in_step(self, samples: np.ndarray, base: tuple[int, float], now: float) -> None:
         """Write ``samples``, keeping the stream within ``audio.max_drift_s`` of the wall clock."""
         expected = base[0] + round((now - base[1]) * SAMPLE_RATE)  # where the wall clock has the stream now
-        ahead = self._ring.written + samples.size - expected
+        ahead = self._ahead(samples.size, base, now)
         limit = self._config.max_drift_s * SAMPLE_RATE
         if ahead > limit and not self._catching_up:
             self._catching_up = True
@@ -181,6 +181,10 @@ class UrlSource(ManagedThread):
             self._resynced(f"delivering too slowly: {-ahead / SAMPLE_RATE:.1f} s behind the wall clock; "
                            "marked as a gap to resync")
         self._ring.write(samples)
+
+    def _ahead(self, n: int, base: tuple[int, float], now: float) -> int:
+        """Samples the stream would be ahead of the wall clock (since ``base``) after writing ``n`` more."""
+        return self._ring.written + n - base[0] - round((now - base[1]) * SAMPLE_RATE)
 
     def _resynced(self, message: str) -> None:
         with self._lock:
