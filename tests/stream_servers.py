@@ -1,4 +1,4 @@
-"""Real stream servers on the loopback for the URL-source tests.
+"""Real stream servers on the loopback for the URL-source tests, and the ``url_source`` fixture (a plugin of conftest).
 
 - :class:`RtspServer`: Debian's gst-rtsp-server (tests/rtsp_server.py under the system python3), a WAV at
   real time, optionally behind basic auth; it can be killed and started again on the same port.
@@ -21,11 +21,17 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import HOST, free_port
+
+from daemon.audio.ring import RingBuffer
+from daemon.audio.url_source import UrlSource
+from daemon.config import AudioConfig
+from daemon.constants import SAMPLE_RATE
 
 TESTS = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -228,3 +234,30 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:
     path.write_bytes(wav_header(rate, len(pcm)) + pcm)
     return path
 
+
+@pytest.fixture
+def url_source() -> Iterator[Callable[..., tuple[UrlSource, RingBuffer, list[tuple[str, str]]]]]:
+    """``url_source(url, **audio)`` -> a started source, its ring and the events it sent; stopped at teardown."""
+    need("ffmpeg")
+    started: list[UrlSource] = []
+
+    def start(url: str, **audio: object) -> tuple[UrlSource, RingBuffer, list[tuple[str, str]]]:
+        ring = RingBuffer(60 * SAMPLE_RATE)
+        events: list[tuple[str, str]] = []
+        config = AudioConfig(source="url", url=url, retry_initial_s=0.2, retry_max_s=0.4, **audio)
+        source = UrlSource(config, ring, on_event=lambda kind, message: events.append((kind, message)))
+        source.start()
+        started.append(source)
+        return source, ring, events
+
+    yield start
+    for source in started:
+        source.stop(3.0)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.05)

@@ -11,10 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from stream_servers import Icecast, IcecastPush, write_wav
-from test_url_stream_stalls_and_drift import url_source, wait_until  # noqa: F401 (fixture)
-
 from conftest import free_port
+from stream_servers import Icecast, IcecastPush, wait_until, write_wav
+
 from daemon.constants import SAMPLE_RATE
 
 pytestmark = pytest.mark.integration

@@ -8,47 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from stream_servers import PacedWavServer, SilentServer, need
+from stream_servers import PacedWavServer, SilentServer, wait_until
 
-from daemon.audio.ring import RingBuffer
-from daemon.audio.url_source import UrlSource
-from daemon.config import AudioConfig
 from daemon.constants import SAMPLE_RATE
 
 pytestmark = pytest.mark.integration
 RATE = 16_000
-
-
-@pytest.fixture
-def url_source() -> Iterator[Callable[..., tuple[UrlSource, RingBuffer, list[tuple[str, str]]]]]:
-    """``url_source(url, **audio)`` -> a started source, its ring and the events it sent; stopped at teardown."""
-    need("ffmpeg")
-    started: list[UrlSource] = []
-
-    def start(url: str, **audio: object) -> tuple[UrlSource, RingBuffer, list[tuple[str, str]]]:
-        ring = RingBuffer(60 * SAMPLE_RATE)
-        events: list[tuple[str, str]] = []
-        config = AudioConfig(source="url", url=url, retry_initial_s=0.2, retry_max_s=0.4, **audio)
-        source = UrlSource(config, ring, on_event=lambda kind, message: events.append((kind, message)))
-        source.start()
-        started.append(source)
-        return source, ring, events
-
-    yield start
-    for source in started:
-        source.stop(3.0)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def tone(seconds: float, rate: int = RATE) -> np.ndarray:
