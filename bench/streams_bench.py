@@ -1,7 +1,8 @@
 """URL-source decoding cost: the ffmpeg child (what birdd runs) against PyAV in-process, file against RTSP.
 
 Each measurement is a fresh worker process that decodes --seconds of audio to float32 mono at 32 kHz and
-reports its own and its children's CPU seconds and peak RSS (getrusage):
+reports its own and its children's CPU seconds (getrusage), its own resident memory at the end (VmRSS) and
+its reaped children's peak RSS:
 
   ffmpeg  daemon.audio.ffmpeg_child.FfmpegChild, as UrlSource runs it: the worker reads the pipe, the
           ffmpeg child decodes (its CPU and RSS are the child's; the reader's CPU is the worker's own)
@@ -65,9 +66,15 @@ def worker(kind: str, url: str, seconds: float) -> None:
     else:  # baseline-ffmpeg
         from daemon.audio import ffmpeg_child  # noqa: F401
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"samples": got, "self_cpu": own.ru_utime + own.ru_stime, "self_rss_mb": own.ru_maxrss / 1024,
+    print(json.dumps({"samples": got, "self_cpu": own.ru_utime + own.ru_stime, "self_rss_mb": _rss_mb(),
                       "child_cpu": children.ru_utime + children.ru_stime,
                       "child_rss_mb": children.ru_maxrss / 1024}))
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (VmRSS), MB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 def run_worker(kind: str, url: str, seconds: float) -> dict:
