@@ -109,6 +109,8 @@ class FfmpegChild:
             code = self._process.wait(_TERM_WAIT_S)
         except subprocess.TimeoutExpired:
             return "ffmpeg closed its output"
+        if code == 0 and not self.errors:
+            return "the stream ended (ffmpeg exited with status 0)"
         last = self.errors[-1] if self.errors else "no error message"
         return f"ffmpeg exited with status {code}: {last}"
 
