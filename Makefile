@@ -4,7 +4,9 @@
 VENV        ?= .venv
 PYTHON      ?= python3
 BIRDD       := $(VENV)/bin/birdd
-APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver espeak-ng
+APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver \
+                ffmpeg icecast2 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base \
+                gstreamer1.0-plugins-good espeak-ng
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DATA        ?= ../shared/bench206
 OUT         ?= out

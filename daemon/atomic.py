@@ -18,10 +18,13 @@ class AtomicWriter:
 
     Used as a context manager it commits on success and discards on an exception; ``binary`` opens the
     temporary file in ``"wb"`` mode (for ``np.save``), otherwise text, UTF-8, no newline translation.
+    ``durable=False`` skips the fsyncs (readers still see the old file or the new one, but a power cut may
+    leave the old one): for a file replaced every few seconds whose next version comes soon anyway.
     """
 
-    def __init__(self, path: str | Path, *, binary: bool = False) -> None:
+    def __init__(self, path: str | Path, *, binary: bool = False, durable: bool = True) -> None:
         self.path = Path(path)
+        self._durable = durable
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         self._tmp = Path(name)
@@ -38,12 +41,14 @@ class AtomicWriter:
         self.file.write(data)
 
     def commit(self) -> Path:
-        """Flush, fsync and rename into place; the directory entry is fsynced too."""
+        """Flush, fsync and rename into place; the directory entry is fsynced too (unless not ``durable``)."""
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if self._durable:
+            os.fsync(self.file.fileno())
         self.file.close()
         self._tmp.replace(self.path)
-        fsync_directory(self.path.parent)
+        if self._durable:
+            fsync_directory(self.path.parent)
         return self.path
 
     def discard(self) -> None:

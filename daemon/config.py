@@ -53,6 +53,10 @@ SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 """a source name: safe in file names, MQTT topics and Home Assistant ids"""
 SHARED_DETECTION_KEYS = ("window_hop_s", "range_filter")
 """detection keys a source cannot override: every source shares the window grid and the range model"""
+AUDIO_SOURCES = ("mic", "file", "url")
+MAX_CALIBRATION_DB = 200.0
+URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+"""``audio.url`` schemes (HLS is http(s)); a URL without a scheme is a file path"""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class StationConfig:
 @dataclass(frozen=True)
 class AudioConfig:
     source: str = "mic"
-    """"mic" (sounddevice/PortAudio) or "file" (replay of files or folders)"""
+    """"mic" (sounddevice/PortAudio), "file" (replay of files or folders) or "url" (a stream or file decoded by
+    FFmpeg, docs/streams.md)"""
     device: str = ""
     """mic: substring of the input device name ("" = system default); stable across reboots"""
     capture_rate: int = 0
@@ -84,9 +89,20 @@ class AudioConfig:
     ring_seconds: float = 30.0
     """capacity of the ring buffer between the audio thread and the tokenizer (seconds)"""
     retry_initial_s: float = 1.0
-    """mic: first delay before re-opening a missing or lost device (seconds)"""
+    """mic, url: first delay before re-opening a missing or lost device or stream (seconds)"""
     retry_max_s: float = 60.0
-    """mic: cap of the exponential back-off (seconds)"""
+    """mic, url: cap of the exponential back-off (seconds)"""
+    url: str = ""
+    """url: rtsp://, rtsps://, http(s):// (Icecast, Shoutcast, HLS) or a file path; a user:password@ in it is
+    masked in every log line, event, status and payload"""
+    rtsp_transport: str = "tcp"
+    """url: RTSP over "tcp" (interleaved: passes NAT and firewalls) or "udp", for rtsp:// and rtsps:// URLs"""
+    stall_s: float = 10.0
+    """url: no audio for this long ends the connection (a gap and a ``stream_stalled`` event), then it reconnects
+    (seconds)"""
+    max_drift_s: float = 10.0
+    """url: a stream this far ahead of or behind the wall clock is put back in step (a ``stream_drift`` event;
+    seconds)"""
     sources: list[SourceConfig] = field(default_factory=list)
     """several sources in one daemon: ``[[audio.sources]]`` tables, each with a ``name`` and the keys above it
     overrides, and an optional ``[audio.sources.detection]`` table of [detection] keys it overrides
@@ -356,6 +372,16 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class SoundLevelConfig:
+    enabled: bool = False
+    """report the sound level (dB(A) LAeq and 1/3-octave bands) on MQTT, Prometheus and the web (docs/streams.md)"""
+    interval_s: int = 10
+    """seconds of audio per report (whole seconds; BirdNET-Go reports every 10)"""
+    calibration_db: float = 0.0
+    """added to every level: the dB SPL of a digital RMS of 1.0 (0 = levels relative to digital full scale)"""
+
+
+@dataclass(frozen=True)
 class WebConfig:
     bind: str = "127.0.0.1"
     """address ``birdd web`` listens on ("0.0.0.0" = every interface)"""
@@ -409,6 +435,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    sound_level: SoundLevelConfig = field(default_factory=SoundLevelConfig)
 
     @property
     def topic_prefix(self) -> str:
@@ -627,6 +654,10 @@ def _check_values(config: Config) -> None:
             f"must be within 1..{MINUTES_PER_HOUR}")
     require(config.archive.max_total_mb > 0, "archive.max_total_mb", "must be > 0")
     require(config.archive.min_free_mb >= 0, "archive.min_free_mb", "must be >= 0")
+    require(1 <= config.sound_level.interval_s <= MAX_DELAY_S, "sound_level.interval_s",
+            f"must be within 1..{MAX_DELAY_S}")
+    require(-MAX_CALIBRATION_DB <= config.sound_level.calibration_db <= MAX_CALIBRATION_DB,
+            "sound_level.calibration_db", f"must be within -{MAX_CALIBRATION_DB:g}..{MAX_CALIBRATION_DB:g}")
     require(1 <= config.web.port <= 65535, "web.port", "must be within 1..65535")
     require(config.web.auth in WEB_AUTH_MODES, "web.auth", 'expected "none", "token" or "basic"')
     require(config.web.auth != "basic" or bool(config.web.username), "web.username", 'required when web.auth = "basic"')
@@ -706,9 +737,15 @@ def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -
         require(getattr(notes, key) >= 0, f"notifications.{key}", "must be >= 0")
 def _check_audio(audio: AudioConfig, prefix: str, require: Callable[[bool, str, str], None]) -> None:
     """The checks of one source's audio keys, named under ``prefix`` ("audio" or "audio.sources[i]")."""
-    require(audio.source in ("mic", "file"), f"{prefix}.source", 'expected "mic" or "file"')
+    require(audio.source in AUDIO_SOURCES, f"{prefix}.source", 'expected "mic", "file" or "url"')
     require(audio.source != "file" or bool(audio.files), f"{prefix}.files",
             f'required when {prefix}.source = "file"')
+    require(audio.source != "url" or bool(audio.url), f"{prefix}.url", f'required when {prefix}.source = "url"')
+    require(not audio.url or "://" not in audio.url or audio.url.split("://", 1)[0].lower() in URL_SCHEMES,
+            f"{prefix}.url", f"expected a file path or a URL of {', '.join(s + '://' for s in URL_SCHEMES)}")
+    require(audio.rtsp_transport in ("tcp", "udp"), f"{prefix}.rtsp_transport", 'expected "tcp" or "udp"')
+    require(0 < audio.stall_s <= MAX_DELAY_S, f"{prefix}.stall_s", f"must be > 0 and <= {MAX_DELAY_S}")
+    require(0 < audio.max_drift_s <= MAX_DELAY_S, f"{prefix}.max_drift_s", f"must be > 0 and <= {MAX_DELAY_S}")
     require(0 <= audio.capture_rate <= MAX_CAPTURE_RATE, f"{prefix}.capture_rate",
             f"must be within 0..{MAX_CAPTURE_RATE}")
     require(0 < audio.block_ms <= MAX_BLOCK_MS, f"{prefix}.block_ms", f"must be within 1..{MAX_BLOCK_MS}")

@@ -24,7 +24,8 @@ from daemon.model.range_filter import RangeFilter
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 from daemon.pipeline.scoring import WindowResult
 
-pytest_plugins = ("model_fixtures", "disk_fixtures")  # synthetic corpus, trained model; small file systems
+pytest_plugins = ("model_fixtures", "disk_fixtures", "stream_servers")  # synthetic corpus, trained model; small
+# file systems; stream servers and the url_source fixture
 
 HOST = "127.0.0.1"
 

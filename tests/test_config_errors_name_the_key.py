@@ -14,7 +14,8 @@ from daemon.errors import ConfigError
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, filters, mqtt, "
-                   "outbox, birdweather, webhooks, notifications, store, clips, archive, web, metrics, logging)"),
+                   "outbox, birdweather, webhooks, notifications, store, clips, archive, web, metrics, logging, "
+                   "sound_level)"),
     ({"birdweather": {"enabled": True}}, "birdweather.token: required when birdweather.enabled (or "
                                          "birdweather.token_file)"),
     ({"webhooks": {"url": "http://x"}}, "webhooks: expected an array of tables ([[webhooks]])"),
@@ -49,7 +50,15 @@ from daemon.errors import ConfigError
     ({"web": {"port": 0}}, "web.port: must be within 1..65535"),
     ({"web": {"sse_poll_s": 5}}, "web.sse_poll_s: must be within 0..1 (exclusive of 0)"),
     ({"audio": {"source": "file"}}, 'audio.files: required when audio.source = "file"'),
-    ({"audio": {"source": "radio"}}, 'audio.source: expected "mic" or "file"'),
+    ({"audio": {"source": "radio"}}, 'audio.source: expected "mic", "file" or "url"'),
+    ({"audio": {"source": "url"}}, 'audio.url: required when audio.source = "url"'),
+    ({"audio": {"source": "url", "url": "ftp://u:secret@host/x"}},
+     "audio.url: expected a file path or a URL of rtsp://, rtsps://, http://, https://, file://"),
+    ({"audio": {"rtsp_transport": "sctp"}}, 'audio.rtsp_transport: expected "tcp" or "udp"'),
+    ({"audio": {"stall_s": 0}}, "audio.stall_s: must be > 0 and <= 86400"),
+    ({"audio": {"max_drift_s": -1.0}}, "audio.max_drift_s: must be > 0 and <= 86400"),
+    ({"sound_level": {"interval_s": 0}}, "sound_level.interval_s: must be within 1..86400"),
+    ({"sound_level": {"calibration_db": 1e9}}, "sound_level.calibration_db: must be within -200..200"),
     ({"audio": {"source": "file", "files": "a.wav"}}, "audio.files: expected a list, got str"),
     ({"audio": {"source": "file", "files": ["a.wav", 2]}}, "audio.files[1]: expected str, got int"),
     ({"audio": {"ring_seconds": 5}}, "audio.ring_seconds: must be within 6..600 (more than one window)"),

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from daemon.config import AudioConfig, load_config
+from daemon.config import load_config
 from daemon.errors import SetupError
-from daemon.install.config_text import STREAM_KEY, Station, config_text
+from daemon.install.config_text import Station, config_text
 from daemon.install.layout import Layout
 from daemon.install.setup import carry_out, install, install_plan, parse_broker, uninstall
 
@@ -78,15 +78,12 @@ def test_the_config_loads_and_names_the_station_and_its_place(tmp_path):
     assert 'path = "/var/lib/birdd/model"' in system and 'path = "/var/lib/birdd/outbox.sqlite"' in system
 
 
-def test_a_stream_url_needs_a_birdd_with_stream_sources(tmp_path):
+def test_a_stream_url_is_a_url_source(tmp_path):
     station = replace(GARDEN, url="rtsp://camera.local/live")
-    if STREAM_KEY in {f.name for f in fields(AudioConfig)}:
-        path = tmp_path / "config.toml"
-        path.write_text(config_text(station, Layout.under(tmp_path)))
-        assert getattr(load_config(path).audio, STREAM_KEY) == station.url
-    else:
-        with pytest.raises(SetupError, match=r"^--url rtsp://camera.local/live: this birdd has no network stream"):
-            config_text(station, Layout.under(tmp_path))
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(station, Layout.under(tmp_path)))
+    audio = load_config(path).audio
+    assert (audio.source, audio.url) == ("url", station.url)
 
 
 def test_a_dry_run_lists_every_change_and_makes_none(tmp_path):

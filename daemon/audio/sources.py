@@ -7,6 +7,7 @@ sample counter is the stream's clock. The ring is closed when the source stops o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +20,7 @@ class SourceStatus:
     """A snapshot of a source's health, for the status message and metrics."""
 
     state: str
-    """"starting", "ok", "waiting" (for a device, retrying), "finished" (input exhausted) or "stopped\""""
+    """"starting", "ok", "waiting" (for a device or a stream, retrying), "finished" (input exhausted) or "stopped\""""
     detail: str
     """the device name, the file being played, or the last error"""
     retries: int = 0
@@ -28,6 +29,10 @@ class SourceStatus:
     """mic: blocks the device or the capture ring dropped (PortAudio input overflow, capture-ring overrun)"""
     skipped_files: int = 0
     """file: inputs that could not be read and were skipped"""
+    stalls: int = 0
+    """url: connections ended because no audio came for ``audio.stall_s`` seconds"""
+    resyncs: int = 0
+    """url: times the stream drifted ``audio.max_drift_s`` from the wall clock and was put back in step"""
 
 
 class AudioSource(Protocol):
@@ -54,16 +59,22 @@ class AudioSource(Protocol):
         """The name of the input that produced stream sample ``sample`` (the detections' ``source``)."""
 
 
-def make_source(config: AudioConfig, ring: RingBuffer, origin: float | None = None) -> AudioSource:
+def make_source(config: AudioConfig, ring: RingBuffer, origin: float | None = None,
+                on_event: Callable[[str, str], None] | None = None) -> AudioSource:
     """The source ``config.source`` names; PortAudio is loaded only for the mic.
 
     ``origin``: the monotonic time of stream sample 0 (a source restarted on a ring it wrote before keeps
-    the stream's clock); None = when the source starts.
+    the stream's clock); None = when the source starts. ``on_event(kind, message)`` gets the status events of a
+    URL source (stalls, outages, drift).
     """
     if config.source == "mic":
         from daemon.audio.mic_source import MicSource
 
         return MicSource(config, ring, origin=origin)
+    if config.source == "url":
+        from daemon.audio.url_source import UrlSource
+
+        return UrlSource(config, ring, on_event, origin=origin)
     from daemon.audio.file_source import FileSource
 
     return FileSource(config, ring, origin=origin)

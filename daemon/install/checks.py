@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from daemon.audio.credentials import mask_credentials
 from daemon.config import AudioConfig
 from daemon.errors import BirddError, SetupError
 
@@ -87,9 +88,8 @@ def check_microphone(device: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` without its user name and password (never printed)."""
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    """``url`` with its user name and password masked (never printed)."""
+    return mask_credentials(url, url)
 
 
 def check_stream(url: str) -> None:

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from daemon.config import AudioConfig
-from daemon.errors import SetupError
 from daemon.install.layout import Layout
-
-STREAM_KEY = "url"
-"""the ``[audio]`` key of a network stream source (issue 24), when this birdd has one"""
 
 
 @dataclass(frozen=True)
@@ -53,10 +48,7 @@ def _toml(value: str | float | int | bool) -> str:
 def _audio_lines(station: Station) -> list[str]:
     if not station.url:
         return ['source = "mic"', f"device = {_toml(station.mic)}"]
-    if STREAM_KEY not in {f.name for f in fields(AudioConfig)}:
-        raise SetupError(f"--url {station.url}: this birdd has no network stream source (audio.{STREAM_KEY}); "
-                         "use --mic")
-    return ['source = "stream"', f"{STREAM_KEY} = {_toml(station.url)}"]
+    return ['source = "url"', f"url = {_toml(station.url)}"]
 
 
 def config_text(station: Station, layout: Layout) -> str:

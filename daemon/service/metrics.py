@@ -33,6 +33,17 @@ class Metrics:
         self.publish_latency = Histogram("birdd_publish_latency_seconds",
                                          "Window end (audio time) to broker acknowledgement of its detection",
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.sound_laeq = Gauge("birdd_sound_level_laeq_db", "A-weighted equivalent level of the last sound-level "
+                                "interval (dB)", ["source"], registry=self.registry)
+        self.sound_band = Gauge("birdd_sound_level_band_db", "Energy-mean level of a 1/3-octave band over the last "
+                                "sound-level interval (dB)", ["source", "band"], registry=self.registry)
+
+    def set_sound_level(self, payload: dict[str, Any]) -> None:
+        """Set the sound-level gauges from one report (:func:`daemon.sinks.sound_level.sound_level_payload`)."""
+        source = payload["source"]
+        self.sound_laeq.labels(source).set(payload["laeq_db"])
+        for band, values in payload["octave_bands"].items():
+            self.sound_band.labels(source, band).set(values["mean_db"])
 
     def observe(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read from ``read()`` at every scrape (ring overruns, outbox backlog, ...)."""

@@ -53,7 +53,7 @@ from daemon.store.source_health import WRITE_PERIOD_S, health_path, write_health
 
 log = logging.getLogger(__name__)
 
-STOP_BUDGETS_S = {"sources": 0.5, "pipelines": 1.5, "birdd-sinks": 0.5, "birdd-clips": 0.3, "birdd-archive": 0.3,
+STOP_BUDGETS_S = {"sources": 1.0, "pipelines": 1.5, "birdd-sinks": 0.5, "birdd-clips": 0.3, "birdd-archive": 0.3,
                   "birdd-mqtt": 1.0, "metrics": 0.2}
 """each stage's share of the shutdown (seconds): every source together, every pipeline worker together, then
 each shared component; all of it fits in STOP_BUDGET_S (with the optional archive too, the last components get
@@ -100,9 +100,11 @@ class Service:
         self.status = StatusReport(config, self.pipelines, sink_failures, results, self.filter_stats)
         self.status.register(self.metrics, self.outbox, self.publisher)
         built = make_sinks(SinkContext(config, self.clock, {p.name: p.ring for p in self.pipelines}, self.outbox,
-                                       self.publisher, self.masks, self.filter_stats))
+                                       self.publisher, self.masks, self.filter_stats,
+                                       level_outputs=(self.metrics.set_sound_level,)))
         self.sinks = built.sinks
-        self.pipelines[0].worker.audio_sinks = built.audio_sinks  # the archive keeps the first source's audio
+        for pipeline in self.pipelines:  # the archive takes the first source's audio, the sound level every source's
+            pipeline.worker.audio_sinks = built.audio_sinks.get(pipeline.name, [])
         self.background = built.background
         self.status.extend(built.status)
         self.sink_worker = SinkWorker(results, self.sinks, [MetricsSink(self.metrics), *built.window_sinks],

@@ -55,8 +55,8 @@ class FilterSetup:
 
 
 def is_live(audio: AudioConfig) -> bool:
-    """Whether a source's stream follows the wall clock (a mic, or files paced at real time)."""
-    return audio.source == "mic" or audio.realtime
+    """Whether a source's stream follows the wall clock (a mic, a network stream, or files paced at real time)."""
+    return audio.source != "file" or audio.realtime
 
 
 class SourcePipeline:
@@ -149,7 +149,8 @@ class SourcePipeline:
             "samples_per_second": round(self.samples_per_second, 1),
             "gaps": self.stats.gaps, "lost_samples": self.ring.lost_samples,
             "overruns": self.ring.overruns + (status.overruns if status else 0),
-            "device_retries": status.retries if status else 0, "skipped_files": status.skipped_files if status else 0,
+            "device_retries": status.retries if status else 0, "stalls": status.stalls if status else 0,
+            "resyncs": status.resyncs if status else 0, "skipped_files": status.skipped_files if status else 0,
             "windows": self.stats.windows, "detections": self.stats.detections,
         }
 
@@ -161,7 +162,7 @@ class SourcePipeline:
 
     def _restart(self) -> None:
         try:
-            source = make_source(self.config.audio, self.ring, origin=self._origin)
+            source = make_source(self.config.audio, self.ring, origin=self._origin, on_event=self._on_event)
         except AudioError as exc:
             self._failed(str(exc))
             self._restart_at = time.monotonic() + self._backoff.next_delay()
@@ -206,7 +207,7 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
     for source in config.source_list:
         ring = RingBuffer(int(source.audio.ring_seconds * SAMPLE_RATE) + ring_extra)
         try:
-            made.append((source, ring, make_source(source.audio, ring)))
+            made.append((source, ring, make_source(source.audio, ring, on_event=on_event)))
         except AudioError as exc:
             made.append((source, ring, exc))
     errors = [(source.name, item) for source, _, item in made if isinstance(item, AudioError)]

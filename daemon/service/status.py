@@ -48,6 +48,8 @@ class StatusReport:
             "audio_seconds": round(self._total("samples") / SAMPLE_RATE, 1),
             "audio_overruns": self.overruns(), "audio_lost_samples": sum(p.ring.lost_samples for p in pipelines),
             "audio_gaps": self._total("gaps"), "source_state": first["state"], "source_detail": first["input"],
+            "source_retries": self._health_total("device_retries"), "source_stalls": self._health_total("stalls"),
+            "source_resyncs": self._health_total("resyncs"),
             "real_time_factor": round(self.real_time_factor(), 5),
             "queue_depth": self._results.qsize(), "sink_failures": dict(self._sink_failures),
             "model": pipelines[0].worker.model.identity,
@@ -61,6 +63,9 @@ class StatusReport:
 
     def _total(self, counter: str) -> int:
         return sum(getattr(p.stats, counter) for p in self._pipelines)
+
+    def _health_total(self, key: str) -> int:
+        return sum(p.health()[key] for p in self._pipelines)
 
     def overruns(self) -> int:
         """Ring and device overruns, over every source."""

@@ -17,11 +17,14 @@ from daemon.filters.chain import filters_delay_s
 from daemon.filters.mask import PrivacyMask
 from daemon.filters.stats import FilterStats
 from daemon.pipeline.detection import StreamClock
+from daemon.pipeline.sound_level import SoundLevelMeter
 from daemon.sinks.base import AudioSink, BackgroundTask, Sink, WindowSink
 from daemon.sinks.log import LogSink
 from daemon.sinks.mqtt import MqttPublisher, WindowTopicSink
 from daemon.sinks.outbox import Outbox, OutboxSink
 from daemon.sinks.recording import RecordingSink
+from daemon.sinks.sound_level import LevelOutput, SoundLevelSink
+from daemon.store.sound_levels import LatestLevelsWriter, latest_levels_path
 from daemon.store.writer import DetectionStore
 
 CLIP_SLACK_S = 20.0
@@ -41,6 +44,8 @@ class SinkContext:
     masks: Mapping[str, PrivacyMask] = field(default_factory=dict)
     """each source's audio that no clip or archive file keeps (the filters', docs/filters.md), by source name"""
     filter_stats: FilterStats = field(default_factory=FilterStats)
+    level_outputs: tuple[LevelOutput, ...] = ()
+    """where sound-level reports go besides MQTT and the web's file (the Prometheus gauges)"""
 
 
 @dataclass
@@ -51,7 +56,7 @@ class SinkSet:
     """detection sinks, in the order they get each detection"""
     window_sinks: list[WindowSink]
     """window sinks; they get each window result before the detection sinks get its detections"""
-    audio_sinks: list[AudioSink] = field(default_factory=list)
+    audio_sinks: dict[str, list[AudioSink]] = field(default_factory=dict)
     """audio sinks; they get every block of audio the pipeline reads, after the pipeline"""
     background: list[BackgroundTask] = field(default_factory=list)
     """work the service runs on threads of its own"""
@@ -98,9 +103,33 @@ def make_sinks(context: SinkContext) -> SinkSet:
     if config.archive.enabled:
         archive = AudioArchive(config.archive, context.clock, on_event)
         mask = context.masks.get(next(iter(context.rings)))  # the archive keeps the first source's audio
-        built.audio_sinks.append(archive if mask is None else MaskedAudio(archive, mask, context.filter_stats))
+        first = next(iter(context.rings))
+        built.audio_sinks.setdefault(first, []).append(
+            archive if mask is None else MaskedAudio(archive, mask, context.filter_stats))
         built.background.append(archive)
         built.status.append(archive.status)
+    if config.sound_level.enabled:
+        outputs = sound_level_outputs(context)
+        for name in context.rings:
+            built.audio_sinks.setdefault(name, []).append(make_sound_level_sink(context, name, outputs))
     if context.publisher is not None and config.mqtt.publish_windows:
         built.window_sinks.append(WindowTopicSink(context.publisher, config, context.clock))
     return built
+
+
+def sound_level_outputs(context: SinkContext) -> list[LevelOutput]:
+    """Where every source's sound-level reports go: MQTT, the context's outputs, the web's file (one writer)."""
+    outputs: list[LevelOutput] = list(context.level_outputs)
+    if context.publisher is not None:
+        outputs.append(context.publisher.publish_sound_level)
+    if context.config.store.enabled:
+        outputs.append(LatestLevelsWriter(latest_levels_path(context.config.store.path)))
+    return outputs
+
+
+def make_sound_level_sink(context: SinkContext, source: str, outputs: list[LevelOutput]) -> SoundLevelSink:
+    """The sound-level meter of the stream named ``source``, reporting to ``outputs``."""
+    config = context.config
+    level = config.sound_level
+    return SoundLevelSink(SoundLevelMeter(level.interval_s, level.calibration_db), config.station.name, source,
+                          context.clock, level.calibration_db, outputs)

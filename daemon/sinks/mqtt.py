@@ -12,7 +12,8 @@ Topics under the prefix (``Config.topic_prefix``):
 - ``<prefix>/windows``: top-k scores per window, QoS 0, only while connected (not durable);
 - ``<prefix>/status``: ``online`` / ``offline``, retained, also the last will;
 - ``<prefix>/status/stats``: periodic JSON statistics, retained;
-- ``<prefix>/status/events``: JSON events and errors (``publish_event``), QoS 1.
+- ``<prefix>/status/events``: JSON events and errors (``publish_event``), QoS 1;
+- ``<prefix>/soundlevel``: sound-level reports (``publish_sound_level``), QoS 0, not retained, only while connected.
 
 The statistics and events have their own sub-topics so that ``<prefix>/status`` carries only the two
 availability payloads Home Assistant matches against.
@@ -78,12 +79,14 @@ class Topics:
     status: str
     stats: str
     events: str
+    soundlevel: str
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
         """Topics under ``prefix`` (e.g. ``birdd/garden``)."""
         return cls(f"{prefix}/detections", f"{prefix}/windows", f"{prefix}/status",
-                   f"{prefix}/status/stats", f"{prefix}/status/events")
+                   f"{prefix}/status/stats", f"{prefix}/status/events",
+                   f"{prefix}/soundlevel")
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class MqttPublisher(ManagedThread):
         self._stop_deadline = 0.0
         self._windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
         self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
+        self._sound_levels: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
         # Owned by the MQTT thread:
         self._inflight: dict[int, tuple[int, dict[str, Any]]] = {}  # paho mid -> (outbox seq, payload)
         self._last_sent_seq = 0
@@ -229,6 +233,11 @@ class MqttPublisher(ManagedThread):
         """Queue a window's top-k scores for ``<prefix>/windows`` (dropped unless enabled and connected)."""
         if self._mqtt.publish_windows and self._connected:
             self._windows.append(payload)
+
+    def publish_sound_level(self, payload: dict[str, Any]) -> None:
+        """Queue a sound-level report for ``<prefix>/soundlevel`` (dropped while disconnected)."""
+        if self._connected:
+            self._sound_levels.append(payload)
 
     def publish_event(self, kind: str, message: str) -> None:
         """Queue an event (e.g. ``model_reload_failed``) for ``<prefix>/status/events``; kept while offline."""
@@ -338,6 +347,8 @@ class MqttPublisher(ManagedThread):
             self._client.publish(self._topics.events, _dumps(self._events.popleft()), qos=1)
         while self._windows:
             self._client.publish(self._topics.windows, _dumps(self._windows.popleft()), qos=0)
+        while self._sound_levels:
+            self._client.publish(self._topics.soundlevel, _dumps(self._sound_levels.popleft()), qos=0)
         self._publish_detections()
         if time.monotonic() >= self._next_stats_at:
             self._publish_stats()

@@ -32,6 +32,7 @@ from daemon.errors import StoreError, WebError
 from daemon.service.sdnotify import notify
 from daemon.service.signal_flags import SignalFlags
 from daemon.store.review_writer import ReviewWriter
+from daemon.store.sound_levels import LatestLevelsReader, latest_levels_path
 from daemon.store.source_health import health_path
 from daemon.web.api import BirdnetGoApi, Unhealthy
 from daemon.web.auth import Authenticator
@@ -318,7 +319,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             stream = DetectionStream(self.server.store, self.server.config.web.sse_poll_s, authenticated,
-                                     self.server.stopping, self.server.stream_clients)
+                                     self.server.stopping, self.server.stream_clients,
+                                     LatestLevelsReader(latest_levels_path(self.server.config.store.path)))
             stream.run(self._write_flush, int(last_event) if last_event.isdigit() and len(last_event) < 16 else None)
         finally:
             self.server.close_stream()

@@ -1,7 +1,9 @@
 """The live detection stream (Server-Sent Events), as BirdNET-Go's ``/api/v2/detections/stream``.
 
 Events: ``connected`` once, ``detection`` per new detection (BirdNET-Go's SSE detection data, with an
-``id:`` line so a reconnecting client can resume with ``Last-Event-ID``), ``heartbeat`` every 15 s. New
+``id:`` line so a reconnecting client can resume with ``Last-Event-ID``), ``soundlevel`` per new sound-level
+report (the MQTT payload, read from the file the daemon keeps beside the store, :mod:`daemon.store.sound_levels`;
+the latest one at once on connecting), ``heartbeat`` every 15 s. New
 detections are found by polling the store's largest id, an index lookup, every ``web.sse_poll_s``. That
 misses none because rows are committed in the order of their ids: the detector hands ids out in order and
 stores a row that a store fault held back before any newer one (:mod:`daemon.sinks.recording`).
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 from daemon.errors import StoreError
 from daemon.store import queries
+from daemon.store.sound_levels import LatestLevelsReader
 from daemon.web.api import detection_json, rfc3339
 from daemon.web.pool import StorePool
 
@@ -42,8 +45,9 @@ class DetectionStream:
     """One client's stream: call :meth:`run` with a writer; it returns when the client goes or ``stop`` is set."""
 
     def __init__(self, store: StorePool, poll_s: float, authenticated: bool, stop: threading.Event,
-                 clients: Callable[[], int]):
+                 clients: Callable[[], int], levels: LatestLevelsReader | None = None):
         self.store = store
+        self.levels = levels
         self.poll_s = poll_s
         self.authenticated = authenticated
         self.stop = stop
@@ -65,6 +69,8 @@ class DetectionStream:
                         "eventType": "new_detection"}
                 write(sse_message("detection", data, row["id"]))
                 last = row["id"]
+            for report in self.levels.new_reports() if self.levels is not None else ():
+                write(sse_message("soundlevel", report))
             if time.monotonic() >= beat:
                 write(sse_message("heartbeat", {"timestamp": int(time.time()), "clients": self.clients()}))
                 beat = time.monotonic() + HEARTBEAT_S
