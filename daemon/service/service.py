@@ -28,10 +28,10 @@ from daemon.errors import BundleError, ConfigError
 from daemon.lifecycle import Component
 from daemon.model.loader import Model, load_model
 from daemon.model.range_filter import RangeFilter, StationRange
-from daemon.model.windows import WindowGrid
+from daemon.model.windows import Grid, WindowGrid
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
-from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
+from daemon.pipeline.scoring import PipelineStats, ScoringPipeline, choose_grid
 from daemon.service import sdnotify
 from daemon.service.background import BackgroundWorker
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
@@ -67,7 +67,6 @@ class Service:
         self.signals = SignalFlags()
         self.clock = StreamClock()
         self.stats = PipelineStats()
-        self.grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
         try:
             model = load_model(config.model.path, config.model.threads)
         except BundleError as exc:
@@ -103,7 +102,16 @@ class Service:
         station_range = None if self.range_filter is None else StationRange(
             self.range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
         detector = DetectionMaker(detection, station.name, model, self.clock, station_range, self.stats)
-        return ScoringPipeline(model, self.grid, detector, self.stats)
+        return ScoringPipeline(model, self._grid(model), detector, self.stats)
+
+    def _grid(self, model: Model) -> Grid:
+        """The detection grid ``model`` runs on (``detection.grid``)."""
+        detection = self.config.detection
+        try:
+            return choose_grid(detection.grid, model, detection.window_hop_s, detection.overlap_s,
+                               detection.sensitivity, min_first=WindowGrid.min_tail)
+        except BundleError as exc:
+            raise BundleError(f"detection.grid: {exc}") from None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -203,6 +211,7 @@ class Service:
         try:
             model = load_model(self.config.model.path, self.config.model.threads)
             DetectionPolicy(self.config.detection, model.species)
+            self._grid(model)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
             if self.publisher:
