@@ -108,24 +108,25 @@ class KaiserFastStream:
         first = self._produced
         if stop <= first:
             return np.zeros(0, dtype=np.float32)
-        out = np.empty(stop - first, dtype=np.float64)
+        out = np.empty(stop - first, dtype=np.float32)
         for p, taps in enumerate(self._phases):
             m0 = -(-(first - p) // self._up)
             count = -(-(stop - p) // self._up) - m0
             if count <= 0:
                 continue
             nearest = m0 * self._down + (p * self._down) // self._up - self._buffer_start
-            acc = np.zeros(count, dtype=np.float64)
-            for rel, weight in taps:
+            acc = np.zeros(count, dtype=np.float32)
+            for rel, weight in taps:  # float32 sums of float64 products, as resampy's loop adds them
                 begin = nearest + rel
-                acc += weight * self._buffer[begin: begin + (count - 1) * self._down + 1: self._down]
+                acc = (acc + weight * self._buffer[begin: begin + (count - 1) * self._down + 1: self._down]).astype(
+                    np.float32)
             out[m0 * self._up + p - first:: self._up] = acc
         self._produced = stop
         keep = stop * self._down // self._up - self._left - self._buffer_start
         if keep > 0:
             self._buffer = self._buffer[keep:]
             self._buffer_start += keep
-        return out.astype(np.float32)
+        return out
 
 
 def resample_kaiser_fast(samples: np.ndarray, old: int, new: int) -> np.ndarray:
