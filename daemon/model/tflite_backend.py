@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from daemon.audio.kaiser_resampler import KaiserFastStream
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST
@@ -39,16 +40,20 @@ OUTPUTS = ("embedding", "logits")
 
 
 class ModelRateResampler:
-    """Streaming stage: float32 samples at ``stream_rate`` in, blocks at the model's rate out."""
+    """Streaming stage: float32 samples at ``stream_rate`` in, blocks at the model's rate out; ``resampler`` is
+    ``soxr`` (HQ) or ``kaiser_fast`` (librosa's, as BirdNET-Analyzer reads files: the BirdNET grid)."""
 
-    def __init__(self, model_rate: int, stream_rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, model_rate: int, stream_rate: int = SAMPLE_RATE, resampler: str = "soxr") -> None:
         self.model_rate = model_rate
         self.stream_rate = stream_rate
+        self.resampler = resampler
         self._stream = self._new_stream()
 
-    def _new_stream(self) -> soxr.ResampleStream | None:
+    def _new_stream(self) -> soxr.ResampleStream | KaiserFastStream | None:
         if self.model_rate == self.stream_rate:
             return None
+        if self.resampler == "kaiser_fast":
+            return KaiserFastStream(self.stream_rate, self.model_rate)
         return soxr.ResampleStream(self.stream_rate, self.model_rate, 1, dtype="float32", quality="HQ")
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
@@ -249,9 +254,9 @@ class TFLiteBackend:
         within a few milliseconds (equal to the unsplit stream to float rounding, see :mod:`daemon.audio.files`)."""
         return RESAMPLER_SETTLE_SAMPLES
 
-    def encoder(self, stream_rate: int = SAMPLE_RATE) -> ModelRateResampler:
-        """A new streaming encoder (audio at ``stream_rate`` -> model-rate audio)."""
-        return ModelRateResampler(self.spec.sample_rate, stream_rate)
+    def encoder(self, stream_rate: int = SAMPLE_RATE, resampler: str = "soxr") -> ModelRateResampler:
+        """A new streaming encoder (audio at ``stream_rate`` -> model-rate audio, see :class:`ModelRateResampler`)."""
+        return ModelRateResampler(self.spec.sample_rate, stream_rate, resampler)
 
     def pooler(self, grid: Grid) -> ChunkWindowPooler | BirdNETChunkPooler:
         """A new streaming pooler (model-rate audio -> window vectors) on ``grid``."""

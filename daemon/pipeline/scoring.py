@@ -111,7 +111,7 @@ class ScoringPipeline:
         self.stats = stats or PipelineStats()
         self._detector = detector
         if isinstance(grid, BirdNETGrid):
-            self._encoder: Stage = model.backend.encoder(grid.stream_rate)
+            self._encoder: Stage = model.backend.encoder(grid.stream_rate, "kaiser_fast")  # as BirdNET-Analyzer
         else:
             self._encoder = model.backend.encoder()
         self._pooler: Stage = model.backend.pooler(grid)
