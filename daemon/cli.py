@@ -30,6 +30,7 @@ from daemon.errors import BirddError, ConfigError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
 from daemon.model.teacher_evidence import named, never_found
+from daemon.model.windows import BIRDNET_MAX_OVERLAP_S
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ def cli(log_level: str) -> None:
               help="Smallest confidence listed (detections, raven, audacity).")
 @click.option("--hop", type=click.IntRange(1, 5), default=5, show_default=True,
               help="Seconds between window starts (5 = BirdCLEF's non-overlapping windows).")
+@click.option("--grid", type=click.Choice(("birdclef", "birdnet")), default="birdclef", show_default=True,
+              help="birdclef: 5-s windows --hop apart; birdnet: BirdNET-Analyzer's 3-s chunks (TFLite BirdNET bundles; "
+                   "BirdNET's confidences, as birdnetlib computes them).")
+@click.option("--overlap", type=click.FloatRange(0, BIRDNET_MAX_OVERLAP_S), default=0.0, show_default=True,
+              help="--grid birdnet: overlap of consecutive 3-s chunks (seconds).")
+@click.option("--sensitivity", type=click.FloatRange(0.5, 1.5), default=1.0, show_default=True,
+              help="--grid birdnet: BirdNET's detection sensitivity.")
 @click.option("-j", "--jobs", type=click.IntRange(0), default=0, help="Worker processes (0 = one per core).")
 @click.option("--segment-minutes", type=click.FloatRange(min=1), default=SEGMENT_MINUTES, show_default=True,
               help="Long recordings are cut into segments of this length, scored in parallel.")
@@ -109,21 +117,24 @@ def cli(log_level: str) -> None:
                    "gathered; --format submission or detections.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @place_options(required=False)
-def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, jobs: int,
-           segment_minutes: float, time_pattern: str | None, resume: bool, dask_address: str | None, parts: bool,
-           progress: bool | None, lat: float | None, lon: float | None, week: int | None, day: datetime | None,
+def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, grid: str,
+           overlap: float, sensitivity: float, jobs: int, segment_minutes: float, time_pattern: str | None,
+           resume: bool, dask_address: str | None, parts: bool, progress: bool | None, lat: float | None,
+           lon: float | None, week: int | None, day: datetime | None,
            threshold: float) -> None:
     """Score recordings (files or folders, recursive) into a submission CSV or detection tables.
 
     One row per 5-s window, named <file stem>_<end second>; a trailing partial window of 2.5 s or more
     is scored and named by its nominal end (a 63-s file ends with _65); a shorter tail is dropped.
     Detection tables get ISO 8601 start/end times when a recording's start is known.
+    With --grid birdnet (a TFLite BirdNET bundle), rows are BirdNET's 3-s chunks, --overlap apart, scored as
+    birdnetlib scores them (--format birdnet writes BirdNET-Analyzer's CSV).
     With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
     --date, default the whole year) score 0 in the submission and are left out of detection tables.
     """
     from daemon.batch.run import ReplayOptions, replay_into_parts, run_replay
 
-    options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern)
+    options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern, grid, overlap, sensitivity)
     if time_pattern:
         TimePattern(time_pattern)  # a bad pattern fails before the model loads
     model = load_model(model_path)

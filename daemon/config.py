@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ConfigError
+from daemon.model.windows import BIRDNET_MAX_OVERLAP_S, GRIDS
 
 CLIP_FORMATS = ("flac", "ogg")
 """``clips.format`` values: FLAC, or Opus in an Ogg container"""
@@ -132,6 +133,15 @@ class DetectionConfig:
     """species never reported (the same forms as include)"""
     window_hop_s: float = 5.0
     """hop between 5-s windows (seconds, whole seconds from 1 to 5; 5 = no overlap)"""
+    grid: str = "auto"
+    """where windows lie: ``birdclef`` (5-s windows, ``window_hop_s`` apart), ``birdnet`` (BirdNET's 3-s chunks,
+    ``overlap_s``, ``sensitivity``: a TFLite BirdNET bundle; docs/tflite.md, "BirdNET grid"), or ``auto``
+    (``birdnet`` for a zero-shot BirdNET bundle, whose scores are BirdNET's own, else ``birdclef``)"""
+    overlap_s: float = 0.0
+    """BirdNET grid: overlap of consecutive 3-s chunks (seconds, 0 to 2.9; BirdNET-Pi's default 0)"""
+    sensitivity: float = 1.0
+    """BirdNET grid: BirdNET's detection sensitivity (0.5 to 1.5; higher gives higher confidences; BirdNET-Pi's
+    default 1.0)"""
     range_filter: bool = False
     """report only the species BirdNET's range model expects at station.latitude/longitude in the current week
     (docs/stations.md)"""
@@ -626,6 +636,10 @@ def _check_values(config: Config) -> None:
             "detection.range_filter", "needs station.latitude and station.longitude")
     hop = config.detection.window_hop_s
     require(hop == int(hop) and 1 <= hop <= 5, "detection.window_hop_s", "must be a whole number from 1 to 5")
+    require(config.detection.grid in GRIDS, "detection.grid", f"expected one of {', '.join(map(repr, GRIDS))}")
+    require(0.0 <= config.detection.overlap_s <= BIRDNET_MAX_OVERLAP_S, "detection.overlap_s",
+            f"must be within 0..{BIRDNET_MAX_OVERLAP_S}")
+    require(0.5 <= config.detection.sensitivity <= 1.5, "detection.sensitivity", "must be within 0.5..1.5")
     _check_filters(config.filters, require)
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
     require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")

@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from daemon.audio.kaiser_resampler import KaiserFastStream
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
 
@@ -22,6 +23,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
 BLOCK_SECONDS = 10
 """Length of the blocks :func:`read_audio_blocks` decodes at a time (seconds of the file's own rate)."""
+
+RESAMPLERS = ("soxr", "kaiser_fast")
+"""How another rate is converted: soxr's HQ stream (birdd's own), or librosa's kaiser_fast (BirdNET-Analyzer's)."""
 
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, ValueError)
 
@@ -39,14 +43,16 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None, sample_rate: int = SAMPLE_RATE,
-                      block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+                      block_seconds: float = BLOCK_SECONDS, resampler: str = "soxr") -> Iterator[np.ndarray]:
     """Decode ``path`` block by block: float32 mono arrays at ``sample_rate``, memory bounded by the block.
 
     ``start`` and ``stop`` are sample indices at ``sample_rate`` (``stop=None``: to the end); ``start`` must
     fall on a whole sample of the file's own rate. Joined, the blocks equal :func:`read_audio` sliced to
     ``[start, stop)`` (the resampler is a soxr stream, which keeps its state across blocks; a stream started
     mid-file differs from the whole-file one only within the resampler's first few milliseconds).
-    Errors raise :class:`AudioError` naming the file, at the block where they occur.
+    ``resampler`` ``kaiser_fast`` resamples as ``librosa.load(res_type="kaiser_fast")`` does, from the file's start
+    (:mod:`daemon.audio.kaiser_resampler`). Errors raise :class:`AudioError` naming the file, at the block where
+    they occur.
     """
     path = Path(path)
     _require_regular_file(path)
@@ -58,8 +64,7 @@ def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None,
                 raise AudioError(f"{path}: start sample {start} does not fall on a sample at {rate} Hz")
             if first:
                 fh.seek(first)
-            resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
-                                                                                quality="HQ")
+            stream = None if rate == sample_rate else _resample_stream(resampler, rate, sample_rate)
             block = max(1, round(block_seconds * rate))
             done, frames = start, 0  # stream index of the next sample to yield; frames read from the file
             while stop is None or done < stop:
@@ -68,8 +73,8 @@ def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None,
                 last = data.shape[0] < block
                 with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf: refused below, naming the file
                     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-                if resampler is not None:
-                    mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
+                if stream is not None:
+                    mono = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
                 if stop is not None:
                     mono = mono[: stop - done]
                 _check_samples(path, mono)
@@ -82,6 +87,12 @@ def read_audio_blocks(path: str | Path, start: int = 0, stop: int | None = None,
                 raise AudioError(f"{path}: no audio samples" + (f" at {sample_rate} Hz" if frames else ""))
     except _DECODE_ERRORS as exc:
         raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+
+
+def _resample_stream(resampler: str, old: int, new: int) -> soxr.ResampleStream | KaiserFastStream:
+    if resampler == "kaiser_fast":
+        return KaiserFastStream(old, new)
+    return soxr.ResampleStream(old, new, 1, dtype="float32", quality="HQ")
 
 
 def audio_length(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:

@@ -1,4 +1,5 @@
-"""Output formats of ``birdd replay``: BirdCLEF submission, detections CSV, Raven selections, Audacity labels.
+"""Output formats of ``birdd replay``: BirdCLEF submission, detections CSV, BirdNET-Analyzer CSV, Raven selections,
+Audacity labels.
 
 Times are derived from sample indices here, at the edge.
 """
@@ -16,7 +17,7 @@ from daemon.batch.recording_time import iso_time
 from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import Species
 
-FORMATS = ("submission", "detections", "raven", "audacity")
+FORMATS = ("submission", "detections", "birdnet", "raven", "audacity")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ def detection_rows(result: FileScores, species: list[Species], min_conf: float, 
     ``start_time,end_time`` (ISO 8601; empty when the recording's start is unknown)."""
     return "".join(f"{a:.1f},{b:.1f},{_csv(str(result.path))},{s.code},{_csv(s.common_name)},{c:.4f}"
                    + (",{},{}".format(*absolute_times(result, a, b)) if with_times else "") + "\n"
+                   for a, b, s, c in detections(result, species, min_conf))
+
+
+BIRDNET_CSV_HEADER = "Start (s),End (s),Scientific name,Common name,Confidence,File\n"
+"""BirdNET-Analyzer's ``--rtype csv`` columns (birdnetlib's ``start_time``, ``end_time``, ``scientific_name``,
+``common_name``, ``confidence``)"""
+
+
+def birdnet_rows(result: FileScores, species: list[Species], min_conf: float) -> str:
+    """BirdNET-Analyzer CSV lines: ``start,end,scientific name,common name,confidence,file``."""
+    return "".join(f"{a:.1f},{b:.1f},{_csv(s.scientific_name)},{_csv(s.common_name)},{c:.4f},{_csv(str(result.path))}\n"
                    for a, b, s, c in detections(result, species, min_conf))
 
 

@@ -25,7 +25,7 @@ from daemon.batch.segments import Segment, file_scores, score_segment, split_rec
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, load_model
-from daemon.model.windows import WindowGrid
+from daemon.model.windows import Grid
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
 SEGMENT_MINUTES = 10
@@ -58,7 +58,7 @@ class ReplayJob:
 
     model_path: str
     digest: str
-    grid: WindowGrid
+    grid: Grid
     parts: PartsSpec | None = None
     """with ``--parts``: the worker writes each task's rows into a Parquet part and returns its summary"""
 
@@ -84,25 +84,25 @@ def score_task(model: Model, job: ReplayJob, task: Task) -> TaskResult:
     return write_part(job.parts, model.species, task.number, list(zip(task.segments, results, strict=True)))
 
 
-def score_samples(model: Model, samples: np.ndarray, path: Path, grid: WindowGrid) -> FileScores:
+def score_samples(model: Model, samples: np.ndarray, path: Path, grid: Grid) -> FileScores:
     """Window scores of a decoded signal, through the same :class:`ScoringPipeline` as the daemon."""
     pipeline = ScoringPipeline(model, grid)
     return file_scores(path, pipeline.push(AudioBlock(0, samples, str(path))) + pipeline.flush(), len(model.species))
 
 
-def score_file(model: Model, path: Path, grid: WindowGrid) -> FileScores:
+def score_file(model: Model, path: Path, grid: Grid) -> FileScores:
     """Decode (block by block) and score one whole file in this process (raises AudioError naming the file)."""
     return score_segment(model, Segment(path, 0, None), grid)
 
 
-def _score_or_message(model: Model, segment: Segment, grid: WindowGrid) -> SegmentResult:
+def _score_or_message(model: Model, segment: Segment, grid: Grid) -> SegmentResult:
     try:
         return score_segment(model, segment, grid)
     except AudioError as exc:
         return str(exc)
 
 
-def plan_tasks(paths: list[Path], grid: WindowGrid, segment_seconds: float) -> list[Task]:
+def plan_tasks(paths: list[Path], grid: Grid, segment_seconds: float) -> list[Task]:
     """Every file's segments, in order, grouped into tasks of at most ``segment_seconds`` of audio (a long file's
     segments one per task; short files several per task). A file whose header cannot be read is one segment:
     it fails when scored."""

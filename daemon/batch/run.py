@@ -20,9 +20,10 @@ from daemon.batch.recording_time import TimePattern, recording_start
 from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
 from daemon.constants import SAMPLE_RATE
-from daemon.errors import BirddError, StorageError
+from daemon.errors import BirddError, BundleError, StorageError
 from daemon.model.loader import Model
-from daemon.model.windows import WindowGrid
+from daemon.model.windows import Grid
+from daemon.pipeline.scoring import choose_grid
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,24 @@ class ReplayOptions:
     hop_seconds: int
     segment_seconds: float
     time_pattern: str | None = None
+    grid: str = "birdclef"
+    """``birdclef`` (5-s windows ``hop_seconds`` apart) or ``birdnet`` (BirdNET's 3-s chunks)"""
+    overlap_s: float = 0.0
+    """BirdNET grid: overlap of consecutive chunks (seconds)"""
+    sensitivity: float = 1.0
+    """BirdNET grid: BirdNET's sensitivity"""
+
+    def window_grid(self, model: Model) -> Grid:
+        """The grid ``model`` is scored on: on the BirdNET grid, the stream is the model's rate (48 kHz), read as
+        birdnetlib reads it (:func:`daemon.batch.segments.score_birdnet_chunks`); a submission needs the 5-s grid."""
+        if self.grid == "birdnet" and self.fmt == "submission":
+            raise BirddError("--grid birdnet: a BirdCLEF submission is scored on 5-s windows; choose --format "
+                             "birdnet, detections, raven or audacity")
+        try:
+            rate = model.backend.spec.sample_rate if model.backend.name == "tflite" else SAMPLE_RATE
+            return choose_grid(self.grid, model, self.hop_seconds, self.overlap_s, self.sensitivity, rate)
+        except BundleError as exc:
+            raise BirddError(f"--grid {self.grid}: {exc}") from None
 
 
 @dataclass
@@ -69,7 +88,7 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
     with_times = any(start is not None for start in starts)
     if options.fmt in ("submission", "audacity"):
         warn_shared_stems(files, per_folder=options.fmt == "audacity")
-    grid = WindowGrid.with_hop_seconds(options.hop_seconds)
+    grid = options.window_grid(model)
     tasks = plan_tasks(files, grid, options.segment_seconds)
     journal = (ResumeJournal(output, {**_description(model, files, options, in_range), "journal": "segments"})
                if resume else None)  # "segments": a journal of files, from before birdd kept segments, is refused
@@ -179,7 +198,7 @@ def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: R
         for old in [*folder.glob("part-*.parquet"), folder / RUN_FILE]:
             old.unlink(missing_ok=True)
     record_run(folder / RUN_FILE, _description(model, files, options, in_range))
-    grid = WindowGrid.with_hop_seconds(options.hop_seconds)
+    grid = options.window_grid(model)
     tasks = plan_tasks(files, grid, options.segment_seconds)
     summaries = {task.number: PartSummary.read(part_path(folder, task.number)) for task in tasks
                  if part_path(folder, task.number).is_file()}

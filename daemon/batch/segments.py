@@ -13,7 +13,7 @@ bit-identical to the unsplit stream's (``tests/test_segments_equal_unsplit.py``)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from daemon.batch.formats import FileScores
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
 from daemon.model.loader import Model
-from daemon.model.windows import WindowGrid
+from daemon.model.windows import BirdNETGrid, Grid, WindowGrid
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
 
 
@@ -48,18 +48,23 @@ def split_points_unit(grid: WindowGrid) -> int:
     return math.lcm(grid.hop, SAMPLE_RATE)
 
 
-def split_recording(path: Path, length: int, grid: WindowGrid, segment_samples: int) -> list[Segment]:
-    """Segments of about ``segment_samples`` covering a recording of ``length`` samples (one if it is short)."""
+def split_recording(path: Path, length: int, grid: Grid, segment_samples: int) -> list[Segment]:
+    """Segments of about ``segment_samples`` covering a recording of ``length`` samples (one if it is short; on
+    the BirdNET grid, whose chunks birdnetlib places in its own 48 kHz samples, always one)."""
+    if isinstance(grid, BirdNETGrid):
+        return [Segment(path, 0, None, length)]
     unit = split_points_unit(grid)
     step = max(unit, segment_samples // unit * unit)
     starts = [0, *range(step, max(length - grid.length + 1, 0), step)]  # every later segment holds a whole window
     return [Segment(path, a, b, length) for a, b in zip(starts, [*starts[1:], None], strict=True)]
 
 
-def score_segment(model: Model, segment: Segment, grid: WindowGrid) -> FileScores:
+def score_segment(model: Model, segment: Segment, grid: Grid) -> FileScores:
     """Window scores of one segment, in stream sample indices of the whole file, through a
     :class:`ScoringPipeline` (raises AudioError naming the file, also when a whole file is too short for one
     frame)."""
+    if isinstance(grid, BirdNETGrid):
+        return score_birdnet_chunks(model, segment.path, grid)
     context = model.backend.context_samples()
     unit = split_points_unit(grid)
     begin = max(0, segment.start - math.ceil(context / unit) * unit)
@@ -77,6 +82,21 @@ def score_segment(model: Model, segment: Segment, grid: WindowGrid) -> FileScore
         raise AudioError(f"{segment.path}: too short to score ({position} samples at {SAMPLE_RATE} Hz, not one "
                          f"analysis frame)")
     return file_scores(segment.path, kept, len(model.species))
+
+
+def score_birdnet_chunks(model: Model, path: Path, grid: BirdNETGrid) -> FileScores:
+    """Chunk scores of a whole file on the BirdNET grid, read as birdnetlib reads it: decoded at the grid's stream
+    rate (the model's 48 kHz) with librosa's kaiser_fast resampling; positions returned at :data:`SAMPLE_RATE`.
+    A file shorter than BirdNET's shortest chunk (1.5 s) has no chunks (no rows)."""
+    pipeline, source = ScoringPipeline(model, grid), str(path)
+    results, position = [], 0
+    for block in read_audio_blocks(path, sample_rate=grid.stream_rate, resampler="kaiser_fast"):
+        results += pipeline.push(AudioBlock(position, block, source))
+        position += block.size
+    results += pipeline.flush()
+    scores = file_scores(path, results, len(model.species))
+    return replace(scores, starts=scores.starts * SAMPLE_RATE // grid.stream_rate,
+                   ends=scores.ends * SAMPLE_RATE // grid.stream_rate)
 
 
 def file_scores(path: Path, results: list[WindowResult], n_species: int) -> FileScores:

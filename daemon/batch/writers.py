@@ -14,6 +14,7 @@ from typing import Protocol
 
 from daemon.atomic import AtomicWriter
 from daemon.batch.formats import (
+    BIRDNET_CSV_HEADER,
     DETECTIONS_COLUMNS,
     DETECTIONS_HEADER,
     DETECTIONS_HEADER_WITH_TIMES,
@@ -22,6 +23,7 @@ from daemon.batch.formats import (
     RavenTable,
     absolute_times,
     audacity_labels,
+    birdnet_rows,
     detection_rows,
     detections,
     raven_header,
@@ -70,7 +72,7 @@ def common_folder(files: list[Path]) -> Path:
 
 
 class CsvTable:
-    """A submission, detections or Raven table in one text file."""
+    """A submission, detections, BirdNET-Analyzer or Raven table in one text file."""
 
     def __init__(self, output: Path, fmt: str, species: list[Species], min_conf: float, with_times: bool) -> None:
         self.fmt, self.species, self.min_conf, self.with_times = fmt, species, min_conf, with_times
@@ -78,7 +80,7 @@ class CsvTable:
         self._file = AtomicWriter(output)
         self._file.write({"submission": submission_header(species),
                           "detections": DETECTIONS_HEADER_WITH_TIMES if with_times else DETECTIONS_HEADER,
-                          "raven": raven_header(with_times)}[fmt])
+                          "birdnet": BIRDNET_CSV_HEADER, "raven": raven_header(with_times)}[fmt])
 
     def write(self, result: FileScores) -> None:
         """Append one segment's rows."""
@@ -86,6 +88,8 @@ class CsvTable:
             self._file.write(submission_rows(result))
         elif self.fmt == "detections":
             self._file.write(detection_rows(result, self.species, self.min_conf, self.with_times))
+        elif self.fmt == "birdnet":
+            self._file.write(birdnet_rows(result, self.species, self.min_conf))
         else:
             self._file.write(self._raven.rows(result, self.species))
 

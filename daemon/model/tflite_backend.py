@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from daemon.audio.kaiser_resampler import KaiserFastStream
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.bundle import MANIFEST
 from daemon.model.tflite_runtime import ChunkEmbedder, ModelFile, locate_model_file
 from daemon.model.tflite_spec import TFLiteSpec
-from daemon.model.windows import WindowGrid, WindowVector
+from daemon.model.windows import BirdNETGrid, Grid, WindowGrid, WindowVector
 
 NAME = "tflite"
 RESAMPLER_SETTLE_SAMPLES = SAMPLE_RATE // 10
@@ -39,16 +40,21 @@ OUTPUTS = ("embedding", "logits")
 
 
 class ModelRateResampler:
-    """Streaming stage: float32 samples at :data:`SAMPLE_RATE` in, blocks at the model's rate out."""
+    """Streaming stage: float32 samples at ``stream_rate`` in, blocks at the model's rate out; ``resampler`` is
+    ``soxr`` (HQ) or ``kaiser_fast`` (librosa's, as BirdNET-Analyzer reads files: the BirdNET grid)."""
 
-    def __init__(self, model_rate: int) -> None:
+    def __init__(self, model_rate: int, stream_rate: int = SAMPLE_RATE, resampler: str = "soxr") -> None:
         self.model_rate = model_rate
+        self.stream_rate = stream_rate
+        self.resampler = resampler
         self._stream = self._new_stream()
 
-    def _new_stream(self) -> soxr.ResampleStream | None:
-        if self.model_rate == SAMPLE_RATE:
+    def _new_stream(self) -> soxr.ResampleStream | KaiserFastStream | None:
+        if self.model_rate == self.stream_rate:
             return None
-        return soxr.ResampleStream(SAMPLE_RATE, self.model_rate, 1, dtype="float32", quality="HQ")
+        if self.resampler == "kaiser_fast":
+            return KaiserFastStream(self.stream_rate, self.model_rate)
+        return soxr.ResampleStream(self.stream_rate, self.model_rate, 1, dtype="float32", quality="HQ")
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """The model-rate samples that ``samples`` make available (possibly none yet)."""
@@ -144,6 +150,61 @@ class ChunkWindowPooler:
         return WindowVector(w, self.grid.start(w), self.grid.end(w), vector)
 
 
+class BirdNETChunkPooler:
+    """Model-rate blocks in, one :class:`WindowVector` per chunk of a :class:`BirdNETGrid` out.
+
+    A chunk is emitted as soon as it is complete; at the end of the stream, the chunks that start before it and
+    hold at least :meth:`BirdNETGrid.min_chunk` samples, zero-padded (birdnetlib's ``process_audio_data``).
+    """
+
+    def __init__(self, grid: BirdNETGrid, spec: TFLiteSpec, embed: Callable[[np.ndarray], np.ndarray]) -> None:
+        if spec.chunk_samples != grid.chunk_length(spec.sample_rate):
+            raise BundleError(f"TFLite spec {spec.name!r}: the BirdNET grid needs {grid.chunk_length(1):g}-s chunks, "
+                              f"the model takes {spec.chunk_seconds:g} s")
+        self.grid = grid
+        self._rate = spec.sample_rate
+        self._step = grid.chunk_step(self._rate)
+        self._chunk = spec.chunk_samples
+        self._min_chunk = grid.min_chunk(self._rate)
+        self._embed = embed
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream."""
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio_start = 0  # model-rate index of self._audio[0]
+        self._seen = 0
+        self._next = 0  # next chunk's index
+
+    def push(self, block: np.ndarray) -> list[WindowVector]:
+        """Add model-rate samples; return the chunks they complete."""
+        self._audio = np.concatenate([self._audio, block.astype(np.float32, copy=False)])
+        self._seen += block.size
+        out = []
+        while self._next * self._step + self._chunk <= self._seen:
+            out.append(self._emit())
+        return out
+
+    def flush(self) -> list[WindowVector]:
+        """End of stream: the trailing chunks with enough audio, zero-padded; then reset."""
+        out = []
+        while self._seen - self._next * self._step >= self._min_chunk:
+            out.append(self._emit())
+        self.reset()
+        return out
+
+    def _emit(self) -> WindowVector:
+        k, start = self._next, self._next * self._step
+        piece = self._audio[start - self._audio_start: start - self._audio_start + self._chunk]
+        vector = self._embed(np.pad(piece, (0, self._chunk - piece.size)) if piece.size < self._chunk else piece)
+        self._next += 1
+        cut = min(self._next * self._step - self._audio_start, self._audio.size)
+        self._audio = self._audio[cut:]
+        self._audio_start += cut
+        first = start * self.grid.stream_rate // self._rate
+        return WindowVector(k, first, first + self.grid.chunk_length(self.grid.stream_rate), vector)
+
+
 @dataclass
 class TFLiteBackend:
     """A TFLite model file, its spec, and which of its tensors makes the window vector."""
@@ -193,10 +254,12 @@ class TFLiteBackend:
         within a few milliseconds (equal to the unsplit stream to float rounding, see :mod:`daemon.audio.files`)."""
         return RESAMPLER_SETTLE_SAMPLES
 
-    def encoder(self) -> ModelRateResampler:
-        """A new streaming encoder (32 kHz audio -> model-rate audio)."""
-        return ModelRateResampler(self.spec.sample_rate)
+    def encoder(self, stream_rate: int = SAMPLE_RATE, resampler: str = "soxr") -> ModelRateResampler:
+        """A new streaming encoder (audio at ``stream_rate`` -> model-rate audio, see :class:`ModelRateResampler`)."""
+        return ModelRateResampler(self.spec.sample_rate, stream_rate, resampler)
 
-    def pooler(self, grid: WindowGrid) -> ChunkWindowPooler:
+    def pooler(self, grid: Grid) -> ChunkWindowPooler | BirdNETChunkPooler:
         """A new streaming pooler (model-rate audio -> window vectors) on ``grid``."""
+        if isinstance(grid, BirdNETGrid):
+            return BirdNETChunkPooler(grid, self.spec, self.embedder)
         return ChunkWindowPooler(grid, self.spec, self.embedder)

@@ -79,3 +79,67 @@ class Stage(Protocol):
     def push(self, item) -> list: ...
 
     def flush(self) -> list: ...
+
+
+BIRDNET_CHUNK_SECONDS = 3.0
+"""length of a BirdNET chunk (seconds): the model's input"""
+BIRDNET_MIN_CHUNK_SECONDS = 1.5
+"""a trailing chunk with less audio than this is dropped, a longer one zero-padded (BirdNET-Analyzer's minlen)"""
+BIRDNET_MAX_OVERLAP_S = 2.9
+"""largest overlap BirdNET-Analyzer accepts (seconds)"""
+
+
+@dataclass(frozen=True)
+class BirdNETGrid:
+    """BirdNET-Analyzer's own detection grid: 3-s chunks from the stream start, ``3 - overlap_s`` apart.
+
+    Exactly birdnetlib's ``process_audio_data``: chunk ``k`` starts at model-rate sample
+    ``k * int((3 - overlap_s) * rate)``; a chunk with fewer than ``int(1.5 * rate)`` samples of audio ends the
+    stream (a clip shorter than 1.5 s has none), a shorter than 3-s one is zero-padded. Its confidence is
+    BirdNET's ``1 / (1 + exp(-s * clip(logit, -15, 15)))`` with ``s = clamp(2 - sensitivity, 0.5, 1.5)``.
+    Chunk positions are reported in samples of ``stream_rate``, the rate of the audio pushed into the pipeline
+    (replay: the model's 48 kHz, read as birdnetlib reads it; the daemon: its 32 kHz ring).
+    """
+
+    overlap_s: float = 0.0
+    """overlap of consecutive chunks (seconds, 0 to 2.9)"""
+    sensitivity: float = 1.0
+    """BirdNET's detection sensitivity (0.5 to 1.5; higher gives higher confidences)"""
+    stream_rate: int = SAMPLE_RATE
+    """sample rate of the stream the chunk positions count (hertz)"""
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.overlap_s <= BIRDNET_MAX_OVERLAP_S and 0.5 <= self.sensitivity <= 1.5
+                and self.stream_rate > 0):
+            raise ValueError(f"BirdNET grid: invalid settings {self}")
+
+    def chunk_step(self, rate: int) -> int:
+        """Distance between chunk starts (samples at ``rate``), rounded as BirdNET-Analyzer rounds it."""
+        return int((BIRDNET_CHUNK_SECONDS - self.overlap_s) * rate)
+
+    @staticmethod
+    def chunk_length(rate: int) -> int:
+        """A chunk's length (samples at ``rate``)."""
+        return int(BIRDNET_CHUNK_SECONDS * rate)
+
+    @staticmethod
+    def min_chunk(rate: int) -> int:
+        """Fewest samples of audio a trailing chunk needs (samples at ``rate``)."""
+        return int(BIRDNET_MIN_CHUNK_SECONDS * rate)
+
+    @property
+    def slope(self) -> float:
+        """BirdNET's sigmoid slope for ``sensitivity``."""
+        return max(0.5, min(1.0 - (self.sensitivity - 1.0), 1.5))
+
+    def confidences(self, logits: np.ndarray) -> np.ndarray:
+        """BirdNET's flat sigmoid of ``logits`` (float32, any shape)."""
+        z = np.clip(np.asarray(logits, dtype=np.float32), -15, 15)
+        return (1.0 / (1.0 + np.exp(np.float32(-self.slope) * z))).astype(np.float32)
+
+
+Grid = WindowGrid | BirdNETGrid
+"""Where windows (or chunks) lie in a stream."""
+GRIDS = ("auto", "birdclef", "birdnet")
+"""``detection.grid`` values: BirdCLEF's 5-s windows, BirdNET's 3-s chunks, or the bundle's own (see
+:func:`daemon.pipeline.scoring.choose_grid`)"""

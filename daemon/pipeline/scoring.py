@@ -18,13 +18,33 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from daemon.constants import SAMPLE_RATE
+from daemon.errors import BundleError
 from daemon.model.loader import Model, Species
-from daemon.model.windows import Stage, WindowGrid, WindowVector
+from daemon.model.windows import BIRDNET_CHUNK_SECONDS, BirdNETGrid, Grid, Stage, WindowGrid, WindowVector
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.policy import DetectionMaker
 
 if TYPE_CHECKING:
     from daemon.filters.chain import FilterChain
+
+
+def speaks_birdnet(model: Model) -> bool:
+    """Whether ``model`` is a zero-shot BirdNET bundle: a TFLite model of 3-s chunks whose scores are its logits."""
+    backend = model.backend
+    return (backend.name == "tflite" and backend.output == "logits"
+            and backend.spec.chunk_seconds == BIRDNET_CHUNK_SECONDS and backend.spec.name.startswith("birdnet"))
+
+
+def choose_grid(name: str, model: Model, hop_seconds: float, overlap_s: float, sensitivity: float,
+                stream_rate: int = SAMPLE_RATE, min_first: int = 1) -> Grid:
+    """The grid called ``name`` (``auto``: ``birdnet`` for a zero-shot BirdNET bundle, else ``birdclef``); a
+    BirdNET grid for a bundle that is not TFLite raises :class:`BundleError`."""
+    if name == "birdnet" or (name == "auto" and speaks_birdnet(model)):
+        if model.backend.name != "tflite":
+            raise BundleError(f"{model.path}: the BirdNET grid needs a TFLite bundle (BirdNET's own model), "
+                              f"this one is {model.backend.name!r}")
+        return BirdNETGrid(overlap_s, sensitivity, stream_rate)
+    return WindowGrid.with_hop_seconds(hop_seconds, min_first=min_first)
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,7 @@ class ScoringPipeline:
     """A model's stages end to end; plain object, no threads. ``detector`` adds detections to results, ``filters``
     (:mod:`daemon.filters`) hears the audio and filters them (holding results while its evidence needs)."""
 
-    def __init__(self, model: Model, grid: WindowGrid, detector: DetectionMaker | None = None,
+    def __init__(self, model: Model, grid: Grid, detector: DetectionMaker | None = None,
                  stats: PipelineStats | None = None, filters: FilterChain | None = None, *,
                  source_name: str = "") -> None:
         self.model = model
@@ -100,7 +120,10 @@ class ScoringPipeline:
         self.stats = stats or PipelineStats()
         self._detector = detector
         self._filters = filters
-        self._encoder: Stage = model.backend.encoder()
+        if isinstance(grid, BirdNETGrid):
+            self._encoder: Stage = model.backend.encoder(grid.stream_rate, "kaiser_fast")  # as BirdNET-Analyzer
+        else:
+            self._encoder = model.backend.encoder()
         self._pooler: Stage = model.backend.pooler(grid)
         self._source: str | None = None
         self._segment_start = 0
@@ -152,12 +175,18 @@ class ScoringPipeline:
         self.stats.score_seconds += time.perf_counter() - started
         return results
 
+    def _probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """The head's probabilities; on the BirdNET grid, BirdNET's sigmoid (with its sensitivity) of its logits."""
+        if isinstance(self.grid, BirdNETGrid):
+            return self.grid.confidences(self.model.head.logits(vectors))
+        return self.model.head.probabilities(vectors)
+
     def _score(self, windows: list[WindowVector]) -> list[WindowResult]:
         if not windows:
             return []
         results = []
         for window in windows:  # one window per head call: how blocks fall never changes a score's last bit
-            scores = self.model.head.probabilities(window.vector[None, :])[0]
+            scores = self._probabilities(window.vector[None, :])[0]
             start, end = self._segment_start + window.start_sample, self._segment_start + window.end_sample
             found = self._detector.detect(self._source, start, end, scores) if self._detector else ()
             results.append(WindowResult(self._source, self._segment_start, start, end, scores, self.model.species,

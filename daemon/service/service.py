@@ -42,7 +42,7 @@ from daemon.service.background import BackgroundWorker
 from daemon.service.delivery import make_outbound, target_names
 from daemon.service.metrics import Metrics, MetricsServer, MetricsSink, PublishLatency
 from daemon.service.signal_flags import SignalFlags
-from daemon.service.source_pipeline import FilterSetup, SourcePipeline, is_live, make_source_pipelines
+from daemon.service.source_pipeline import FilterSetup, SourcePipeline, detection_grid, is_live, make_source_pipelines
 from daemon.service.state_dirs import check_writable, state_directories
 from daemon.service.status import StatusReport
 from daemon.service.workers import QUEUE_ITEMS, SinkWorker
@@ -256,6 +256,7 @@ class Service:
             model = load_model(self.config.model.path, self.config.model.threads)
             for source in self.config.source_list:
                 DetectionPolicy(source.detection, model.species)
+                detection_grid(source.detection, model)
             build_filters(self.config.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)

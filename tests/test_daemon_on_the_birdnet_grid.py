@@ -1,0 +1,90 @@
+"""``birdd run`` on the BirdNET grid: a zero-shot BirdNET bundle picks it by itself (``detection.grid = "auto"``);
+the daemon's detections are replay's chunk for chunk (a 32 kHz recording: both resample it to 48 kHz with
+kaiser_fast from its start), 3 s long, in the outbox and in the store; an STSG bundle is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+import pytest
+import soundfile as sf
+from daemon_process import Daemon, write_config
+from test_birdnet_grid_equals_birdnetlib import birdsong
+
+from daemon.batch.replay import score_file
+from daemon.config import DetectionConfig
+from daemon.errors import BundleError
+from daemon.model.loader import load_model
+from daemon.model.tflite_runtime import locate_model_file
+from daemon.model.tflite_spec import load_spec
+from daemon.model.windows import BirdNETGrid
+from daemon.pipeline.policy import DetectionPolicy
+from trainer.tflite_zero_shot import all_classes_bundle
+
+pytestmark = pytest.mark.integration
+THRESHOLD = 0.05
+
+
+def seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    spec = load_spec("birdnet_v2.4")
+    try:
+        model_path = locate_model_file(spec)
+    except BundleError as exc:
+        pytest.skip(f"BirdNET model not installed: {exc}")
+    return all_classes_bundle(tmp_path_factory.mktemp("bundle") / "all", model_path, spec)
+
+
+def run_daemon(tmp_path, model, files, detection):
+    config = write_config(tmp_path / "config.toml", {
+        "station": {"name": "t"},
+        "audio": {"source": "file", "files": [str(f) for f in files], "realtime": False},
+        "model": {"path": str(model)},
+        "detection": detection,
+        "mqtt": {"enabled": False},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "store": {"path": str(tmp_path / "store.sqlite")},
+        "clips": {"enabled": False},
+    })
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        return daemon.wait(120), daemon.log.read_text()
+    finally:
+        daemon.close()
+
+
+def test_daemon_chunks_equal_replays(bundle_path, tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, birdsong(32_000, 9.8, 3), 32_000, subtype="FLOAT")
+    code, log = run_daemon(tmp_path, bundle_path, [song], {"threshold": THRESHOLD, "overlap_s": 1.0,
+                                                           "sensitivity": 1.25})
+    assert code == 0, log
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
+        payloads = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY seq")]
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        stored = db.execute("SELECT start_epoch, end_epoch, species_code, confidence FROM detections").fetchall()
+    model = load_model(bundle_path)
+    policy = DetectionPolicy(DetectionConfig(threshold=THRESHOLD), model.species)
+    result = score_file(model, song, BirdNETGrid(1.0, 1.25, 48_000))
+    expected = [(int(start) / 32_000, model.species[j].code, round(c, 4))
+                for start, scores in zip(result.starts, result.scores, strict=True) for j, c in policy.select(scores)]
+    assert expected, "nothing detected: the comparison would be empty"
+    origin = min(seconds(p["start"]) for p in payloads)
+    got = [(round(seconds(p["start"]) - origin, 3), p["species_code"], p["confidence"]) for p in payloads]
+    assert got == [(round(a - expected[0][0], 3), s, c) for a, s, c in expected]
+    assert {round(seconds(p["end"]) - seconds(p["start"]), 3) for p in payloads} == {3.0}
+    assert len(stored) == len(payloads) and {round(b - a, 3) for a, b, _, _ in stored} == {3.0}
+
+
+def test_an_stsg_bundle_on_the_birdnet_grid_is_one_line(trained_model, tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, birdsong(32_000, 4.0, 4), 32_000, subtype="FLOAT")
+    code, log = run_daemon(tmp_path, trained_model, [song], {"grid": "birdnet"})
+    assert code != 0
+    assert "detection.grid:" in log and "the BirdNET grid needs a TFLite bundle" in log and "Traceback" not in log
