@@ -48,7 +48,7 @@ def test_a_missing_microphone_an_unreachable_stream_and_a_bad_model(tmp_path, mo
     assert mic.startswith("birdd: error: microphone 'no-such-card': ") and "(arecord -l: " in mic, mic
     port = free_port()
     stream = one_error_line(setup(tmp_path / "root", *PLACE, *broker, "--url", f"rtsp://cam:s3cret@{HOST}:{port}/x"))
-    assert stream == f"birdd: error: stream rtsp://{HOST}:{port}/x: connection refused"  # no password shown
+    assert stream == f"birdd: error: stream rtsp://***@{HOST}:{port}/x: connection refused"  # no password shown
     (tmp_path / "model").mkdir()
     (tmp_path / "stream.flac").write_bytes(b"")  # a file stream: only its existence is checked
     model = one_error_line(setup(tmp_path / "root", *PLACE, *broker, "--url", str(tmp_path / "stream.flac"), "--model",

@@ -56,7 +56,7 @@ def test_sources_inherit_audio_and_detection_and_override_them():
      "audio.sources[1].ring_seconds: must be within 6..600 (more than one window)"),
     (sources({"name": "a"}, {"name": "b", "source": "file"}),
      'audio.sources[1].files: required when audio.sources[1].source = "file"'),
-    (sources({"name": "a", "source": "radio"}), 'audio.sources[0].source: expected "mic" or "file"'),
+    (sources({"name": "a", "source": "radio"}), 'audio.sources[0].source: expected "mic", "file" or "url"'),
     (sources({"name": "a", "retry_initial_s": 9, "retry_max_s": 1}),
      "audio.sources[0].retry_initial_s: must be > 0 and <= audio.sources[0].retry_max_s"),
     (sources({"name": "a", "detection": {"threshold": 2}}),
