@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +29,12 @@ from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from daemon_bench import free_port, proc_stats  # bench/ is on the path of a script run from it
 
 from trainer.recipe import Recipe, SynthesisParams, Word2VecParams
 from trainer.synthetic_corpus import write_corpus
 from trainer.train import train
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STARTUP_S = 8.0
 """start-up excluded from the measurement (imports, model load, first windows)"""
 THRESHOLDS = {"stsg": 0.2, "birdnet": 0.1}
@@ -45,20 +43,6 @@ SMALL_RECIPE = Recipe(tokenizer=replace(Recipe().tokenizer, codebook_size=64),
                       synthesis=SynthesisParams(windows_per_recording=2, background_windows=20),
                       codebook_frames=20_000, kmeans_iterations=8)
 """the tests' token model recipe (tests/model_fixtures.py)"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds of the process and its threads, RSS in kB)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
-    return cpu, rss
 
 
 def epoch(iso: str) -> float:
