@@ -69,17 +69,19 @@ from trainer.distill import (
     audio_peaks,
     fit_student,
     run_teacher,
+    species_floor,
     student_inputs,
     teacher_evidence,
     write_student,
 )
 from trainer.distill_check import fidelity, held_out_fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
-from trainer.head_fit import fit_head
-from trainer.recipe import HeadParams
 from trainer.train import fit_stsg_features, window_features
 
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
+STATION_AUDIO = Path("../shared/bench206-station/station_audio")
+"""the station protocol's own soundscapes (150 unlabelled minutes, no focal clips), heard with bench206's
+``train_soundscapes/``"""
 
 
 def run(args: list[str]) -> tuple[float, float, str]:
@@ -184,7 +186,8 @@ def table(args: argparse.Namespace) -> None:
             what, cached = "teacher scores + train.csv labels", teacher_cache_line(text)
         else:
             share = float(name.partition("_")[2] or 1) if name.startswith("hours") else 1.0
-            audio = link_audio(args.data, args.out / ("audio" if share >= 1 else f"audio_{share}"), share)
+            audio = (protocol_audio(args) if share >= 1 else
+                     link_audio(args.data, args.out / f"audio_{share}", share))
             if name.startswith("copies"):
                 audio = link_copies(audio, args.out / f"audio_{name}", int(name.partition("_")[2]))
             wall, peak, text = run([birdd, "distill", *map(str, audio), "--teacher", str(teacher), "-o", str(model),
@@ -231,10 +234,18 @@ def recipe_from(settings: list[str]) -> DistillRecipe:
 def distilled(args: argparse.Namespace) -> tuple[DistillRecipe, TeacherPass, list[int]]:
     """The recipe of ``--set``, the teacher's pass over the linked audio, and the learnt columns."""
     recipe = recipe_from(args.set)
-    audio = link_audio(args.data, args.out / "audio")
-    run_ = run_teacher(audio, args.out / "teacher", recipe.teacher, args.out / "teacher_cache", progress=False)
+    run_ = run_teacher(protocol_audio(args), args.out / "teacher", recipe.teacher, args.out / "teacher_cache",
+                       progress=False)
     return recipe, run_, SpeciesChoice().columns(run_.teacher, audio_peaks(run_.logits)[0],
-                                                 recipe.teacher.species_floor)
+                                                 species_floor(recipe.teacher, run_.teacher))
+
+
+def protocol_audio(args: argparse.Namespace) -> list[Path]:
+    """What the student hears: bench206's training audio (``bench206``), or the station's soundscapes and
+    bench206's ``train_soundscapes/`` (``station``: no focal clips)."""
+    if args.protocol == "station":
+        return [args.station, args.data / "train_soundscapes"]
+    return link_audio(args.data, args.out / "audio")
 
 
 def cross_validate(args: argparse.Namespace) -> None:
@@ -258,15 +269,20 @@ def cross_validate(args: argparse.Namespace) -> None:
 
 
 def compare_heads(args: argparse.Namespace) -> None:
-    """One student's features (its codebook, skip-gram vectors and idf fitted on all the unlabelled audio, as
-    `birdd distill` does), then each head (`LOSS:L2`) fitted on the training windows of one fold of files and
-    scored by its fidelity to the teacher on the other fold's held-out windows; then fitted on all windows and
-    scored once on the test soundscapes."""
+    """One student's features (its codebook, skip-gram vectors and idf fitted on all the protocol's unlabelled
+    audio, as `birdd distill` does), then each head (`KIND:L2[:UNITS]`, :func:`route_scores`) fitted on the
+    training windows of one fold of files and scored by its fidelity to the teacher on the other fold's held-out
+    windows, over every teacher species (one the student lacks at a floor scores a constant: chance); then
+    fitted on all windows and scored once on the test soundscapes."""
     logging.basicConfig(level=logging.WARNING)
-    recipe, run_, columns = distilled(args)
-    codes = [run_.teacher.species[i].code for i in columns]
+    recipe, run_, _ = distilled(args)
+    columns = list(range(len(run_.teacher.species)))
+    codes = [s.code for s in run_.teacher.species]
+    peak, found = audio_peaks(run_.logits)
+    found_mask = found > 0
     scored = run_.scored(columns, recipe.teacher)
     streams, windows, _ = student_inputs(scored, recipe)
+    started = time.perf_counter()
     backend, _ = fit_stsg_features(streams, windows, recipe.student)
     all_x, all_y = window_features(backend, windows)
     folds = []
@@ -274,15 +290,102 @@ def compare_heads(args: argparse.Namespace) -> None:
         _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
         held = [i for i in range(len(scored)) if i % 2 == fold]
         folds.append((*window_features(backend, fold_windows), *held_out_vectors(backend, held_out_windows(
-            run_, held, columns, np.random.default_rng(100 + fold), max_calls=None))))
+            run_, held, columns, np.random.default_rng(100 + fold), max_calls=args.max_calls))))
     test_x, truth = test_vectors(backend, args.data)
+    print(f"protocol {args.protocol}: {len(scored)} files, {len(all_x)} training windows, features "
+          f"{time.perf_counter() - started:.0f} s; {int(found_mask.sum())} of {len(codes)} teacher species found "
+          f"(>= {FOUND}) in the audio", flush=True)
+    print("| head | floor | species learnt | fidelity, 2-fold (all / found / not found) | test macro ROC-AUC (once) |")
+    print("|---|---|---|---|---|")
     for spec in args.head:
-        loss, _, l2 = spec.partition(":")
-        params = HeadParams(loss=loss, l2=float(l2))
-        cv = statistics.mean(fidelity(ref, head_probabilities(fit_head(x, y, params), held), codes)[0]
-                             for x, y, held, ref in folds)
-        test = aligned_auc(truth, codes, head_probabilities(fit_head(all_x, all_y, params), test_x))
-        print(f"| {loss} | {l2} | {cv:.4f} | {test:.4f} |", flush=True)
+        fold_scores = [(route_scores(spec, x, y, held, found_mask), ref) for x, y, held, ref in folds]
+        test = route_scores(spec, all_x, all_y, test_x, found_mask)
+        for floor in args.floor:
+            learnt = peak >= floor
+            parts = []
+            for group in (np.ones_like(learnt), found_mask, ~found_mask):
+                values = [fidelity(ref[:, group], lacking(scores, learnt)[:, group], list(np.array(codes)[group]))
+                          for scores, ref in fold_scores]
+                parts.append(f"{statistics.mean(v[0] for v in values if v):.4f}" if any(values) else "-")
+            print(f"| {spec} | {floor} | {int(learnt.sum())} | {' / '.join(parts)} | "
+                  f"{aligned_auc(truth, codes, lacking(test, learnt)):.4f} |", flush=True)
+
+
+def lacking(scores: np.ndarray, learnt: np.ndarray) -> np.ndarray:
+    """``scores`` with the columns of the species not learnt set to 0 (a student that lacks them)."""
+    return np.where(learnt[None, :], scores, 0.0)
+
+
+def residual_mlp(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, l2: float, hidden: int, epochs: int,
+                 found: np.ndarray) -> np.ndarray:
+    """Two stages: least squares on the probabilities (L2 ``l2``), then a one-hidden-layer ReLU network
+    (``hidden`` units, Adam, ``epochs`` passes, seeded) fitted to its residuals on the same windows."""
+    linear_x = route_scores(f"squares:{l2}", x, y, x, found)
+    linear_v = route_scores(f"squares:{l2}", x, y, vectors, found)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    rng = np.random.default_rng(11)
+    params = [rng.normal(0, np.sqrt(2 / x.shape[1]), (x.shape[1], hidden)).astype(np.float32),
+              np.zeros(hidden, np.float32), np.zeros((hidden, y.shape[1]), np.float32),
+              np.zeros(y.shape[1], np.float32)]
+    moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
+    residual = (y - linear_x).astype(np.float32)
+    step = 0
+    for _ in range(epochs):
+        for batch in np.array_split(rng.permutation(len(x)), max(1, len(x) // 256)):
+            z = ((x[batch] - mean) / scale).astype(np.float32)
+            h = np.maximum(z @ params[0] + params[1], 0)
+            err = (h @ params[2] + params[3] - residual[batch]) / len(batch)
+            dh = (err @ params[2].T) * (h > 0)
+            grads = [z.T @ dh + 1e-4 * params[0], dh.sum(axis=0), h.T @ err + 1e-4 * params[2], err.sum(axis=0)]
+            step += 1
+            for p, g, m in zip(params, grads, moments, strict=True):
+                m[0] = 0.9 * m[0] + 0.1 * g
+                m[1] = 0.999 * m[1] + 0.001 * g * g
+                p -= 1e-3 * (m[0] / (1 - 0.9**step)) / (np.sqrt(m[1] / (1 - 0.999**step)) + 1e-8)
+    z = ((vectors - mean) / scale).astype(np.float32)
+    return linear_v + np.maximum(z @ params[0] + params[1], 0) @ params[2] + params[3]
+
+
+def route_scores(spec: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Scores of ``vectors`` (their order per species is all fidelity and ROC-AUC read) by a head fitted on
+    ``x`` and the soft targets ``y``: ``squares:L2`` least squares on the probabilities (birdd distill's head,
+    before its calibration, which keeps the order); ``logits:L2`` on the teacher's logits (the same as
+    regressing the teacher's embedding and applying its own linear classifier layer: least squares commutes
+    with a linear map of the targets); ``relu:L2:UNITS`` least squares on the features plus UNITS seeded random
+    ReLU features of them (a two-layer head); ``mlp:L2:UNITS:EPOCHS`` :func:`residual_mlp`; ``hybrid:L2``
+    probabilities for the species the teacher finds in the audio (``found``), logits for the others."""
+    kind, _, rest = spec.partition(":")
+    l2, _, units = rest.partition(":")
+    if kind == "hybrid":
+        return np.where(found[None, :], route_scores(f"squares:{l2}", x, y, vectors, found),
+                        route_scores(f"logits:{l2}", x, y, vectors, found))
+    if kind == "mlp":
+        hidden, _, epochs = units.partition(":")
+        return residual_mlp(x, y, vectors, float(l2), int(hidden), int(epochs or 4), found)
+    if kind == "logits":
+        clipped = np.clip(y.astype(np.float64), 1e-7, 1 - 1e-7)
+        y = np.log(clipped / (1 - clipped))
+    mean, scale = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64) + 1e-6
+    rng = np.random.default_rng(7)
+    projection = rng.normal(0, 1 / np.sqrt(x.shape[1]), (x.shape[1], int(units or 0)))
+    offset = rng.normal(0, 0.5, int(units or 0))
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        z = (rows - mean) / scale
+        return np.hstack([z, np.maximum(z @ projection + offset, 0)]) if kind == "relu" else z
+
+    if kind not in ("squares", "logits", "relu"):
+        sys.exit(f"--head {spec}: KIND is squares, logits, relu, hybrid or mlp")
+    gram, moment, total, n = 0, 0, 0, len(x)
+    for start in range(0, n, 4096):
+        f = features(x[start: start + 4096])
+        gram, moment, total = gram + f.T @ f, moment + f.T @ y[start: start + 4096], total + f.sum(axis=0)
+    centre, target_mean = total / n, y.mean(axis=0)
+    gram = gram - n * np.outer(centre, centre)
+    moment = moment - n * np.outer(centre, target_mean)
+    weights = np.linalg.solve(gram + float(l2) * n * np.eye(len(gram)), moment)
+    return np.concatenate([(features(vectors[s: s + 4096]) - centre) @ weights
+                           for s in range(0, len(vectors), 4096)]) + target_mean
 
 
 def by_evidence(args: argparse.Namespace) -> None:
@@ -399,6 +502,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/bench206"))
     parser.add_argument("--out", type=Path, default=Path("out/distill"))
+    parser.add_argument("--protocol", choices=("bench206", "station"), default="bench206",
+                        help="the audio the student hears (heads, cv, evidence, table)")
+    parser.add_argument("--station", type=Path, default=STATION_AUDIO, help="the station protocol's soundscapes")
     commands = parser.add_subparsers(dest="command", required=True)
     table_parser = commands.add_parser("table")
     table_parser.add_argument("configs", nargs="*", default=["teacher", "default=", "labels", "hours_0.25=",
@@ -409,6 +515,10 @@ def main() -> None:
     heads_parser = commands.add_parser("heads")
     heads_parser.add_argument("--head", action="append", required=True, metavar="LOSS:L2")
     heads_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    heads_parser.add_argument("--floor", action="append", type=float, default=None,
+                              help="score each head as a student learning the species whose teacher peak reaches "
+                                   "this (repeatable; default 0: every teacher species)")
+    heads_parser.add_argument("--max-calls", type=int, default=None, help="held-out calls mixed at most")
     evidence_parser = commands.add_parser("evidence")
     evidence_parser.add_argument("models", nargs="+", type=Path)
     evidence_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -421,6 +531,8 @@ def main() -> None:
     labels_parser.add_argument("model", type=Path)
     labels_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    if getattr(args, "floor", 0) is None:
+        args.floor = [0.0]
     if args.command == "table":
         table(args)
     elif args.command == "cv":

@@ -15,8 +15,10 @@ import trainer.teacher
 from daemon.constants import SAMPLE_RATE
 from daemon.model.bundle import sha256_file
 from daemon.model.windows import WindowGrid
+from trainer.distill import species_floor
+from trainer.distill_recipe import ALL_CLASSES_FLOOR, TeacherParams
 from trainer.teacher import Teacher
-from trainer.tflite_zero_shot import zero_shot_bundle
+from trainer.tflite_zero_shot import all_classes_bundle, zero_shot_bundle
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")]
@@ -24,9 +26,8 @@ pytestmark = [pytest.mark.integration,
 SMALL = ["--set", "student.tokenizer.codebook_size=32", "--set", "student.codebook_frames=5000",
          "--set", "student.kmeans_iterations=4", "--set", "student.word2vec.epochs=1",
          "--set", "student.word2vec.vector_size=8", "--set", "student.synthesis.windows_per_recording=2",
-         "--set", "student.synthesis.background_windows=30", "--set", "teacher.species_floor=0.01",
-         "--no-progress"]
-"""a small student, so the test is quick; a low floor, because the tiny teacher's scores are nearly constant"""
+         "--set", "student.synthesis.background_windows=30", "--no-progress"]
+"""a small student, so the test is quick; the teacher's targets and the student's head are the defaults"""
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,10 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert made["distillation"]["teacher"]["manifest_sha256"] == sha256_file(teacher / "manifest.json")
     assert made["distillation"]["teacher"]["name"] == "bundle"
     assert made["training_data"]["files"] == 24 + 2 and len(made["training_data"]["file_list_sha256"]) == 64
-    assert made["distillation"]["recipe"]["species_floor"] == 0.01
+    assert made["distillation"]["recipe"]["species_floor"] == -1  # the default: every species of a listed teacher
+    assert made["distillation"]["species_selection"] == {"species_floor": 0.0, "species": 6}
     assert made["distillation"]["recipe"]["neighbours"] == 3
-    assert 1 <= len(made["species"]) <= 3
+    assert [s["code"] for s in made["species"]] == [s["code"] for s in manifest(teacher)["species"]]
     evidence = made["distillation"]["teacher_evidence"]
     assert evidence["found_at"] == 0.5 and set(evidence["species"]) == {s["code"] for s in made["species"]}
     assert all((v["windows"] > 0) == (v["peak"] >= 0.5) for v in evidence["species"].values())
@@ -79,9 +81,19 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert manifest(tmp_path / "again")["files"] == made["files"]  # same arrays, byte for byte
     codes = [s["code"] for s in manifest(teacher)["species"]]
     (tmp_path / "list.txt").write_text(f"# wanted\n{codes[1]}\t0.9\n{codes[0]}\n")
-    distill(audio, teacher, tmp_path / "other", *cache, "--seed", "1", "--include", tmp_path / "list.txt")
+    distill(audio, teacher, tmp_path / "other", *cache, "--seed", "1", "--include", tmp_path / "list.txt",
+            "--set", "teacher.species_floor=0.99")  # no species reaches that floor: the list still wins
     assert manifest(tmp_path / "other")["files"]["codebook.npy"] != made["files"]["codebook.npy"]
     assert [s["code"] for s in manifest(tmp_path / "other")["species"]] == [codes[1], codes[0]]
+
+
+def test_the_default_learns_every_species_of_a_listed_teacher_and_floors_one_over_all_classes(teacher, tmp_path):
+    everything = all_classes_bundle(tmp_path / "all", teacher.parent / "tiny.tflite", PERCH_LIKE)
+    grid = WindowGrid()
+    assert species_floor(TeacherParams(), Teacher(teacher, grid, None)) == 0.0
+    assert species_floor(TeacherParams(), Teacher(everything, grid, None)) == ALL_CLASSES_FLOOR == 0.1
+    assert species_floor(TeacherParams(species_floor=0.3), Teacher(teacher, grid, None)) == 0.3
+    assert species_floor(TeacherParams(species_floor=0), Teacher(everything, grid, None)) == 0.0
 
 
 def test_teacher_scores_are_cached_per_trailing_chunk_rule(teacher, tmp_path, monkeypatch):

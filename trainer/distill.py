@@ -29,7 +29,7 @@ from daemon.model.stsg import NAME as STSG
 from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
-from trainer.distill_recipe import DistillRecipe, TeacherParams
+from trainer.distill_recipe import ALL_CLASSES_FLOOR, DistillRecipe, TeacherParams
 from trainer.review_labels import apply_review_labels, read_review_labels
 from trainer.synthesis import mixed_windows
 from trainer.teacher import Teacher
@@ -155,7 +155,7 @@ class SpeciesChoice:
 
     def columns(self, teacher: Teacher, peak: np.ndarray, floor: float) -> list[int]:
         """The chosen teacher columns (``peak``: each column's highest probability in the audio,
-        :func:`audio_peaks`)."""
+        :func:`audio_peaks`; ``floor`` as :func:`species_floor` resolves it)."""
         if self.include is not None:
             return include_columns(self.include, teacher.species)
         if self.place is not None:
@@ -174,6 +174,14 @@ class SpeciesChoice:
         if self.place is not None:
             return {"range": asdict(self.place)}
         return {"species_floor": floor}
+
+
+def species_floor(params: TeacherParams, teacher: Teacher) -> float:
+    """The floor the default species choice applies: the recipe's when it sets one (0 or more); otherwise 0 (every
+    species) for a teacher over a species list, :data:`ALL_CLASSES_FLOOR` for one over all its model's classes."""
+    if params.species_floor >= 0:
+        return params.species_floor
+    return ALL_CLASSES_FLOOR if teacher.model.manifest.get("zero_shot", {}).get("all_classes") else 0.0
 
 
 def include_columns(path: Path, teacher_species: list[Species]) -> list[int]:
@@ -343,7 +351,7 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
             reviews: Path | None = None) -> Path:
     """Distil the teacher bundle at ``teacher_dir`` into an STSG student on the audio at ``paths`` (files
     or folders, recursive); write the student bundle to ``out_dir``. ``choice``: which species (default:
-    those the teacher finds, see ``TeacherParams.species_floor``). ``cache_dir`` None: no teacher score
+    :func:`species_floor`). ``cache_dir`` None: no teacher score
     cache. ``check`` > 0: first measure a student's fidelity to the teacher on that share of the recordings
     held out (:mod:`trainer.distill_check`). ``reviews``: a ``reviews.csv`` of ``birdd export-reviews`` whose
     verdicts replace the teacher's targets of the reviewed species in the reviewed clips
@@ -353,7 +361,7 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     started = time.perf_counter()
     run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, long_needed=2 if check else 1)
     teacher, choice = run.teacher, choice or SpeciesChoice()
-    floor = recipe.teacher.species_floor
+    floor = species_floor(recipe.teacher, teacher)
     peaks = audio_peaks(run.logits)  # one pass over every window's logits, for the species and their evidence
     columns = choice.columns(teacher, peaks[0], floor)
     if not columns:

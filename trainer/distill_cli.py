@@ -23,7 +23,8 @@ log = logging.getLogger("trainer.cli")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Student bundle folder to write.")
 @click.option("--include", type=click.Path(path_type=Path), default=None,
               help="Species list file (codes, scientific names or `birdd species` output): learn these species "
-                   "[default: those the teacher finds in the audio, see teacher.species_floor].")
+                   "[default: every species of a teacher over a species list; of one over all its model's classes, "
+                   "those it finds in the audio, see teacher.species_floor].")
 @click.option("--species-from-teacher-range", "from_range", is_flag=True,
               help="Learn the teacher species BirdNET's range model expects at --lat/--lon (--week/--date).")
 @place_options(required=False)

@@ -22,8 +22,11 @@ class TeacherParams:
     """targets are ``sigmoid(logit / temperature)``: 1 = the teacher's probabilities, above 1 softer"""
     hard_threshold: float = 0.0
     """0: soft targets; otherwise targets are 1 where the teacher's probability reaches it, else 0"""
-    species_floor: float = 0.1
-    """a species is learnt when the teacher's probability reaches this in at least one window of the audio"""
+    species_floor: float = -1.0
+    """a species is learnt when the teacher's probability reaches this in at least one window of the audio;
+    negative (the default): every species of a teacher over a species list (a zero-shot bundle of a
+    ``taxonomy.csv``, a trained head: the site's list), :data:`ALL_CLASSES_FLOOR` for a teacher over all of its
+    model's classes (chosen by cross-validation against the teacher, docs/accuracy.md)"""
     call_threshold: float = 0.0
     """a window whose highest learnt-species probability reaches this is a call: it is mixed into other
     windows as a training example (the synthesis of ``birdd train``, teacher scores in place of labels);
@@ -34,6 +37,10 @@ class TeacherParams:
     def __post_init__(self) -> None:
         if not isinstance(self.neighbours, int) or self.neighbours < 0:
             raise ValueError("must be 0 or more (windows on each side)")
+
+
+ALL_CLASSES_FLOOR = 0.1
+"""the species floor of the default for a teacher over all of BirdNET's classes (6522: most are not at the site)"""
 
 
 STUDENT_HEAD = HeadParams(loss="squares", l2=3.0)
