@@ -87,11 +87,6 @@ def check_microphone(device: str) -> str:
     return name
 
 
-def shown_url(url: str) -> str:
-    """``url`` with its user name and password masked (never printed)."""
-    return mask_credentials(url, url)
-
-
 def check_stream(url: str) -> None:
     """The stream's server accepts a TCP connection (rtsp, rtsps, http, https), or its file exists."""
     parts = urlsplit(url)
@@ -100,14 +95,15 @@ def check_stream(url: str) -> None:
             raise SetupError(f"stream {url}: no such file")
         return
     if parts.scheme not in STREAM_PORTS or not parts.hostname:
-        raise SetupError(f"stream {shown_url(url)}: expected rtsp://, rtsps://, http://, https:// or a file")
+        raise SetupError(f"stream {mask_credentials(url, url)}: expected rtsp://, rtsps://, http://, https:// "
+                         "or a file")
     try:
         port = parts.port or STREAM_PORTS[parts.scheme]
         socket.create_connection((parts.hostname, port), timeout=TIMEOUT_S).close()
     except ValueError as exc:
-        raise SetupError(f"stream {shown_url(url)}: {exc}") from None
+        raise SetupError(f"stream {mask_credentials(url, url)}: {exc}") from None
     except OSError as exc:
-        raise SetupError(f"stream {shown_url(url)}: {_reason(exc)}") from None
+        raise SetupError(f"stream {mask_credentials(url, url)}: {_reason(exc)}") from None
 
 
 def check_model(path: str) -> None:

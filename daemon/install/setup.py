@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.audio.credentials import mask_credentials
 from daemon.errors import SetupError
 from daemon.install import checks
 from daemon.install.config_text import Station, config_text
@@ -26,7 +27,7 @@ def run_checks(station: Station) -> list[str]:
     found = [f"broker {station.broker_host}:{station.broker_port}: MQTT connection accepted"]
     if station.url:
         checks.check_stream(station.url)
-        found.append(f"stream {checks.shown_url(station.url)}: reachable")
+        found.append(f"stream {mask_credentials(station.url, station.url)}: reachable")
     else:
         found.append(f"microphone {checks.check_microphone(station.mic)!r}: opens and gives audio")
     if station.model:

@@ -39,17 +39,19 @@ class StatusReport:
         """Statistics for ``<prefix>/status/stats`` (the publisher adds its own and the outbox's): totals over the
         sources (the first source's state and input), then each source's health under ``sources``."""
         pipelines = self._pipelines
-        first = pipelines[0].health()
+        health = {p.name: p.health() for p in pipelines}  # once per message: each source's status snapshot
+        first = health[pipelines[0].name]
         station = self._config.station
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "windows": self._total("windows"), "detections": self._total("detections"),
             "windows_out_of_range": self._total("windows_out_of_range"),
             "audio_seconds": round(self._total("samples") / SAMPLE_RATE, 1),
-            "audio_overruns": self.overruns(), "audio_lost_samples": sum(p.ring.lost_samples for p in pipelines),
+            "audio_overruns": sum(h["overruns"] for h in health.values()),
+            "audio_lost_samples": sum(p.ring.lost_samples for p in pipelines),
             "audio_gaps": self._total("gaps"), "source_state": first["state"], "source_detail": first["input"],
-            "source_retries": self._health_total("device_retries"), "source_stalls": self._health_total("stalls"),
-            "source_resyncs": self._health_total("resyncs"),
+            **{f"source_{key}": sum(h[field] for h in health.values())
+               for key, field in (("retries", "device_retries"), ("stalls", "stalls"), ("resyncs", "resyncs"))},
             "real_time_factor": round(self.real_time_factor(), 5),
             "queue_depth": self._results.qsize(), "sink_failures": dict(self._sink_failures),
             "model": pipelines[0].worker.model.identity,
@@ -58,14 +60,11 @@ class StatusReport:
             **{key: value for key, value in (("latitude", station.latitude), ("longitude", station.longitude))
                if value is not None},
             **{key: value for report in self._more for key, value in report().items()},
-            "sources": {p.name: p.health() for p in pipelines},
+            "sources": health,
         }
 
     def _total(self, counter: str) -> int:
         return sum(getattr(p.stats, counter) for p in self._pipelines)
-
-    def _health_total(self, key: str) -> int:
-        return sum(p.health()[key] for p in self._pipelines)
 
     def overruns(self) -> int:
         """Ring and device overruns, over every source."""
