@@ -285,3 +285,13 @@ def test_a_url_apprise_does_not_know_names_the_key():
     with pytest.raises(ConfigError, match=r"^notifications\.urls\[1\]: not a URL Apprise knows"):
         Notifier("nonsense-scheme://x", 1)
 
+
+
+def test_a_damaged_watch_state_starts_with_no_alert_on(tmp_path, receiver, caplog):
+    (tmp_path / "outbox.alerts.json").write_text('{"alerting": "disk"')
+    config = _notifications(receiver, no_audio_minutes=0.0, disk_min_free_mb=1e12)
+    station = Station(tmp_path, config, {}, [datetime(2026, 6, 15, 12, 0).timestamp()])
+    station.check()
+    assert "cannot read" in caplog.text and [r.json()["title"][:29] for r in receiver.accepted()] == \
+        ["birdd garden: disk filling up"]
+    station.watch.drain(0.0)
