@@ -154,7 +154,7 @@ class Booted(Chroot):
         while not self.pid1:
             if self.nspawn.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"the container did not boot (see {self.log})")
-            self.pid1 = container_init(self.target)
+            self.pid1 = container_init(self.nspawn.pid)
             time.sleep(0.2)
         state = ""
         while state not in ("running", "degraded"):
@@ -168,7 +168,10 @@ class Booted(Chroot):
         if self.nspawn is None:
             return
         if self.nspawn.poll() is None:
-            subprocess.run(self.argv("systemctl", "poweroff"), capture_output=True)
+            if self.pid1:
+                subprocess.run(self.argv("systemctl", "poweroff"), capture_output=True)
+            else:
+                self.nspawn.terminate()  # nspawn halts the container
             try:
                 self.nspawn.wait(60)
             except subprocess.TimeoutExpired:
@@ -182,19 +185,28 @@ class Booted(Chroot):
                 *command]
 
 
-def container_init(target: Path) -> int:
-    """The PID (here) of the systemd running as PID 1 in a container whose root is ``target``, or 0."""
+def container_init(nspawn: int) -> int:
+    """The PID (here) of the systemd that runs as PID 1 in the container of the ``systemd-nspawn`` process
+    ``nspawn`` (a descendant of it whose PID in its own namespace is 1), or 0."""
+    parents: dict[int, int] = {}
+    inits = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() != "systemd" or os.readlink(entry / "root") != str(target):
-                continue
-            nspid = re.search(r"^NSpid:\s+(.*)$", (entry / "status").read_text(), re.M)
+            status = (entry / "status").read_text()
         except OSError:
             continue
-        if nspid and nspid.group(1).split()[-1] == "1":
-            return int(entry.name)
+        parents[int(entry.name)] = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))
+        nspid = re.search(r"^NSpid:\s+(.*)$", status, re.M)
+        if re.search(r"^Name:\s+systemd$", status, re.M) and nspid and nspid.group(1).split()[-1] == "1":
+            inits.append(int(entry.name))
+    for pid in inits:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != nspawn:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == nspawn:
+            return pid
     return 0
 
 
