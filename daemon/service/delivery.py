@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from daemon.backoff import Backoff, UniformSource
-from daemon.config import Config, OutboxConfig
+from daemon.config import Config
 from daemon.lifecycle import ManagedThread
 from daemon.outbound import notify
 from daemon.outbound.base import Refused, RetryLater, Target
@@ -185,8 +185,8 @@ def make_outbound(config: Config, outbox: Outbox, stats: Callable[[], dict[str, 
     if notes.enabled:
         notifiers = [notify.Notifier(url, index) for index, url in enumerate(notes.urls)]  # a bad URL: before any file
         names = notification_names(config)
-        alerts = built.alerts = Outbox(OutboxConfig(path=str(notify.alerts_path(config.outbox)), max_rows=config.outbox
-                                                    .max_rows, max_age_days=config.outbox.max_age_days), targets=names)
+        alerts = built.alerts = Outbox(replace(config.outbox, path=str(notify.alerts_path(config.outbox))),
+                                       targets=names)  # the same bounds as the detections' outbox
         store = open_store(config.store.path, read_only=True) if config.store.enabled else None
         disk = Path(config.store.path if config.store.enabled else config.outbox.path).parent
         built.background.append(BackgroundWorker(notify.NotificationWatch(  # before its delivery threads: stopped after
