@@ -452,7 +452,6 @@ def start_by_hand(steps: Steps, tree: Chroot, units: list[str], port: int, addre
     for process in processes[1:]:
         print(f"   stopped, exit {stop(process)}", flush=True)
     del processes[1:]
-    state.unlink()
 
 
 def unit_property(tree: Chroot, unit: str, name: str) -> str:
