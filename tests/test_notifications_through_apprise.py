@@ -8,12 +8,13 @@ from datetime import datetime
 import pytest
 from http_receivers import Receiver
 
-from daemon.config import NotificationsConfig, OutboxConfig, StoreConfig
+from daemon.config import NotificationsConfig, OutboxConfig, StoreConfig, config_from_dict
 from daemon.errors import ConfigError
 from daemon.outbound.notify import AlertTarget, NotificationTarget, NotificationWatch, Notifier, target_name
 from daemon.outbound.rules import NotificationRules, in_quiet_hours
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
-from daemon.service.delivery import DeliveryWorker
+from daemon.service.delivery import DeliveryWorker, make_outbound, target_names
+from daemon.service.metrics import Metrics
 from daemon.sinks.outbox import Outbox
 from daemon.store.schema import open_store
 from daemon.store.writer import DetectionStore
@@ -295,3 +296,26 @@ def test_a_damaged_watch_state_starts_with_no_alert_on(tmp_path, receiver, caplo
     assert "cannot read" in caplog.text and [r.json()["title"][:29] for r in receiver.accepted()] == \
         ["birdd garden: disk filling up"]
     station.watch.drain(0.0)
+
+
+def test_make_outbound_gives_each_url_a_target_and_its_alerts_in_status_and_metrics(tmp_path, receiver):
+    urls = [f"json://127.0.0.1:{receiver.port}/a", f"json://127.0.0.1:{receiver.port}/b"]
+    config = config_from_dict({
+        "mqtt": {"enabled": False}, "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "store": {"path": str(tmp_path / "detections.sqlite")},
+        "notifications": {"enabled": True, "urls": urls, "new_species": [], "species": ["grtit1"]}})
+    DetectionStore(config.store).close()  # the daemon's writer has made it by the time the targets are built
+    names = [target_name(url) for url in urls]
+    assert target_names(config) == names
+    outbox = Outbox(config.outbox, targets=target_names(config))
+    outbound = make_outbound(config, outbox, dict, None)
+    metrics = Metrics()
+    outbound.register(metrics)
+    outbound.alerts.put({"title": "t", "body": "b"})
+    report = outbound.status()["outbound"]
+    assert set(report) == set(names) and all(report[n]["alerts"]["backlog"] == 1 for n in names)
+    assert metrics.registry.get_sample_value("birdd_outbound_alerts_backlog", {"target": names[1]}) == 1
+    assert outbound.components[0].name == "birdd-notify-watch"  # started first, stopped last
+    assert (tmp_path / "outbox.alerts.sqlite").exists()
+    outbound.alerts.close()
+    outbox.close()

@@ -156,6 +156,11 @@ class Outbound:
                 name: (lambda name=name, key=key: getattr(self.outbox.target_counters(name), key)) for name in targets})
         metrics.observe_labelled("birdd_outbound_retried", "Sends tried again per outbound target (since start)",
                                  "target", {w.target.name: (lambda w=w: w.retried) for w in self.workers})
+        if self.alerts is not None:
+            alerts = self.alerts
+            metrics.observe_labelled("birdd_outbound_alerts_backlog", "Alerts and summaries not sent yet per Apprise "
+                                     "URL", "target", {name: (lambda name=name: alerts.target_counters(name).backlog)
+                                                       for name in alerts.targets()})
 
 
 def _report(outbox: Outbox, workers: list[DeliveryWorker]) -> dict[str, dict[str, Any]]:
