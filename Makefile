@@ -7,7 +7,7 @@ PYTHON      ?= python3
 BIRDD       := $(VENV)/bin/birdd
 APT_PACKAGES := mosquitto mosquitto-clients libportaudio2 alsa-utils systemd chromium chromium-driver \
                 ffmpeg icecast2 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base \
-                gstreamer1.0-plugins-good espeak-ng
+                gstreamer1.0-plugins-good espeak-ng systemd-container
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DATA        ?= ../shared/bench206
 OUT         ?= out

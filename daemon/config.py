@@ -310,7 +310,8 @@ class NotificationsConfig:
     enabled: bool = False
     """send notifications through Apprise (ntfy, Telegram, e-mail, Home Assistant, ...; docs/integrations.md)"""
     urls: list[str] = field(default_factory=list)
-    """Apprise URLs, e.g. ["ntfys://mytopic", "tgram://bottoken/chatid"] (they hold secrets: keep this file private)"""
+    """Apprise URLs, e.g. ["ntfys://mytopic", "tgram://bottoken/chatid"], each a target of its own (they hold
+    secrets: keep this file private)"""
     min_confidence: float = 0.7
     """detections below this confidence never notify (0..1)"""
     new_species: list[str] = field(default_factory=lambda: ["today"])
@@ -735,6 +736,7 @@ def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -
             require(0 < section.timeout_s <= MAX_DELAY_S, f"{prefix}.timeout_s", f"must be > 0 and <= {MAX_DELAY_S}")
     notes = config.notifications
     require(not notes.enabled or bool(notes.urls), "notifications.urls", "required when notifications.enabled")
+    require(len(set(notes.urls)) == len(notes.urls), "notifications.urls", "a URL is listed twice")
     for scope in notes.new_species:
         require(scope in NEW_SPECIES_SCOPES, "notifications.new_species", 'expected "today", "year" or "ever"')
     require(not (notes.enabled and notes.new_species) or config.store.enabled, "notifications.new_species",

@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +25,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.time)
+    """wall-clock time the request arrived"""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -42,6 +44,8 @@ class Receiver:
         """the requests answered with a 2xx"""
         self.attempts = 0
         """every request, whatever the answer"""
+        self.attempt_times: list[float] = []
+        """wall-clock time of every request, whatever the answer"""
         self._lock = threading.Lock()
         self.port = port
         self._server: ThreadingHTTPServer | None = None
@@ -61,6 +65,7 @@ class Receiver:
                 status, reply = receiver.answer(request)
                 with receiver._lock:
                     receiver.attempts += 1
+                    receiver.attempt_times.append(request.received)
                     if 200 <= status < 300:
                         receiver.requests.append(request)
                 self.send_response(status)

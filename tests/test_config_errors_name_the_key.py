@@ -25,6 +25,7 @@ from daemon.errors import ConfigError
     ({"notifications": {"quiet_hours": "22:00"}}, 'notifications.quiet_hours: expected "HH:MM-HH:MM" (local time) '
                                                   'or ""'),
     ({"notifications": {"new_species": ["week"]}}, 'notifications.new_species: expected "today", "year" or "ever"'),
+    ({"notifications": {"urls": ["json://a/", "json://a/"]}}, "notifications.urls: a URL is listed twice"),
     ({"mqtt": 1883}, "mqtt: expected a table"),
     ({"mqtt": {"prot": 1}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"port": "1883"}}, "mqtt.port: expected int, got str"),

@@ -21,6 +21,8 @@ import pytest
 from daemon_process import Daemon, toml_value, write_config
 from http_receivers import BirdWeatherServer, Receiver
 
+from daemon.outbound.notify import target_name
+
 pytestmark = pytest.mark.integration
 
 TOKEN = "OutageStationToken42"
@@ -146,7 +148,9 @@ def test_every_target_gets_every_detection_through_outages_and_a_sigkill(tmp_pat
         stats = status.wait_for(lambda ms: any(m.topic.endswith("/stats") and m.json()["outbound"]
                                                ["webhook:refuser"]["refused"] >= len(ids) for m in ms), 10)
         report = [m.json() for m in stats if m.topic.endswith("/stats")][-1]["outbound"]
-        assert set(report) == {"mqtt", "birdweather", "webhook:home", "webhook:refuser", "notifications"}
+        notifications = target_name(f"json://127.0.0.1:{notify.port}/n")
+        assert set(report) == {"mqtt", "birdweather", "webhook:home", "webhook:refuser", notifications}
+        assert set(report[notifications]["alerts"]) >= {"backlog", "delivered", "retried", "last_error"}
         assert report["webhook:home"]["retried"] > 0 and report["webhook:home"]["last_error"] == ""
         events = [m.json() for m in status.messages("birdd/out/status/events")]
         assert any(e["kind"] == "outbound_refused" and "webhook:refuser" in e["message"] for e in events)

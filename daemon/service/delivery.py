@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from daemon.backoff import Backoff, UniformSource
 from daemon.config import Config
 from daemon.lifecycle import ManagedThread
+from daemon.outbound import notify
 from daemon.outbound.base import Refused, RetryLater, Target
 from daemon.outbound.birdweather import BirdWeatherTarget
-from daemon.outbound.notify import NotificationTarget, NotificationWatch, Notifier
 from daemon.outbound.rules import NotificationRules
 from daemon.outbound.webhook import WebhookTarget
 from daemon.service.background import BackgroundWorker
@@ -42,8 +42,8 @@ class DeliveryWorker(ManagedThread):
     """Moves one target's rows from the outbox to the target, oldest first, one at a time."""
 
     def __init__(self, target: Target, outbox: Outbox, retry_max_s: float, on_event: EventCallback | None = None,
-                 *, rng: UniformSource | None = None) -> None:
-        super().__init__(f"birdd-{target.name.replace(':', '-')}", self._run)
+                 *, rng: UniformSource | None = None, thread_name: str = "") -> None:
+        super().__init__(thread_name or f"birdd-{target.name.replace(':', '-')}", self._run)
         self.target = target
         self._outbox = outbox
         self._on_event = on_event
@@ -115,7 +115,12 @@ def target_names(config: Config) -> list[str]:
     return ([DEFAULT_TARGET] if config.mqtt.enabled else []) + \
         (["birdweather"] if config.birdweather.enabled else []) + \
         [f"webhook:{hook.name}" for hook in config.webhooks] + \
-        (["notifications"] if config.notifications.enabled else [])
+        notification_names(config)
+
+
+def notification_names(config: Config) -> list[str]:
+    """One target per Apprise URL (in the detections' outbox and in the alerts')."""
+    return [notify.target_name(url) for url in config.notifications.urls] if config.notifications.enabled else []
 
 
 @dataclass
@@ -125,20 +130,22 @@ class Outbound:
     outbox: Outbox
     workers: list[DeliveryWorker] = field(default_factory=list)
     background: list[BackgroundWorker] = field(default_factory=list)
+    alerts: Outbox | None = None
+    """the alerts' and summaries' outbox (notifications on), closed by the watch at stop"""
+    alert_workers: list[DeliveryWorker] = field(default_factory=list)
 
     @property
     def components(self) -> list[ManagedThread]:
         """What the service starts and stops."""
-        return [*self.workers, *self.background]
+        return [*self.background, *self.workers, *self.alert_workers]
 
     def status(self) -> dict[str, Any]:
-        """``outbound``: per target its backlog and counts, ``retried`` and ``last_error`` (delivery threads)."""
-        report = {}
-        for name in self.outbox.targets():
-            counters = self.outbox.target_counters(name)
-            report[name] = {key: getattr(counters, key) for key in COUNTERS}
-        for worker in self.workers:
-            report[worker.target.name].update(retried=worker.retried, last_error=worker.last_error)
+        """``outbound``: per target its backlog and counts, ``retried`` and ``last_error`` (delivery threads); for a
+        notification target the same of its alerts under ``alerts``."""
+        report = _report(self.outbox, self.workers)
+        if self.alerts is not None:
+            for name, alerts in _report(self.alerts, self.alert_workers).items():
+                report[name]["alerts"] = alerts
         return {"outbound": report}
 
     def register(self, metrics: Metrics) -> None:
@@ -149,6 +156,21 @@ class Outbound:
                 name: (lambda name=name, key=key: getattr(self.outbox.target_counters(name), key)) for name in targets})
         metrics.observe_labelled("birdd_outbound_retried", "Sends tried again per outbound target (since start)",
                                  "target", {w.target.name: (lambda w=w: w.retried) for w in self.workers})
+        if self.alerts is not None:
+            alerts = self.alerts
+            metrics.observe_labelled("birdd_outbound_alerts_backlog", "Alerts and summaries not sent yet per Apprise "
+                                     "URL", "target", {name: (lambda name=name: alerts.target_counters(name).backlog)
+                                                       for name in alerts.targets()})
+
+
+def _report(outbox: Outbox, workers: list[DeliveryWorker]) -> dict[str, dict[str, Any]]:
+    report = {}
+    for name in outbox.targets():
+        counters = outbox.target_counters(name)
+        report[name] = {key: getattr(counters, key) for key in COUNTERS}
+    for worker in workers:
+        report[worker.target.name].update(retried=worker.retried, last_error=worker.last_error)
+    return report
 
 
 def make_outbound(config: Config, outbox: Outbox, stats: Callable[[], dict[str, Any]],
@@ -166,11 +188,18 @@ def make_outbound(config: Config, outbox: Outbox, stats: Callable[[], dict[str, 
         add(WebhookTarget(hook, index), hook.retry_max_s)
     notes = config.notifications
     if notes.enabled:
-        notifier = Notifier(notes)
-        history = open_store(config.store.path, read_only=True) if config.store.enabled else None
-        add(NotificationTarget(NotificationRules(notes, config.station.name, history), notifier), notes.retry_max_s)
+        notifiers = [notify.Notifier(url, index) for index, url in enumerate(notes.urls)]  # a bad URL: before any file
+        names = notification_names(config)
+        alerts = built.alerts = Outbox(replace(config.outbox, path=str(notify.alerts_path(config.outbox))),
+                                       targets=names)  # the same bounds as the detections' outbox
         store = open_store(config.store.path, read_only=True) if config.store.enabled else None
         disk = Path(config.store.path if config.store.enabled else config.outbox.path).parent
-        built.background.append(BackgroundWorker(NotificationWatch(notes, config.station.name, notifier, stats,
-                                                                   store, disk)))
+        built.background.append(BackgroundWorker(notify.NotificationWatch(  # before its delivery threads: stopped after
+            notes, config.station.name, alerts, stats, store, disk, notify.watch_state_path(config.outbox))))
+        for name, notifier in zip(names, notifiers, strict=True):
+            history = open_store(config.store.path, read_only=True) if config.store.enabled else None
+            add(notify.NotificationTarget(name, NotificationRules(notes, config.station.name, history), notifier),
+                notes.retry_max_s)
+            built.alert_workers.append(DeliveryWorker(notify.AlertTarget(name, notifier), alerts, notes.retry_max_s,
+                                                      on_event, thread_name=f"birdd-alerts-{name.split(':')[1]}"))
     return built
