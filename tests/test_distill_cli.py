@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -107,6 +108,23 @@ def test_teacher_scores_are_cached_per_trailing_chunk_rule(teacher, tmp_path, mo
     other.logits(clip)
     assert (other.cache.hits, other.cache.misses) == (0, 1)
     assert other.describe()["trailing_chunk_min_fill"] == 0.25
+
+
+def test_a_teacher_made_again_shares_the_cache_and_a_changed_one_does_not(teacher, tmp_path):
+    clip = np.full(int(6.0 * SAMPLE_RATE), 0.05, np.float32)
+    Teacher(teacher, WindowGrid(), tmp_path / "cache").logits(clip)
+    again = shutil.copytree(teacher, tmp_path / "made_again")
+    made = json.loads((again / "manifest.json").read_text())
+    made["created"] = "2030-01-01T00:00:00+00:00"
+    (again / "manifest.json").write_text(json.dumps(made))
+    remade = Teacher(again, WindowGrid(), tmp_path / "cache")
+    remade.logits(clip)
+    assert (remade.cache.hits, remade.cache.misses) == (1, 0)
+    made["species"][0]["common_name"] += " (renamed)"
+    (again / "manifest.json").write_text(json.dumps(made))
+    changed = Teacher(again, WindowGrid(), tmp_path / "cache")
+    changed.logits(clip)
+    assert (changed.cache.hits, changed.cache.misses) == (0, 1)
 
 
 def test_species_from_the_range_model_keep_what_it_does_not_know(synthetic_corpus, teacher, tmp_path):

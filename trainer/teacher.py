@@ -2,14 +2,17 @@
 
 The teacher scores a whole signal on a window grid with the runtime's own stages (``embed_signal`` and
 the bundle's head), so its scores are exactly what ``birdd replay`` would give on that grid. Scores are
-cached like TFLite embeddings (:class:`~trainer.embedding_cache.EmbeddingCache`): keyed by the teacher
-bundle (the sha256 of its manifest, which holds the sha256 of the model file and of every array), the
-grid, and the decoded samples, so a second distillation of the same audio does not run the teacher.
+cached like TFLite embeddings (:class:`~trainer.embedding_cache.EmbeddingCache`): keyed by what the teacher
+computes (its manifest without the time it was made and its folder's name: the manifest holds the sha256 of
+the model file and of every array), the grid, and the decoded samples, so a second distillation of the same
+audio does not run the teacher, also with a teacher made again from the same model and species.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +37,16 @@ def default_teacher_cache_dir() -> Path:
     return default_cache_dir().with_name("teacher_scores")
 
 
+UNSCORED_MANIFEST_KEYS = ("created", "name")
+"""manifest entries that do not change a teacher's scores (a bundle made again gets a new ``created``)"""
+
+
+def scores_identity(manifest: dict) -> str:
+    """The sha256 of what determines a teacher's scores: its manifest without :data:`UNSCORED_MANIFEST_KEYS`."""
+    kept = {key: value for key, value in manifest.items() if key not in UNSCORED_MANIFEST_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
 class Teacher:
     """A TFLite model bundle that scores windows of unlabelled audio; ``invocations`` counts uncached signals."""
 
@@ -47,7 +60,7 @@ class Teacher:
         self.model: Model = load_model(path)
         self.grid = grid
         self.sha256 = sha256_file(path / MANIFEST)
-        identity = {"teacher_manifest_sha256": self.sha256, "grid": asdict(grid), "sample_rate": SAMPLE_RATE,
+        identity = {"teacher_sha256": scores_identity(manifest), "grid": asdict(grid), "sample_rate": SAMPLE_RATE,
                     "trailing_chunk_min_fill": TRAILING_CHUNK_MIN_FILL}
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, identity)
         self.invocations = 0
