@@ -64,9 +64,11 @@ from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
 from trainer.distill import (
     FOUND,
+    ScoredAudio,
     SpeciesChoice,
     TeacherPass,
     audio_peaks,
+    augmentation,
     fit_student,
     run_teacher,
     species_floor,
@@ -74,9 +76,10 @@ from trainer.distill import (
     teacher_evidence,
     write_student,
 )
+from trainer.distill_augment import Scorer
 from trainer.distill_check import fidelity, held_out_fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
-from trainer.train import fit_stsg_features, window_features
+from trainer.train import WindowSource, fit_stsg_features, window_features
 
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
 STATION_AUDIO = Path("../shared/bench206-station/station_audio")
@@ -216,7 +219,7 @@ def with_labels(args: argparse.Namespace) -> None:
         label = labels.get(item.path.resolve())
         if label is not None:
             item.targets[:, label] = 1.0
-    fitted, n_calls = fit_student(scored, recipe, progress=False)
+    fitted, n_calls = fit_student(scored, recipe, run_.scorer(columns), progress=False)
     write_student(args.model, run_, species, fitted, n_calls, recipe, {"train_csv_labels": str(args.data)},
                   teacher_evidence(audio_peaks(run_.logits), columns, species))
     logging.getLogger("bench").info("peak memory (RSS) %.0f MB",
@@ -284,10 +287,12 @@ def compare_heads(args: argparse.Namespace) -> None:
     streams, windows, _ = student_inputs(scored, recipe)
     started = time.perf_counter()
     backend, _ = fit_stsg_features(streams, windows, recipe.student)
-    all_x, all_y = window_features(backend, windows)
+    all_x, all_y = window_features(backend, with_augmentation(windows, scored, recipe, run_.scorer(columns)))
     folds = []
     for fold in range(2):
-        _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
+        kept = [s for i, s in enumerate(scored) if i % 2 != fold]
+        _, fold_windows, _ = student_inputs(kept, recipe)
+        fold_windows = with_augmentation(fold_windows, kept, recipe, run_.scorer(columns))
         held = [i for i in range(len(scored)) if i % 2 == fold]
         folds.append((*window_features(backend, fold_windows), *held_out_vectors(backend, held_out_windows(
             run_, held, columns, np.random.default_rng(100 + fold), max_calls=args.max_calls))))
@@ -309,6 +314,13 @@ def compare_heads(args: argparse.Namespace) -> None:
                 parts.append(f"{statistics.mean(v[0] for v in values if v):.4f}" if any(values) else "-")
             print(f"| {spec} | {floor} | {int(learnt.sum())} | {' / '.join(parts)} | "
                   f"{aligned_auc(truth, codes, lacking(test, learnt)):.4f} |", flush=True)
+
+
+def with_augmentation(windows: WindowSource, scored: list[ScoredAudio], recipe: DistillRecipe,
+                      score: Scorer) -> WindowSource:
+    """``windows``, then the recipe's augmented windows of ``scored`` (the head's, as `birdd distill` fits it)."""
+    extra = augmentation(scored, recipe, score, progress=False)
+    return windows if extra is None else windows.then(extra)
 
 
 def lacking(scores: np.ndarray, learnt: np.ndarray) -> np.ndarray:
