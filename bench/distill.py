@@ -337,11 +337,14 @@ def cache_augmented(args: argparse.Namespace) -> None:
     columns = list(range(len(run_.teacher.species)))
     scored = run_.scored(columns, recipe.teacher)
     kept = scored if args.files == "all" else [s for i, s in enumerate(scored) if i % 2 != int(args.files)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    misses = run_.teacher.cache.misses
     extra = augmentation(kept, recipe.with_override("teacher.augment_windows", str(args.augment)),
                          run_.scorer(columns), progress=False)
-    print(f"{args.files}: {extra.count if extra else 0} augmented windows scored, "
-          f"{time.perf_counter() - started:.0f} s ({run_.teacher.cache.hits} hits, {run_.teacher.cache.misses} misses)")
+    scored_now = run_.teacher.cache.misses - misses
+    print(f"{args.files}: {extra.count if extra else 0} augmented windows, {scored_now} scored by the teacher "
+          f"(the others cached): {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.1f} s CPU"
+          + (f", {(time.process_time() - cpu) / scored_now:.3f} s CPU per window" if scored_now else ""))
 
 
 def with_augmentation(backend, windows: WindowSource, scored: list[ScoredAudio], recipe: DistillRecipe,
