@@ -5,7 +5,9 @@ vectors and idf are fitted on the audio itself, as ``birdd train`` does on sound
 on the teacher's scores as soft targets, for the species the teacher finds in the audio (or a given list).
 Its training windows are the real windows with the teacher's targets, and the windows the teacher is
 confident about ("calls") mixed into other windows, the target of a mixture being the maximum of its
-parts': the student learns to find a call the teacher found in clear audio under other sounds too.
+parts': the student learns to find a call the teacher found in clear audio under other sounds too. With
+``teacher.augment_windows``, the head also learns from mixtures of two recordings that the teacher scores
+as they are (:mod:`trainer.distill_augment`).
 """
 
 from __future__ import annotations
