@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from daemon.constants import SAMPLE_RATE
-from trainer.distill import soft_targets, teacher_grid
+from trainer.distill import ScoredAudio, augmentation, soft_targets, teacher_grid
 from trainer.distill_augment import augmented_pieces, augmented_windows
 from trainer.distill_recipe import DistillRecipe, TeacherParams
 
@@ -90,6 +90,20 @@ def test_reading_the_windows_holds_a_few_at_a_time_however_many_there_are():
     few, many = read_peak_bytes(4), read_peak_bytes(40)
     assert many < few + 40 * 1000  # the 36 more windows' targets (a few bytes each), not their 36 x 640 kB of audio
     assert few < 10 * GRID.length * 4
+
+
+def test_the_augmented_windows_use_the_audio_only_not_the_targets_nor_any_label(tmp_path):
+    recipe = DistillRecipe().with_override("teacher.augment_windows", "6")
+    audio = recordings()
+    rng = np.random.default_rng(1)
+    outputs = []
+    for targets in (np.zeros, lambda shape: rng.random(shape).astype(np.float32)):
+        scored = [ScoredAudio(tmp_path / f"{i}.wav", x, targets((3, 2))) for i, x in enumerate(audio)]
+        source = augmentation(scored, recipe, energy_teacher, progress=False)
+        outputs.append(list(source.make()))
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(*outputs, strict=True))
+    assert len(outputs[0]) == 6 and all(t.shape == (1,) for _, t in outputs[0])  # the teacher's one column
+    assert augmentation(scored, DistillRecipe(), energy_teacher, progress=False) is None  # off by default
 
 
 @pytest.mark.parametrize("value", ["-1", "2.5"])
