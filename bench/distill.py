@@ -18,6 +18,9 @@ tflite --zero-shot`` (its species list comes from ``taxonomy.csv``).
   heads --head LOSS:L2 ...   the student's features once (fitted on all the audio, label-free), then each
                              head: 2-fold fidelity as above (the head fitted on one fold's training windows)
                              and, fitted on all windows, the test score (once per head)
+  cache-augmented --augment N --files all|0|1
+                             the teacher's scores of `heads --augment N`'s augmented windows of those files into
+                             the cache (one process per set, beside `heads`)
   check-species MODEL        a `--check` student (MODEL.csv and teacher.csv written by `table`): Spearman
                              correlations of the check's per-species fidelity with the student's per-species
                              test ROC-AUC and with its gap to the teacher
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import os
@@ -64,9 +68,11 @@ from daemon.model.loader import embed_signal
 from daemon.model.windows import WindowGrid
 from trainer.distill import (
     FOUND,
+    ScoredAudio,
     SpeciesChoice,
     TeacherPass,
     audio_peaks,
+    augmentation,
     fit_student,
     run_teacher,
     species_floor,
@@ -74,9 +80,10 @@ from trainer.distill import (
     teacher_evidence,
     write_student,
 )
+from trainer.distill_augment import Scorer
 from trainer.distill_check import fidelity, held_out_fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
-from trainer.train import fit_stsg_features, window_features
+from trainer.train import WindowSource, fit_stsg_features, window_features
 
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
 STATION_AUDIO = Path("../shared/bench206-station/station_audio")
@@ -216,7 +223,7 @@ def with_labels(args: argparse.Namespace) -> None:
         label = labels.get(item.path.resolve())
         if label is not None:
             item.targets[:, label] = 1.0
-    fitted, n_calls = fit_student(scored, recipe, progress=False)
+    fitted, n_calls = fit_student(scored, recipe, run_.scorer(columns), progress=False)
     write_student(args.model, run_, species, fitted, n_calls, recipe, {"train_csv_labels": str(args.data)},
                   teacher_evidence(audio_peaks(run_.logits), columns, species))
     logging.getLogger("bench").info("peak memory (RSS) %.0f MB",
@@ -273,9 +280,13 @@ def compare_heads(args: argparse.Namespace) -> None:
     audio, as `birdd distill` does), then each head (`KIND:L2[:UNITS]`, :func:`route_scores`) fitted on the
     training windows of one fold of files and scored by its fidelity to the teacher on the other fold's held-out
     windows, over every teacher species (one the student lacks at a floor scores a constant: chance); then
-    fitted on all windows and scored once on the test soundscapes."""
+    fitted on all windows and scored once on the test soundscapes. Each ``--augment N`` adds the first N
+    augmented windows (:mod:`trainer.distill_augment`, of the same files, scored by the teacher) to the head's
+    windows (the features are those without them: the codebook never samples them)."""
     logging.basicConfig(level=logging.WARNING)
     recipe, run_, _ = distilled(args)
+    counts = args.augment or [recipe.teacher.augment_windows]
+    augmented = recipe.with_override("teacher.augment_windows", str(max(counts)))
     columns = list(range(len(run_.teacher.species)))
     codes = [s.code for s in run_.teacher.species]
     peak, found = audio_peaks(run_.logits)
@@ -284,31 +295,74 @@ def compare_heads(args: argparse.Namespace) -> None:
     streams, windows, _ = student_inputs(scored, recipe)
     started = time.perf_counter()
     backend, _ = fit_stsg_features(streams, windows, recipe.student)
-    all_x, all_y = window_features(backend, windows)
+    all_x, all_y, all_base = with_augmentation(backend, windows, scored, augmented, run_.scorer(columns))
     folds = []
     for fold in range(2):
-        _, fold_windows, _ = student_inputs([s for i, s in enumerate(scored) if i % 2 != fold], recipe)
+        kept = [s for i, s in enumerate(scored) if i % 2 != fold]
+        _, fold_windows, _ = student_inputs(kept, recipe)
         held = [i for i in range(len(scored)) if i % 2 == fold]
-        folds.append((*window_features(backend, fold_windows), *held_out_vectors(backend, held_out_windows(
-            run_, held, columns, np.random.default_rng(100 + fold), max_calls=args.max_calls))))
+        references = held_out_windows(run_, held, columns, np.random.default_rng(100 + fold), max_calls=args.max_calls)
+        folds.append((*with_augmentation(backend, fold_windows, kept, augmented, run_.scorer(columns)),
+                      *held_out_vectors(backend, references)))
     test_x, truth = test_vectors(backend, args.data)
-    print(f"protocol {args.protocol}: {len(scored)} files, {len(all_x)} training windows, features "
+    print(f"protocol {args.protocol}: {len(scored)} files, {all_base} training windows (+ {len(all_x) - all_base} "
+          f"augmented), features "
           f"{time.perf_counter() - started:.0f} s; {int(found_mask.sum())} of {len(codes)} teacher species found "
           f"(>= {FOUND}) in the audio", flush=True)
-    print("| head | floor | species learnt | fidelity, 2-fold (all / found / not found) | test macro ROC-AUC (once) |")
-    print("|---|---|---|---|---|")
-    for spec in args.head:
-        fold_scores = [(route_scores(spec, x, y, held, found_mask), ref) for x, y, held, ref in folds]
-        test = route_scores(spec, all_x, all_y, test_x, found_mask)
+    print("| head | augmented windows | floor | species learnt | fidelity, 2-fold (all / found / not found) | "
+          "folds 0, 1 (all) | test macro ROC-AUC (once) |")
+    print("|---|---|---|---|---|---|---|")
+    for spec, count in itertools.product(args.head, counts):
+        fold_scores = [(route_scores(spec, *first(x, y, n_base, count), held, found_mask), ref)
+                       for (x, y, n_base), held, ref in ((f[:3], f[3], f[4]) for f in folds)]
+        test = route_scores(spec, *first(all_x, all_y, all_base, count), test_x, found_mask)
         for floor in args.floor:
             learnt = peak >= floor
-            parts = []
+            parts, per_fold = [], []
             for group in (np.ones_like(learnt), found_mask, ~found_mask):
                 values = [fidelity(ref[:, group], lacking(scores, learnt)[:, group], list(np.array(codes)[group]))
                           for scores, ref in fold_scores]
                 parts.append(f"{statistics.mean(v[0] for v in values if v):.4f}" if any(values) else "-")
-            print(f"| {spec} | {floor} | {int(learnt.sum())} | {' / '.join(parts)} | "
+                per_fold = per_fold or [f"{v[0]:.4f}" if v else "-" for v in values]
+            print(f"| {spec} | {count} | {floor} | {int(learnt.sum())} | {' / '.join(parts)} | {', '.join(per_fold)} | "
                   f"{aligned_auc(truth, codes, lacking(test, learnt)):.4f} |", flush=True)
+
+
+def cache_augmented(args: argparse.Namespace) -> None:
+    """The teacher's scores of the augmented windows that `heads --augment N` draws from the files of
+    ``--files`` (``all``, or fold 0 or 1's training files), into the teacher score cache: run one process per
+    set beside `heads` and it finds them cached."""
+    logging.basicConfig(level=logging.WARNING)
+    recipe, run_, _ = distilled(args)
+    columns = list(range(len(run_.teacher.species)))
+    scored = run_.scored(columns, recipe.teacher)
+    kept = scored if args.files == "all" else [s for i, s in enumerate(scored) if i % 2 != int(args.files)]
+    started, cpu = time.perf_counter(), time.process_time()
+    misses = run_.teacher.cache.misses
+    extra = augmentation(kept, recipe.with_override("teacher.augment_windows", str(args.augment)),
+                         run_.scorer(columns), progress=False)
+    scored_now = run_.teacher.cache.misses - misses
+    print(f"{args.files}: {extra.count if extra else 0} augmented windows, {scored_now} scored by the teacher "
+          f"(the others cached): {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.1f} s CPU"
+          + (f", {(time.process_time() - cpu) / scored_now:.3f} s CPU per window" if scored_now else ""))
+
+
+def with_augmentation(backend, windows: WindowSource, scored: list[ScoredAudio], recipe: DistillRecipe,
+                      score: Scorer) -> tuple[np.ndarray, np.ndarray, int]:
+    """Features and targets of ``windows``, then of the recipe's augmented windows of ``scored`` (the head's, as
+    `birdd distill` fits it), and how many of them are ``windows``'."""
+    x, y = window_features(backend, windows)
+    extra = augmentation(scored, recipe, score, progress=False)
+    if extra is None:
+        return x, y, len(x)
+    ax, ay = window_features(backend, extra)
+    return np.concatenate([x, ax]), np.concatenate([y, ay]), len(x)
+
+
+def first(x: np.ndarray, y: np.ndarray, n_base: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The base windows and the first ``count`` augmented ones (the augmented sequence is the same prefix for
+    every count, :func:`trainer.distill_augment.augmented_pieces`)."""
+    return x[: n_base + count], y[: n_base + count]
 
 
 def lacking(scores: np.ndarray, learnt: np.ndarray) -> np.ndarray:
@@ -519,9 +573,15 @@ def main() -> None:
                               help="score each head as a student learning the species whose teacher peak reaches "
                                    "this (repeatable; default 0: every teacher species)")
     heads_parser.add_argument("--max-calls", type=int, default=None, help="held-out calls mixed at most")
+    heads_parser.add_argument("--augment", action="append", type=int, default=None, metavar="N",
+                              help="score each head also with the first N augmented windows (repeatable)")
     evidence_parser = commands.add_parser("evidence")
     evidence_parser.add_argument("models", nargs="+", type=Path)
     evidence_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cache_parser = commands.add_parser("cache-augmented")
+    cache_parser.add_argument("--augment", type=int, required=True, metavar="N")
+    cache_parser.add_argument("--files", choices=("all", "0", "1"), required=True)
+    cache_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     check_parser = commands.add_parser("check-species")
     check_parser.add_argument("model", type=Path)
     station_parser = commands.add_parser("station")
@@ -541,6 +601,8 @@ def main() -> None:
         compare_heads(args)
     elif args.command == "evidence":
         by_evidence(args)
+    elif args.command == "cache-augmented":
+        cache_augmented(args)
     elif args.command == "check-species":
         check_by_species(args)
     elif args.command == "station":

@@ -53,10 +53,15 @@ def manifest(bundle) -> dict:
 
 def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synthetic_corpus, teacher, tmp_path):
     audio = [synthetic_corpus / "train_audio", synthetic_corpus / "train_soundscapes"]
-    cache = ["--cache-dir", tmp_path / "cache"]
+    cache = ["--cache-dir", tmp_path / "cache", "--set", "teacher.augment_windows=40"]  # a few augmented windows
     first = distill(audio, teacher, tmp_path / "student", *cache)
     assert " 0 hits" in first.stderr and "peak memory (RSS)" in first.stderr
+    assert "augmented windows: 40, each scored by the teacher" in first.stderr
     made = manifest(tmp_path / "student")
+    assert made["distillation"]["recipe"]["augment_windows"] == 40
+    data = made["training_data"]
+    assert data["training_windows"] == data["calls"] * 2 + 30 + 40  # the calls' mixtures, real and augmented
+    assert made["distillation"]["teacher"]["invocations"] == 26 + 40  # every file, every augmented window
     assert made["backend"] == "stsg"
     assert made["distillation"]["teacher"]["manifest_sha256"] == sha256_file(teacher / "manifest.json")
     assert made["distillation"]["teacher"]["name"] == "bundle"
@@ -78,7 +83,8 @@ def test_student_names_its_teacher_replays_and_is_deterministic_for_a_seed(synth
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 1 + 2 * 4  # two 20-s soundscapes
 
     again = distill(audio, teacher, tmp_path / "again", *cache)
-    assert " 0 misses" in again.stderr  # the teacher did not run
+    assert " 0 misses" in again.stderr  # the teacher did not run, not even on the augmented windows:
+    assert manifest(tmp_path / "again")["distillation"]["teacher"]["invocations"] == 0  # they are cached too
     assert manifest(tmp_path / "again")["files"] == made["files"]  # same arrays, byte for byte
     codes = [s["code"] for s in manifest(teacher)["species"]]
     (tmp_path / "list.txt").write_text(f"# wanted\n{codes[1]}\t0.9\n{codes[0]}\n")

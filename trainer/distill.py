@@ -5,11 +5,14 @@ vectors and idf are fitted on the audio itself, as ``birdd train`` does on sound
 on the teacher's scores as soft targets, for the species the teacher finds in the audio (or a given list).
 Its training windows are the real windows with the teacher's targets, and the windows the teacher is
 confident about ("calls") mixed into other windows, the target of a mixture being the maximum of its
-parts': the student learns to find a call the teacher found in clear audio under other sounds too.
+parts': the student learns to find a call the teacher found in clear audio under other sounds too. With
+``teacher.augment_windows``, the head also learns from mixtures of two recordings that the teacher scores
+as they are (:mod:`trainer.distill_augment`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -29,6 +32,7 @@ from daemon.model.stsg import NAME as STSG
 from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
+from trainer.distill_augment import Scorer, augmented_windows
 from trainer.distill_recipe import ALL_CLASSES_FLOOR, DistillRecipe, TeacherParams
 from trainer.review_labels import apply_review_labels, read_review_labels
 from trainer.synthesis import mixed_windows
@@ -291,6 +295,10 @@ class TeacherPass:
         return [ScoredAudio(path, samples, soft_targets(z[:, columns], params))
                 for (path, samples), z in zip(self.decoded, self.logits, strict=True)]
 
+    def scorer(self, columns: list[int]) -> Scorer:
+        """The teacher's logits for ``columns`` of any signal (the augmented windows'; cached as the pass's)."""
+        return lambda samples: self.teacher.logits(samples)[:, columns]
+
 
 def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: TeacherParams,
                 cache_dir: str | Path | None, progress: bool, long_needed: int = 1) -> TeacherPass:
@@ -312,20 +320,37 @@ def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: Teache
 
 
 def student_inputs(scored: list[ScoredAudio], recipe: DistillRecipe) -> tuple[list[np.ndarray], WindowSource, int]:
-    """What the student is fitted on: the streams (files at least one window long), the training windows
-    (:func:`student_windows`), and how many calls are mixed."""
+    """What the student's features and head are fitted on: the streams (files at least one window long), the
+    training windows (:func:`student_windows`), and how many calls are mixed."""
     grid = teacher_grid(recipe.teacher)
     windows, n_calls = student_windows(scored, grid, recipe)
     streams = [item.samples for item in scored if item.samples.size >= grid.length]
     return streams, windows, n_calls
 
 
-def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, progress: bool) -> tuple[FittedSTSG, int]:
-    """The student fitted on the scored audio, and how many calls were mixed."""
+def augmentation(scored: list[ScoredAudio], recipe: DistillRecipe, score: Scorer, progress: bool
+                 ) -> WindowSource | None:
+    """The head's ``teacher.augment_windows`` augmented windows of the scored audio, which the teacher scores
+    with ``score`` (:mod:`trainer.distill_augment`); None for none."""
+    if not recipe.teacher.augment_windows:
+        return None
+    with stage("augmented windows"):
+        augmented = augmented_windows([item.samples for item in scored], teacher_grid(recipe.teacher),
+                                      recipe.teacher, recipe.student.seed, score,
+                                      functools.partial(soft_targets, params=recipe.teacher), progress)
+    log.info("augmented windows: %d, each scored by the teacher", augmented.count)
+    return augmented
+
+
+def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, score: Scorer, progress: bool
+                ) -> tuple[FittedSTSG, int]:
+    """The student fitted on the scored audio (``score``: the teacher, for augmented windows, which the head
+    alone learns from: the codebook is fitted as without them), and how many calls were mixed."""
     streams, windows, n_calls = student_inputs(scored, recipe)
     log.info("training windows: %d calls mixed %d times each, %d real windows", n_calls,
              recipe.student.synthesis.windows_per_recording, recipe.student.synthesis.background_windows)
-    return fit_stsg_on(streams, windows, recipe.student, progress), n_calls
+    extra = augmentation(scored, recipe, score, progress)
+    return fit_stsg_on(streams, windows, recipe.student, progress, head_only=extra), n_calls
 
 
 def write_student(out_dir: str | Path, run: TeacherPass, species: list[Species], fitted: FittedSTSG, n_calls: int,
@@ -381,7 +406,7 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
 
         with stage("held-out check"):
             report = check_student(run, scored, columns, recipe, check, progress)
-    fitted, n_calls = fit_student(scored, recipe, progress)
+    fitted, n_calls = fit_student(scored, recipe, run.scorer(columns), progress)
     path = write_student(out_dir, run, species, fitted, n_calls, recipe, selection, evidence, report)
     log.info("distillation done in %.1f s", time.perf_counter() - started)
     return path

@@ -112,7 +112,7 @@ def held_out_fidelity(run: TeacherPass, scored: list[ScoredAudio], columns: list
     held_set = set(held)
     kept = [item for i, item in enumerate(scored) if i not in held_set]
     log.info("check: a student fitted on %d recordings, scored on %d held out", len(kept), len(held))
-    fitted, _ = fit_student(kept, recipe, progress)
+    fitted, _ = fit_student(kept, recipe, run.scorer(columns), progress)
     vectors, reference = held_out_vectors(fitted.backend, held_out_windows(run, held, columns, rng, max_calls))
     codes = [run.teacher.species[i].code for i in columns]
     return fidelity(reference, fitted.head().probabilities(vectors), codes), reference

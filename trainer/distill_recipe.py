@@ -33,10 +33,19 @@ class TeacherParams:
     0: every window (chosen by cross-validation, docs/accuracy.md)"""
     max_calls: int = 3000
     """at most this many calls are mixed (a seeded sample of them when there are more)"""
+    augment_windows: int = 0
+    """training windows of augmented audio scored by the teacher as it is (:mod:`trainer.distill_augment`: a
+    piece of one recording mixed with another at a random level and offset, at a random gain); 0: none"""
+    augment_snr_db: tuple[float, float] = (-10.0, 10.0)
+    """level of the added recording relative to the piece it is mixed into (decibels, uniform)"""
+    augment_gain_db: tuple[float, float] = (-12.0, 6.0)
+    """overall gain of an augmented piece (decibels, uniform; peaks are then limited to 1)"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.neighbours, int) or self.neighbours < 0:
             raise ValueError("must be 0 or more (windows on each side)")
+        if not isinstance(self.augment_windows, int) or self.augment_windows < 0:
+            raise ValueError("must be 0 or more (augmented windows)")
 
 
 ALL_CLASSES_FLOOR = 0.1

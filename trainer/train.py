@@ -99,6 +99,10 @@ class WindowSource:
     make: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
     count: int
 
+    def then(self, other: WindowSource) -> WindowSource:
+        """These windows, then ``other``'s."""
+        return WindowSource(lambda: itertools.chain(self.make(), other.make()), self.count + other.count)
+
 
 def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool = False) -> FittedSTSG:
     """Codebook, token embeddings, idf and linear head from decoded labelled audio (no files read or written).
@@ -111,11 +115,13 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
 
 
 def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe,
-                progress: bool = False) -> FittedSTSG:
+                progress: bool = False, head_only: WindowSource | None = None) -> FittedSTSG:
     """Fit an STSG model on unlabelled ``streams`` (long field recordings) and target-labelled ``windows``:
-    its features (:func:`fit_stsg_features`), then the head on the windows' features and targets (0/1 or soft).
+    its features (:func:`fit_stsg_features`), then the head on the windows' features and targets (0/1 or soft),
+    and on those of ``head_only`` (windows the codebook does not sample).
     """
     backend, arrays = fit_stsg_features(streams, windows, recipe)
+    windows = windows if head_only is None else windows.then(head_only)
     with stage("training windows"):
         features, labels = window_features(backend, windows, progress)
     with stage("linear head"):
