@@ -1,0 +1,69 @@
+"""``birdd replay`` with ``[filters]`` (``--config``, ``--filter``, ``--quiet-hours``) runs the daemon's filter chain
+on files: quiet hours against the recording's start from its name, none for a recording whose start is unknown;
+the counters are logged at the end; what it cannot do is refused in one line. (The privacy filter on rendered
+speech, replay against a real daemon run: ``tests/test_privacy_filter_keeps_no_speech.py``.)"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from daemon_process import write_config
+from speech_fixtures import soundscape
+
+from daemon.constants import SAMPLE_RATE
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+BIRDD = str(Path(sys.executable).with_name("birdd"))
+
+
+def replay(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([BIRDD, "replay", *args, "-j", "1"], capture_output=True, text=True, env=env, timeout=300)
+
+
+def windows(table: Path, name: str) -> list[float]:
+    return sorted({float(row["start_s"]) for row in csv.DictReader(table.open()) if Path(row["file"]).name == name})
+
+
+def test_quiet_hours_follow_each_recordings_start(trained_model, rng, tmp_path):
+    audio = soundscape(rng, 30)
+    timed, untimed = tmp_path / "20240501_055950.wav", tmp_path / "garden.wav"  # AudioMoth's name: 05:59:50 UTC
+    for path in (timed, untimed):
+        sf.write(path, audio, SAMPLE_RATE)
+    config = write_config(tmp_path / "c.toml", {"model": {"path": str(trained_model)},
+                                                "filters": {"quiet_timezone": "UTC"}})
+    out = tmp_path / "out.csv"
+    proc = replay(str(timed), str(untimed), "-m", str(trained_model), "-o", str(out), "--format", "detections",
+                  "--min-conf", "0", "-c", str(config), "--quiet-hours", "06:00-07:00")
+    assert proc.returncode == 0, proc.stderr
+    assert windows(out, timed.name) == [0.0]  # the first window ends at 05:59:55; the others in quiet hours
+    assert windows(out, untimed.name) == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]  # no start known: no quiet hours
+    counters = next(line for line in proc.stderr.splitlines() if "filters: " in line)
+    assert "quiet_audio_s=20" in counters and "quiet_dropped=0" not in counters, counters
+
+    unfiltered = tmp_path / "all.csv"
+    assert replay(str(timed), "-m", str(trained_model), "-o", str(unfiltered), "--format", "detections",
+                  "--min-conf", "0").returncode == 0
+    assert windows(unfiltered, timed.name) == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+
+
+def test_what_replay_cannot_filter_is_one_line(trained_model, rng, tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, soundscape(rng, 6), SAMPLE_RATE)
+    bad = write_config(tmp_path / "bad.toml", {"filters": {"confirm_windows": 0}})
+    for args, message in (
+            (["--filter", "confirm"], "filters: a submission lists every probability"),
+            (["--format", "detections", "--filter", "noise", "--parts"], "--parts: the filters are not applied"),
+            (["--format", "detections", "--quiet-hours", "25:00-06:00"], "filters.quiet_hours[0]"),
+            (["--format", "detections", "-c", str(bad)], "filters.confirm_windows: must be within 1..60")):
+        proc = replay(str(song), "-m", str(trained_model), "-o", str(tmp_path / "o"), *args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert message in proc.stderr, (args, proc.stderr)
