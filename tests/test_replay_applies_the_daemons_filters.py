@@ -1,7 +1,8 @@
 """``birdd replay`` with ``[filters]`` (``--config``, ``--filter``, ``--quiet-hours``) runs the daemon's filter chain
 on files: quiet hours against the recording's start from its name, none for a recording whose start is unknown;
-the counters are logged at the end; what it cannot do is refused in one line. (The privacy filter on rendered
-speech, replay against a real daemon run: ``tests/test_privacy_filter_keeps_no_speech.py``.)"""
+the counters are logged at the end (and kept by a resumed run); what it cannot do is refused in one line. (The
+privacy filter on rendered speech, replay against a real daemon run:
+``tests/test_privacy_filter_keeps_no_speech.py``.)"""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from daemon_process import write_config
 from speech_fixtures import soundscape
 
+from daemon.batch.formats import FileScores
+from daemon.batch.journal import ResumeJournal
 from daemon.constants import SAMPLE_RATE
+from daemon.filters.stats import FilterStats
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +72,12 @@ def test_what_replay_cannot_filter_is_one_line(trained_model, rng, tmp_path):
         proc = replay(str(song), "-m", str(trained_model), "-o", str(tmp_path / "o"), *args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
         assert message in proc.stderr, (args, proc.stderr)
+
+
+def test_a_resumed_run_keeps_the_filters_counters(tmp_path):
+    journal = ResumeJournal(tmp_path / "out.csv", {"run": 1})
+    scores = np.array([[0.9, np.nan]], dtype=np.float32)
+    stats = FilterStats(privacy_voices=3, confirm_dropped=2, quiet_audio_s=12.5)
+    journal.save(0, FileScores(tmp_path / "a.wav", np.array([0]), np.array([160_000]), scores, filter_stats=stats))
+    loaded = journal.load(0, tmp_path / "a.wav")
+    assert loaded.filter_stats == stats and np.array_equal(loaded.scores, scores, equal_nan=True)
