@@ -179,7 +179,7 @@ class FiltersConfig:
     noise_species: list[str] = field(default_factory=list)
     """only these species are dropped near a noise (e.g. owls, as BirdNET-Go's dog_bark_filter.csv); [] = all"""
     noise_remember_s: float = 0.0
-    """after a noise, ``noise_species`` stay dropped this long (seconds; BirdNET-Go's dog-bark filter uses 900)"""
+    """after a noise, ``noise_species`` stay dropped this long (seconds; BirdNET-Go's dog-bark default: 300)"""
     confirm: bool = False
     """a species below ``confirm_high_confidence`` is reported only once heard in ``confirm_windows`` windows"""
     confirm_windows: int = 2
