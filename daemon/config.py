@@ -138,10 +138,11 @@ class DetectionConfig:
     ``overlap_s``, ``sensitivity``: a TFLite BirdNET bundle; docs/tflite.md, "BirdNET grid"), or ``auto``
     (``birdnet`` for a zero-shot BirdNET bundle, whose scores are BirdNET's own, else ``birdclef``)"""
     overlap_s: float = 0.0
-    """BirdNET grid: overlap of consecutive 3-s chunks (seconds, 0 to 2.9; BirdNET-Pi's default 0)"""
+    """BirdNET grid: overlap of consecutive 3-s chunks (seconds, 0 to 2.9; BirdNET-Pi's default 0, BirdNET-Go
+    analyses with 1.5)"""
     sensitivity: float = 1.0
     """BirdNET grid: BirdNET's detection sensitivity (0.5 to 1.5; higher gives higher confidences; BirdNET-Pi's
-    default 1.0)"""
+    default 1.0; BirdNET-Go's sensitivity g is 2 - g here)"""
     range_filter: bool = False
     """report only the species BirdNET's range model expects at station.latitude/longitude in the current week
     (docs/stations.md)"""
