@@ -62,7 +62,6 @@ class ReplayOptions:
         except BundleError as exc:
             raise BirddError(f"--grid {self.grid}: {exc}") from None
 
-
     def replay_filters(self, in_range: np.ndarray | None) -> ReplayFilters | None:
         """What the workers need to filter (None without filters); a BirddError for a run they cannot apply to."""
         if self.filters is None:

@@ -73,7 +73,6 @@ class DetectionPolicy:
         hits = np.flatnonzero(passed)
         return [(int(j), float(scores[j])) for j in hits[np.argsort(-scores[hits])]]
 
-
     def removed_by_range(self, scores: np.ndarray, in_range: np.ndarray) -> bool:
         """Whether the window's best species passing its threshold is one the range filter removes."""
         passed = np.flatnonzero(scores >= self.thresholds)
