@@ -1,6 +1,7 @@
 """``birdd run`` on the BirdNET grid: a zero-shot BirdNET bundle picks it by itself (``detection.grid = "auto"``);
 the daemon's detections are replay's chunk for chunk (a 32 kHz recording: both resample it to 48 kHz with
-kaiser_fast from its start), 3 s long, in the outbox and in the store; an STSG bundle is refused in one line."""
+kaiser_fast from its start), 3 s long, in the outbox and in the store; an STSG bundle is refused in one line;
+replay with filters hears the daemon's stream."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import soundfile as sf
 from daemon_process import Daemon, write_config
 from test_birdnet_grid_equals_birdnetlib import birdsong
 
+from daemon.batch.filtering import ReplayFilters, filtered_scores
 from daemon.batch.replay import score_file
-from daemon.config import DetectionConfig
+from daemon.config import DetectionConfig, FiltersConfig
 from daemon.errors import BundleError
 from daemon.model.loader import load_model
 from daemon.model.tflite_runtime import locate_model_file
@@ -94,3 +96,21 @@ def test_an_stsg_bundle_on_the_birdnet_grid_is_one_line(trained_model, tmp_path)
     code, log = run_daemon(tmp_path, trained_model, [song], {"grid": "birdnet"})
     assert code != 0
     assert "detection.grid:" in log and "the BirdNET grid needs a TFLite bundle" in log and "Traceback" not in log
+
+
+def test_replay_filters_score_the_daemons_stream_on_the_birdnet_grid(bundle_path, tmp_path):
+    """``birdd replay`` with filters reads a file as the daemon hears it (32 kHz) and runs its filter chain: on a
+    32 kHz recording the chunks are replay's own, and what the confirmation took away is exactly what is missing."""
+    song = tmp_path / "song.wav"
+    sf.write(song, birdsong(32_000, 9.8, 3), 32_000, subtype="FLOAT")
+    model = load_model(bundle_path)
+    grid = BirdNETGrid(1.0, 1.25, 48_000)
+    plain = score_file(model, song, grid)
+    filters = ReplayFilters(FiltersConfig(confirm=True, confirm_high_confidence=0.99), THRESHOLD)
+    filtered = filtered_scores(model, song, grid, filters)
+    assert np.array_equal(filtered.starts, plain.starts) and np.array_equal(filtered.ends, plain.ends)
+    gone = np.isnan(filtered.scores)
+    assert np.array_equal(filtered.scores[~gone], plain.scores[~gone])
+    assert (plain.scores[gone] > THRESHOLD).all()
+    stats = filtered.filter_stats
+    assert gone.sum() == stats.confirm_dropped + stats.confirm_merged > 0
