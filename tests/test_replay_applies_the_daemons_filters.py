@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 from daemon_process import write_config
 from speech_fixtures import soundscape
 
 from daemon.batch.formats import FileScores
 from daemon.batch.journal import ResumeJournal
+from daemon.cli import cli
 from daemon.constants import SAMPLE_RATE
 from daemon.filters.stats import FilterStats
 
@@ -69,9 +71,11 @@ def test_what_replay_cannot_filter_is_one_line(trained_model, rng, tmp_path):
             (["--format", "detections", "--filter", "noise", "--parts"], "--parts: the filters are not applied"),
             (["--format", "detections", "--quiet-hours", "25:00-06:00"], "filters.quiet_hours[0]"),
             (["--format", "detections", "-c", str(bad)], "filters.confirm_windows: must be within 1..60")):
-        proc = replay(str(song), "-m", str(trained_model), "-o", str(tmp_path / "o"), *args)
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-        assert message in proc.stderr, (args, proc.stderr)
+        result = CliRunner().invoke(cli, ["replay", str(song), "-m", str(trained_model), "-o", str(tmp_path / "o"),
+                                          "-j", "1", *args])  # in this process: the refusal comes before any scoring
+        assert isinstance(result.exception, SystemExit) and result.exit_code != 0, result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("birdd: error: ")]
+        assert len(errors) == 1 and message in errors[0], (args, result.stderr)
 
 
 def test_a_resumed_run_keeps_the_filters_counters(tmp_path):
