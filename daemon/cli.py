@@ -118,7 +118,8 @@ def cli(log_level: str) -> None:
                    "gathered; --format submission or detections.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @click.option("-c", "--config", "config_path", default=None, type=click.Path(path_type=Path),
-              help="A birdd config: its [filters] apply as the daemon applies them (docs/filters.md).")
+              help="A birdd config: its [filters] apply as the daemon applies them, on the detections of its "
+                   "[detection] (threshold, unless --min-conf; species thresholds; include/exclude) (docs/filters.md).")
 @click.option("--filter", "filter_names", multiple=True, type=click.Choice(("privacy", "noise", "confirm")),
               help="Switch a filter on (repeatable; its [filters] settings, or the defaults).")
 @click.option("--quiet-hours", multiple=True, metavar="HH:MM-HH:MM",
@@ -140,13 +141,19 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
     With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
     --date, default the whole year) score 0 in the submission and are left out of detection tables.
     With --config's [filters], --filter or --quiet-hours, each file is scored as the daemon scores it (its 32 kHz
-    stream, --min-conf as its detection.threshold) through the daemon's filters; what they did is logged at the end.
+    stream, its [detection], --min-conf as its threshold) through the daemon's filters; what they did is logged at
+    the end.
     """
     from daemon.batch.run import ReplayOptions, replay_into_parts, run_replay
 
-    filters = _replay_filters(config_path, filter_names, quiet_hours)
+    config = load_config(config_path) if config_path is not None else None
+    filters = _replay_filters(config, filter_names, quiet_hours)
+    detection = config.detection if config is not None and filters is not None else None
+    if detection is not None and click.get_current_context().get_parameter_source("min_conf") \
+            == click.core.ParameterSource.DEFAULT:
+        min_conf = detection.threshold  # the daemon's threshold, unless --min-conf says otherwise
     options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern, grid, overlap, sensitivity,
-                            filters)
+                            filters, detection)
     if time_pattern:
         TimePattern(time_pattern)  # a bad pattern fails before the model loads
     model = load_model(model_path)
@@ -176,11 +183,11 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
         sys.exit(1)
 
 
-def _replay_filters(config_path: Path | None, names: tuple[str, ...], quiet_hours: tuple[str, ...]) \
+def _replay_filters(config: Config | None, names: tuple[str, ...], quiet_hours: tuple[str, ...]) \
         -> FiltersConfig | None:
-    """``[filters]`` of ``config_path`` (or the defaults) with the ``--filter`` and ``--quiet-hours`` flags, validated
+    """``[filters]`` of ``config`` (or the defaults) with the ``--filter`` and ``--quiet-hours`` flags, validated
     as the daemon validates them; None when no filter is on."""
-    table = asdict(load_config(config_path).filters if config_path is not None else FiltersConfig())
+    table = asdict(config.filters if config is not None else FiltersConfig())
     table.update({name: True for name in names})
     if quiet_hours:
         table["quiet_hours"] = list(quiet_hours)

@@ -3,12 +3,12 @@
 With filters, a file is one task (the chain's state runs through the whole recording, as in the daemon) and is
 decoded to the daemon's 32 kHz stream (on the BirdNET grid too: the daemon's BirdNET grid hears its 32 kHz ring),
 then pushed through a :class:`~daemon.pipeline.scoring.ScoringPipeline` with a
-:class:`~daemon.pipeline.policy.DetectionMaker` at ``--min-conf`` and the
-:class:`~daemon.filters.chain.FilterChain` of ``[filters]``. Quiet hours use the recording's start (file name
-or metadata, see :mod:`daemon.batch.recording_time`); a recording whose start is unknown has no quiet hours. The
-chunk scores come back with the detections the filters dropped (or merged into a confirmed run) scored NaN (no
-score: never listed, at any ``--min-conf``), so the writers list exactly what the daemon would have published; the
-filters' counters come with them.
+:class:`~daemon.pipeline.policy.DetectionMaker` of the daemon's ``[detection]`` (its threshold, species
+thresholds, include and exclude lists) and the :class:`~daemon.filters.chain.FilterChain` of ``[filters]``. Quiet
+hours use the recording's start (file name or metadata, see :mod:`daemon.batch.recording_time`); a recording whose
+start is unknown has no quiet hours. The chunk scores come back with every score that is not a detection the
+filters kept set to NaN (no score: never listed), so the writers list exactly what the daemon would have published;
+the filters' counters come with them.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class ReplayFilters:
     """What a worker needs to filter as the daemon does (small and picklable)."""
 
     config: FiltersConfig
-    threshold: float
-    """``--min-conf``: the detection threshold the filters work on, as ``detection.threshold`` in the daemon"""
+    detection: DetectionConfig
+    """the detections the filters work on, as the daemon makes them (``threshold``: ``--min-conf`` or the config's)"""
     time_pattern: str | None = None
     """``--time-pattern``, for the recording's start (quiet hours)"""
     in_range: np.ndarray | None = None
@@ -61,8 +61,7 @@ def filtered_scores(model: Model, path: Path, grid: Grid, filters: ReplayFilters
     clock = StreamClock(start.timestamp() if start is not None else 0.0)
     if isinstance(grid, BirdNETGrid):
         grid = replace(grid, stream_rate=SAMPLE_RATE)
-    detector = DetectionMaker(DetectionConfig(threshold=filters.threshold), "replay", model, clock,
-                              strictly_above=grid.strictly_above)
+    detector = DetectionMaker(filters.detection, "replay", model, clock, strictly_above=grid.strictly_above)
     if filters.in_range is not None:
         detector.policy.restrict(filters.in_range)
     stats = FilterStats()
@@ -75,16 +74,14 @@ def filtered_scores(model: Model, path: Path, grid: Grid, filters: ReplayFilters
     if not results and not isinstance(grid, BirdNETGrid):
         raise AudioError(f"{path}: too short to score ({position} samples at {SAMPLE_RATE} Hz, not one "
                          f"analysis frame)")
-    scored = file_scores(path, [_kept_only(r, detector) for r in results], len(model.species))
+    scored = file_scores(path, [_kept_only(r) for r in results], len(model.species))
     return replace(scored, filter_stats=stats)
 
 
-def _kept_only(result: WindowResult, detector: DetectionMaker) -> WindowResult:
-    """``result`` with the scores of the detections the filters took away set to NaN."""
+def _kept_only(result: WindowResult) -> WindowResult:
+    """``result`` with every score but those of its (filtered) detections set to NaN."""
     kept = {d.species_code for d in result.detections}
-    dropped = [j for j, _ in detector.policy.select(result.scores) if result.species[j].code not in kept]
-    if not dropped:
-        return result
-    scores = result.scores.copy()
-    scores[dropped] = np.nan
+    scores = np.full_like(result.scores, np.nan)
+    columns = [j for j, species in enumerate(result.species) if species.code in kept]
+    scores[columns] = result.scores[columns]
     return replace(result, scores=scores)

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,13 @@ from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
 from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
-from daemon.config import FiltersConfig
+from daemon.config import DetectionConfig, FiltersConfig
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError, BundleError, StorageError
 from daemon.filters.stats import FilterStats
 from daemon.model.loader import Model
 from daemon.model.windows import Grid
-from daemon.pipeline.policy import lowest_listed
+from daemon.pipeline.policy import DetectionPolicy, lowest_listed
 from daemon.pipeline.scoring import choose_grid
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class ReplayOptions:
     """BirdNET grid: BirdNET's sensitivity"""
     filters: FiltersConfig | None = None
     """``[filters]`` as the daemon applies them (:mod:`daemon.batch.filtering`); None: no filters"""
+    detection: DetectionConfig | None = None
+    """with filters: the daemon's ``[detection]`` they work on (None: its defaults at ``min_conf``)"""
 
     def window_grid(self, model: Model) -> Grid:
         """The grid ``model`` is scored on: on the BirdNET grid, the stream is the model's rate (48 kHz), read as
@@ -62,14 +64,17 @@ class ReplayOptions:
         except BundleError as exc:
             raise BirddError(f"--grid {self.grid}: {exc}") from None
 
-    def replay_filters(self, in_range: np.ndarray | None) -> ReplayFilters | None:
-        """What the workers need to filter (None without filters); a BirddError for a run they cannot apply to."""
+    def replay_filters(self, model: Model, in_range: np.ndarray | None) -> ReplayFilters | None:
+        """What the workers need to filter (None without filters); a BirddError for a run they cannot apply to, or
+        a ConfigError for a ``[detection]`` that does not fit ``model``."""
         if self.filters is None:
             return None
         if self.fmt == "submission":
             raise BirddError("filters: a submission lists every probability; choose --format detections, birdnet, "
                              "raven or audacity")
-        return ReplayFilters(self.filters, self.min_conf, self.time_pattern, in_range)
+        detection = replace(self.detection or DetectionConfig(), threshold=self.min_conf)
+        DetectionPolicy(detection, model.species)  # [detection] against the model, named as such, before any work
+        return ReplayFilters(self.filters, detection, self.time_pattern, in_range)
 
 
 @dataclass
@@ -106,7 +111,7 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
     if options.fmt in ("submission", "audacity"):
         warn_shared_stems(files, per_folder=options.fmt == "audacity")
     grid = options.window_grid(model)
-    filters = options.replay_filters(in_range)
+    filters = options.replay_filters(model, in_range)
     tasks = plan_tasks(files, grid, options.segment_seconds, whole_files=filters is not None)
     journal = (ResumeJournal(output, {**_description(model, files, options, in_range), "journal": "segments"})
                if resume else None)  # "segments": a journal of files, from before birdd kept segments, is refused
@@ -117,8 +122,8 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
              for result in task_results)
     todo_set = {task.number for task in todo}
     summary = ReplaySummary(filters=None if filters is None else FilterStats())
-    writer = open_writer(options.fmt, output, model.species, lowest_listed(options.min_conf, grid.strictly_above),
-                         with_times, common_folder(files))
+    listed = 0.0 if filters is not None else lowest_listed(options.min_conf, grid.strictly_above)  # filtered: NaN
+    writer = open_writer(options.fmt, output, model.species, listed, with_times, common_folder(files))
     bar = tqdm(total=len(files), desc="replay", unit="file", disable=not progress)
     position, error = 0, None  # the file being written, and the first error of its segments
     try:
