@@ -123,7 +123,8 @@ def cli(log_level: str) -> None:
 @click.option("--filter", "filter_names", multiple=True, type=click.Choice(("privacy", "noise", "confirm")),
               help="Switch a filter on (repeatable; its [filters] settings, or the defaults).")
 @click.option("--quiet-hours", multiple=True, metavar="HH:MM-HH:MM",
-              help="Quiet hours in the recordings' local time (repeatable; needs their start: --time-pattern).")
+              help="Quiet hours, local time (filters.quiet_timezone; repeatable); needs the recording's start (its "
+                   "name, metadata or --time-pattern).")
 @place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, grid: str,
            overlap: float, sensitivity: float, jobs: int, segment_minutes: float, time_pattern: str | None,
