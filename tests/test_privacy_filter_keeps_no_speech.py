@@ -1,9 +1,15 @@
 """The privacy filter on rendered speech (espeak-ng) in a bird-like soundscape, through a real ``birdd run``:
-detections around the voice are dropped, the others kept, and no clip or archive file on disk holds speech."""
+detections around the voice are dropped, the others kept, and no clip or archive file on disk holds speech;
+``birdd replay --config`` with the daemon's config drops the same windows."""
 
 from __future__ import annotations
 
+import csv
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -52,3 +58,14 @@ def test_no_detection_clip_or_archive_minute_keeps_the_voice(tmp_path, trained_m
     kept = [sf.read(path, dtype="float32")[0] for path in archived]
     assert kept and all(speech_frames(samples) == 0 for samples in kept)
     assert sum(samples.size for samples in kept) <= audio.size - speech.size  # the voice is not there at all
+
+    out = tmp_path / "replay.csv"  # the same file and config through replay: the daemon's filter chain
+    proc = subprocess.run([str(Path(sys.executable).with_name("birdd")), "replay", str(tmp_path / "garden.wav"),
+                           "-m", str(trained_model), "-c", str(config), "--min-conf", "0", "--format", "detections",
+                           "-o", str(out), "-j", "1"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert proc.returncode == 0, proc.stderr
+    replayed = list(csv.DictReader(out.open()))
+    assert sorted({round(float(row["start_s"])) for row in replayed}) == windows
+    assert len(replayed) == len(rows)
+    assert "privacy_dropped=0 " not in next(line for line in proc.stderr.splitlines() if "filters: " in line)

@@ -15,6 +15,7 @@ import numpy as np
 
 from daemon.batch.recording_time import iso_time
 from daemon.constants import SAMPLE_RATE
+from daemon.filters.stats import FilterStats
 from daemon.model.loader import Species
 
 FORMATS = ("submission", "detections", "birdnet", "raven", "audacity")
@@ -34,6 +35,8 @@ class FileScores:
     """bool per species: what the range filter expects (the others are never listed); None = every species"""
     seconds: float | None = None
     """the whole recording's length (from its header), if known"""
+    filter_stats: FilterStats | None = None
+    """with ``[filters]`` (:mod:`daemon.batch.filtering`): what the filters did in this file"""
 
 
 def for_output(result: FileScores, in_range: np.ndarray | None, recording_start: datetime | None,
@@ -63,14 +66,16 @@ def submission_rows(result: FileScores) -> str:
 
 
 def detections(result: FileScores, species: list[Species], min_conf: float) -> Iterable[tuple]:
-    """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf``, best first per window.
+    """``(start_s, end_s, species, confidence)`` for every score at or above ``min_conf`` (compared in float64: on
+    the BirdNET grid, :func:`daemon.pipeline.policy.lowest_listed` makes it "above"), best first per window. A NaN
+    score (a detection replay's filters dropped) is never listed.
 
     Non-bird classes (``Species.non_bird``) and species out of range (``result.in_range``) are never listed,
     like the daemon never publishes them.
     """
     for start, end, scores in zip(result.starts, result.ends, result.scores, strict=True):
         for j in np.argsort(-scores):
-            if scores[j] < min_conf:
+            if not float(scores[j]) >= min_conf:  # NaN sorts last
                 break
             if not species[j].non_bird and (result.in_range is None or result.in_range[j]):
                 yield start / SAMPLE_RATE, end / SAMPLE_RATE, species[j], float(scores[j])

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from daemon.atomic import AtomicWriter
 from daemon.batch.formats import FileScores
 from daemon.errors import ResumeError
+from daemon.filters.stats import FilterStats
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,8 @@ class ResumeJournal:
         with np.load(self._part(position), allow_pickle=False) as part:
             if "error" in part:
                 return str(part["error"])
-            return FileScores(path, part["starts"], part["ends"], part["scores"])
+            stats = FilterStats(**json.loads(str(part["filter_stats"]))) if "filter_stats" in part else None
+            return FileScores(path, part["starts"], part["ends"], part["scores"], filter_stats=stats)
 
     def save(self, position: int, result: FileScores | str) -> None:
         """Journal the result of the segment at ``position``, atomically."""
@@ -86,7 +89,9 @@ class ResumeJournal:
         if isinstance(result, str):
             np.savez(buffer, error=np.array(result))
         else:
-            np.savez(buffer, starts=result.starts, ends=result.ends, scores=result.scores)
+            stats = {} if result.filter_stats is None else {
+                "filter_stats": np.array(json.dumps(asdict(result.filter_stats)))}
+            np.savez(buffer, starts=result.starts, ends=result.ends, scores=result.scores, **stats)
         writer = AtomicWriter(self._part(position), binary=True)
         writer.write(buffer.getvalue())
         writer.commit()

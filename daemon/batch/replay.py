@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daemon.audio.files import audio_length
+from daemon.batch.filtering import ReplayFilters, filtered_scores
 from daemon.batch.formats import FileScores
 from daemon.batch.parts import PartsSpec, PartSummary, write_part
 from daemon.batch.segments import Segment, file_scores, score_segment, split_recording
@@ -61,6 +62,8 @@ class ReplayJob:
     grid: Grid
     parts: PartsSpec | None = None
     """with ``--parts``: the worker writes each task's rows into a Parquet part and returns its summary"""
+    filters: ReplayFilters | None = None
+    """with ``[filters]``: each file scored whole through the daemon's filter chain (:mod:`daemon.batch.filtering`)"""
 
 
 def run_task(job: ReplayJob, task: Task) -> TaskResult:
@@ -78,7 +81,7 @@ def run_task(job: ReplayJob, task: Task) -> TaskResult:
 
 def score_task(model: Model, job: ReplayJob, task: Task) -> TaskResult:
     """Score one task's segments with ``model`` in this process."""
-    results = [_score_or_message(model, segment, job.grid) for segment in task.segments]
+    results = [_score_or_message(model, segment, job.grid, job.filters) for segment in task.segments]
     if job.parts is None:
         return results
     return write_part(job.parts, model.species, task.number, list(zip(task.segments, results, strict=True)))
@@ -95,17 +98,19 @@ def score_file(model: Model, path: Path, grid: Grid) -> FileScores:
     return score_segment(model, Segment(path, 0, None), grid)
 
 
-def _score_or_message(model: Model, segment: Segment, grid: Grid) -> SegmentResult:
+def _score_or_message(model: Model, segment: Segment, grid: Grid, filters: ReplayFilters | None) -> SegmentResult:
     try:
+        if filters is not None:
+            return filtered_scores(model, segment.path, grid, filters)
         return score_segment(model, segment, grid)
     except AudioError as exc:
         return str(exc)
 
 
-def plan_tasks(paths: list[Path], grid: Grid, segment_seconds: float) -> list[Task]:
+def plan_tasks(paths: list[Path], grid: Grid, segment_seconds: float, whole_files: bool = False) -> list[Task]:
     """Every file's segments, in order, grouped into tasks of at most ``segment_seconds`` of audio (a long file's
-    segments one per task; short files several per task). A file whose header cannot be read is one segment:
-    it fails when scored."""
+    segments one per task; short files several per task; ``whole_files``: a file is one segment). A file whose
+    header cannot be read is one segment: it fails when scored."""
     budget = round(segment_seconds * SAMPLE_RATE)
     groups: list[tuple[Segment, ...]] = []
     current: list[Segment] = []
@@ -115,7 +120,7 @@ def plan_tasks(paths: list[Path], grid: Grid, segment_seconds: float) -> list[Ta
             length = audio_length(path)
         except AudioError:
             length = 0
-        for segment in split_recording(path, length, grid, budget):
+        for segment in [Segment(path, 0, None, length)] if whole_files else split_recording(path, length, grid, budget):
             size = (segment.stop if segment.stop is not None else length) - segment.start
             if current and filled + size > budget:
                 groups.append(tuple(current))

@@ -7,22 +7,26 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from daemon.batch.filtering import ReplayFilters, add_stats
 from daemon.batch.formats import for_output
 from daemon.batch.journal import ResumeJournal, files_digest, record_run
 from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
 from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
+from daemon.config import DetectionConfig, FiltersConfig
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError, BundleError, StorageError
+from daemon.filters.stats import FilterStats
 from daemon.model.loader import Model
 from daemon.model.windows import Grid
+from daemon.pipeline.policy import DetectionPolicy, lowest_listed
 from daemon.pipeline.scoring import choose_grid
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,10 @@ class ReplayOptions:
     """BirdNET grid: overlap of consecutive chunks (seconds)"""
     sensitivity: float = 1.0
     """BirdNET grid: BirdNET's sensitivity"""
+    filters: FiltersConfig | None = None
+    """``[filters]`` as the daemon applies them (:mod:`daemon.batch.filtering`); None: no filters"""
+    detection: DetectionConfig | None = None
+    """with filters: the daemon's ``[detection]`` they work on (None: its defaults at ``min_conf``)"""
 
     def window_grid(self, model: Model) -> Grid:
         """The grid ``model`` is scored on: on the BirdNET grid, the stream is the model's rate (48 kHz), read as
@@ -56,6 +64,18 @@ class ReplayOptions:
         except BundleError as exc:
             raise BirddError(f"--grid {self.grid}: {exc}") from None
 
+    def replay_filters(self, model: Model, in_range: np.ndarray | None) -> ReplayFilters | None:
+        """What the workers need to filter (None without filters); a BirddError for a run they cannot apply to, or
+        a ConfigError for a ``[detection]`` that does not fit ``model``."""
+        if self.filters is None:
+            return None
+        if self.fmt == "submission":
+            raise BirddError("filters: a submission lists every probability; choose --format detections, birdnet, "
+                             "raven or audacity")
+        detection = replace(self.detection or DetectionConfig(), threshold=self.min_conf)
+        DetectionPolicy(detection, model.species)  # [detection] against the model, named as such, before any work
+        return ReplayFilters(self.filters, detection, self.time_pattern, in_range)
+
 
 @dataclass
 class ReplaySummary:
@@ -64,6 +84,8 @@ class ReplaySummary:
     scored: int = 0
     audio_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
+    filters: FilterStats | None = None
+    """with ``[filters]``: what they did, over every file"""
 
 
 def run_replay(model: Model, files: list[Path], output: Path, options: ReplayOptions, runner: Runner,
@@ -89,17 +111,19 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
     if options.fmt in ("submission", "audacity"):
         warn_shared_stems(files, per_folder=options.fmt == "audacity")
     grid = options.window_grid(model)
-    tasks = plan_tasks(files, grid, options.segment_seconds)
+    filters = options.replay_filters(model, in_range)
+    tasks = plan_tasks(files, grid, options.segment_seconds, whole_files=filters is not None)
     journal = (ResumeJournal(output, {**_description(model, files, options, in_range), "journal": "segments"})
                if resume else None)  # "segments": a journal of files, from before birdd kept segments, is refused
     numbered = _numbered(tasks)
     todo = [task for task, numbers in zip(tasks, numbered, strict=True)
             if journal is None or not all(map(journal.has, numbers))]
-    fresh = (result for task_results in runner(ReplayJob(str(model.path), model.digest, grid), todo)
+    fresh = (result for task_results in runner(ReplayJob(str(model.path), model.digest, grid, filters=filters), todo)
              for result in task_results)
     todo_set = {task.number for task in todo}
-    summary = ReplaySummary()
-    writer = open_writer(options.fmt, output, model.species, options.min_conf, with_times, common_folder(files))
+    summary = ReplaySummary(filters=None if filters is None else FilterStats())
+    listed = 0.0 if filters is not None else lowest_listed(options.min_conf, grid.strictly_above)  # filtered: NaN
+    writer = open_writer(options.fmt, output, model.species, listed, with_times, common_folder(files))
     bar = tqdm(total=len(files), desc="replay", unit="file", disable=not progress)
     position, error = 0, None  # the file being written, and the first error of its segments
     try:
@@ -114,6 +138,8 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
                 if isinstance(result, str):
                     error = error or result
                 else:
+                    if summary.filters is not None and result.filter_stats is not None:
+                        add_stats(summary.filters, result.filter_stats)
                     writer.write(for_output(result, in_range, starts[position], segment.length / SAMPLE_RATE or None))
                 if not segment.is_last:
                     continue
@@ -187,6 +213,8 @@ def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: R
                        resume: bool, progress: bool, in_range: np.ndarray | None) -> ReplaySummary:
     if options.fmt not in PARQUET_FORMATS:
         raise BirddError(f"--parts writes Parquet: --format {' or '.join(PARQUET_FORMATS)}, not {options.fmt}")
+    if options.filters is not None:
+        raise BirddError("--parts: the filters are not applied to Parquet parts; run without --parts")
     if folder.exists() and not folder.is_dir():
         raise BirddError(f"{folder}: --parts writes a folder of Parquet parts, and this is a file")
     pattern = TimePattern(options.time_pattern) if options.time_pattern else None
@@ -206,7 +234,8 @@ def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: R
         log.info("resuming: %d of %d part(s) already in %s", len(summaries), len(tasks), folder)
     todo = [task for task in tasks if task.number not in summaries]
     job = ReplayJob(str(model.path), model.digest, grid,
-                    PartsSpec(str(folder.absolute()), options.fmt, options.min_conf, with_times, pattern, in_range))
+                    PartsSpec(str(folder.absolute()), options.fmt, lowest_listed(options.min_conf, grid.strictly_above),
+                              with_times, pattern, in_range))
     fresh = runner(job, todo) if todo else []
     for task, result in zip(todo, tqdm(fresh, total=len(todo), desc="replay", unit="task", disable=not progress),
                             strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -30,6 +30,8 @@ class WindowGrid:
     min_first: int = 1
     """shortest stream that still gets its one window (samples): 1 for files (a 2-s clip is scored), the
     daemon uses ``min_tail`` so that a sliver of audio between two gaps is not scored"""
+    strictly_above: ClassVar[bool] = False
+    """a window lists a species whose probability is at or above its threshold"""
 
     def __post_init__(self) -> None:
         if not (0 < self.hop <= self.length and 0 < self.min_tail <= self.length and 0 < self.min_first <= self.length):
@@ -96,9 +98,10 @@ class BirdNETGrid:
     Exactly birdnetlib's ``process_audio_data``: chunk ``k`` starts at model-rate sample
     ``k * int((3 - overlap_s) * rate)``; a chunk with fewer than ``int(1.5 * rate)`` samples of audio ends the
     stream (a clip shorter than 1.5 s has none), a shorter than 3-s one is zero-padded. Its confidence is
-    BirdNET's ``1 / (1 + exp(-s * clip(logit, -15, 15)))`` with ``s = clamp(2 - sensitivity, 0.5, 1.5)``.
-    Chunk positions are reported in samples of ``stream_rate``, the rate of the audio pushed into the pipeline
-    (replay: the model's 48 kHz, read as birdnetlib reads it; the daemon: its 32 kHz ring).
+    BirdNET's ``1 / (1 + exp(-s * clip(logit, -15, 15)))`` with ``s = clamp(2 - sensitivity, 0.5, 1.5)``; a
+    species is listed when its confidence is above (not at) its threshold. Chunk positions are reported in samples
+    of ``stream_rate``, the rate of the audio pushed into the pipeline (replay: the model's 48 kHz, read as
+    birdnetlib reads it; the daemon: its 32 kHz ring).
     """
 
     overlap_s: float = 0.0
@@ -107,6 +110,9 @@ class BirdNETGrid:
     """BirdNET's detection sensitivity (0.5 to 1.5; higher gives higher confidences)"""
     stream_rate: int = SAMPLE_RATE
     """sample rate of the stream the chunk positions count (hertz)"""
+    strictly_above: ClassVar[bool] = True
+    """BirdNET's rule: a chunk lists a species whose confidence is *above* its threshold (birdnetlib's
+    ``Recording.detections``, BirdNET-Go's processor), a tie is not listed"""
 
     def __post_init__(self) -> None:
         if not (0 <= self.overlap_s <= BIRDNET_MAX_OVERLAP_S and 0.5 <= self.sensitivity <= 1.5

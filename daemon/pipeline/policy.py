@@ -8,6 +8,7 @@ window, the species not expected at the station in the current week.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,11 +26,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DetectionPolicy:
-    """Which species of a scored window are reported."""
+def lowest_listed(threshold: float, strictly_above: bool = False) -> float:
+    """The lowest confidence listed at ``threshold`` (float64; float32 scores are compared exactly): ``threshold``
+    itself, or, with ``strictly_above`` (BirdNET's rule, :attr:`daemon.model.windows.BirdNETGrid.strictly_above`),
+    the next float64 above it, so that a tie is not listed."""
+    return math.nextafter(threshold, math.inf) if strictly_above else threshold
 
-    def __init__(self, config: DetectionConfig, species: list[Species]) -> None:
-        self.thresholds = np.full(len(species), config.threshold, dtype=np.float32)
+
+class DetectionPolicy:
+    """Which species of a scored window are reported: those at or above their threshold, or, ``strictly_above``
+    (the BirdNET grid), above it."""
+
+    def __init__(self, config: DetectionConfig, species: list[Species], strictly_above: bool = False) -> None:
+        self.thresholds = np.full(len(species), config.threshold, dtype=np.float64)
         unknown = []
         for entry, value in config.species_thresholds.items():  # by code, scientific name or BirdNET label
             j = species_index(entry, species)
@@ -47,9 +56,14 @@ class DetectionPolicy:
         if exclude:
             allowed[exclude] = False
         self.thresholds[~allowed] = np.inf
+        self.thresholds = np.array([lowest_listed(t, strictly_above) for t in self.thresholds.tolist()])
+
+    def restrict(self, allowed: np.ndarray) -> None:
+        """Never report the species where ``allowed`` (bool per species) is False (a fixed range mask)."""
+        self.thresholds[~allowed] = np.inf
 
     def select(self, scores: np.ndarray, in_range: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """``(species index, confidence)`` pairs at or above their threshold, best first.
+        """``(species index, confidence)`` pairs that pass their threshold, best first.
 
         ``in_range`` (bool per species) leaves out the species a range filter does not expect.
         """
@@ -59,9 +73,8 @@ class DetectionPolicy:
         hits = np.flatnonzero(passed)
         return [(int(j), float(scores[j])) for j in hits[np.argsort(-scores[hits])]]
 
-
     def removed_by_range(self, scores: np.ndarray, in_range: np.ndarray) -> bool:
-        """Whether the window's best species at or above its threshold is one the range filter removes."""
+        """Whether the window's best species passing its threshold is one the range filter removes."""
         passed = np.flatnonzero(scores >= self.thresholds)
         return passed.size > 0 and not in_range[passed[np.argmax(scores[passed])]]
 
@@ -92,13 +105,14 @@ class DetectionMaker:
     With ``station_range``, a species is a detection only if BirdNET's range model expects it in the week
     of the window's end (local date, by ``clock``): the week's list is computed on its first window and
     kept, so a daemon running for months follows the seasons. ``stats.windows_out_of_range`` counts the
-    windows whose best species at or above its threshold the filter removed.
+    windows whose best species passing its threshold the filter removed. ``strictly_above``: BirdNET's rule (the
+    grid's :attr:`~daemon.model.windows.BirdNETGrid.strictly_above`).
     """
 
     def __init__(self, config: DetectionConfig, station: str, model: Model, clock: StreamClock,
                  station_range: StationRange | None = None, stats: PipelineStats | None = None, *,
-                 source_name: str = "") -> None:
-        self.policy = DetectionPolicy(config, model.species)
+                 source_name: str = "", strictly_above: bool = False) -> None:
+        self.policy = DetectionPolicy(config, model.species, strictly_above)
         self._station = station
         self._source_name = source_name
         self._species = model.species

@@ -201,12 +201,12 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
             station, detection = config.station, pipeline.config.detection
             station_range = None if range_filter is None else StationRange(
                 range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
+            grid = detection_grid(detection, model)
             detector = DetectionMaker(detection, station.name, model, clock, station_range, pipeline.stats,
-                                      source_name=pipeline.name)
+                                      source_name=pipeline.name, strictly_above=grid.strictly_above)
             chain = build_filters(config.filters, model.species, clock, filters.stats, filters.masks.get(pipeline.name),
                                   config.model.threads)
-            return ScoringPipeline(model, detection_grid(detection, model), detector, pipeline.stats, chain,
-                                   source_name=pipeline.name)
+            return ScoringPipeline(model, grid, detector, pipeline.stats, chain, source_name=pipeline.name)
 
         name = f"birdd-pipeline-{pipeline.name}" if several else "birdd-pipeline"
         return PipelineWorker(pipeline.ring, pipeline, model, make_pipeline, results, name=name)
