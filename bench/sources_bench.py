@@ -8,13 +8,18 @@ is over; the ratios to one source say whether the cost grows faster than linearl
 publish latency (window end to the subscriber receiving the detection) is reported as p50 / p99, and the p99
 bucket of the daemon's own ``birdd_publish_latency_seconds`` histogram (window end to the broker's ack).
 
-usage: python bench/sources_bench.py [--seconds 60] [--counts 1 2 4 8] [--models stsg birdnet]
+With --baseline DIR (a checkout of other code, e.g. main before a change), every model and count runs twice in
+a row, first with DIR's code (PYTHONPATH=DIR), then with this checkout's, so that the before and after share the
+machine's load of the moment; the table then has a "code" column and the ratios are after / before.
+
+usage: python bench/sources_bench.py [--seconds 60] [--counts 1 2 4 8] [--models stsg birdnet] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -91,8 +96,9 @@ def histogram_p99(metrics_port: int) -> str:
 
 
 def run_daemon(work: Path, model: Path, soundscapes: list[Path], count: int, seconds: float, port: int,
-               threshold: float) -> dict:
-    """One ``birdd run`` with ``count`` sources for ``seconds`` in ``work``; its CPU share, RSS and latencies."""
+               threshold: float, code: Path | None = None) -> dict:
+    """One ``birdd run`` with ``count`` sources for ``seconds`` in ``work`` (the code in ``code``: None, this
+    checkout); its CPU share, RSS and latencies."""
     work.mkdir()
     metrics_port = free_port()
     lines = ['[station]\nname = "bench"', f'[model]\npath = "{model}"', f"[detection]\nthreshold = {threshold}",
@@ -105,7 +111,8 @@ def run_daemon(work: Path, model: Path, soundscapes: list[Path], count: int, sec
     latencies = Latencies(port)
     log = (work / "daemon.log").open("wb")
     daemon = subprocess.Popen([Path(sys.executable).with_name("birdd"), "--log-level", "WARNING", "run", "-c",
-                               str(work / "config.toml")], stdout=subprocess.DEVNULL, stderr=log)
+                               str(work / "config.toml")], stdout=subprocess.DEVNULL, stderr=log,
+                              env=os.environ | {"PYTHONPATH": str(code or Path(__file__).resolve().parents[1])})
     try:
         time.sleep(STARTUP_S)
         cpu0, _ = proc_stats(daemon.pid)
@@ -149,7 +156,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="wall time (= audio time) per run")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--models", nargs="+", default=["stsg", "birdnet"], choices=["stsg", "birdnet"])
+    parser.add_argument("--baseline", type=Path, help="run every case with the code of this other checkout first")
     args = parser.parse_args()
+    codes: list[Path | None] = [args.baseline.resolve(), None] if args.baseline else [None]
     if shutil.which("mosquitto") is None:
         sys.exit("needs mosquitto on PATH")
     port = free_port()
@@ -162,21 +171,28 @@ def main() -> None:
         (tmp / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
         broker = subprocess.Popen(["mosquitto", "-c", str(tmp / "m.conf")], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        print("| model | sources | CPU (% of one core) | CPU ratio to 1 source | RSS (MB) | RSS ratio | "
-              "detections | latency p50 / p99 (received) | p99 acked (histogram) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        ratio = "after / before" if args.baseline else "to 1 source"
+        print(f"| model | sources | code | CPU (% of one core) | CPU ratio {ratio} | RSS (MB) | RSS ratio | "
+              "detections | latency p50 / p99 (received) | p99 ratio | p99 acked (histogram) |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|")
         try:
             for name, bundle in bundles.items():
-                base = None
+                first = None
                 for count in args.counts:
-                    result = run_daemon(tmp / f"{name}{count}", bundle, soundscapes, count, args.seconds, port,
-                                        THRESHOLDS[name])
-                    base = base or result
-                    print(f"| {name} | {count} | {100 * result['cpu']:.1f} | {result['cpu'] / base['cpu']:.2f} | "
-                          f"{result['rss_mb']:.0f} | {result['rss_mb'] / base['rss_mb']:.2f} | "
-                          f"{result['detections']} ({result['sources_seen']} sources) | "
-                          f"{result['p50'] * 1000:.0f} / {result['p99'] * 1000:.0f} ms | {result['acked_p99']} |",
-                          flush=True)
+                    before = None
+                    for code in codes:
+                        result = run_daemon(tmp / f"{name}{count}{'b' if code else ''}", bundle, soundscapes, count,
+                                            args.seconds, port, THRESHOLDS[name], code)
+                        if args.baseline:  # ratios after / before, at the same count
+                            base = before = before or result
+                        else:  # ratios to the first count
+                            base = first = first or result
+                        print(f"| {name} | {count} | {code.name if code else 'this'} | {100 * result['cpu']:.1f} | "
+                              f"{result['cpu'] / base['cpu']:.2f} | {result['rss_mb']:.0f} | "
+                              f"{result['rss_mb'] / base['rss_mb']:.2f} | "
+                              f"{result['detections']} ({result['sources_seen']} sources) | "
+                              f"{result['p50'] * 1000:.0f} / {result['p99'] * 1000:.0f} ms | "
+                              f"{result['p99'] / base['p99']:.2f} | {result['acked_p99']} |", flush=True)
         finally:
             broker.terminate()
             broker.wait(5)

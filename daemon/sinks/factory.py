@@ -94,7 +94,8 @@ def make_sinks(context: SinkContext) -> SinkSet:
         recording = RecordingSink(store, clips, on_event, published_id=context.outbox.highest_id)
         built.window_sinks.append(recording)
         built.status.append(recording.status)
-    outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None)
+    outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None,
+                        context.publisher.wake if context.publisher else None)
     built.sinks.append(outbox)
     built.window_sinks.append(outbox)  # each window retries what a full or read-only disk held back
     if recording is not None:
