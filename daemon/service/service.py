@@ -82,8 +82,9 @@ class Service:
         self.signals = SignalFlags()
         self.clock = StreamClock()
         self.filter_stats = FilterStats()
-        self.masks = {source.name: PrivacyMask() for source in config.source_list} if needs_mask(config) else {}
-        """each source's sample ranges no clip or archive file keeps (docs/filters.md); kept across a reload"""
+        self.masks = {source.name: PrivacyMask() for source in config.source_list if needs_mask(source.filters)}
+        """the sample ranges no clip or archive file keeps (docs/filters.md), of each source whose filters keep a
+        voice or quiet hours out of its audio; kept across a reload"""
         try:
             model = load_model(config.model.path, config.model.threads)
         except BundleError as exc:
@@ -266,7 +267,7 @@ class Service:
             for source in self.config.source_list:
                 DetectionPolicy(source.detection, model.species)
                 detection_grid(source.detection, model)
-            build_filters(self.config.filters, model.species, self.clock, FilterStats(), None)
+                build_filters(source.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
             if self.publisher:

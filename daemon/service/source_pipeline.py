@@ -203,8 +203,8 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
                 range_filter, model.species, station.latitude, station.longitude, detection.range_threshold)
             detector = DetectionMaker(detection, station.name, model, clock, station_range, pipeline.stats,
                                       source_name=pipeline.name)
-            chain = build_filters(config.filters, model.species, clock, filters.stats, filters.masks.get(pipeline.name),
-                                  config.model.threads)
+            chain = build_filters(pipeline.config.filters, model.species, clock, filters.stats,
+                                  filters.masks.get(pipeline.name), config.model.threads)
             return ScoringPipeline(model, detection_grid(detection, model), detector, pipeline.stats, chain,
                                    source_name=pipeline.name)
 

@@ -66,11 +66,11 @@ class SinkSet:
 
 def ring_extra_samples(config: Config) -> int:
     """Ring capacity the sinks add to ``audio.ring_seconds``: with clips, a window, both margins, slack, and the
-    longest the filters hold a window."""
+    longest any source's filters hold a window."""
     if not (config.store.enabled and config.clips.enabled):
         return 0
-    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S + filters_delay_s(config.filters))
-                 * SAMPLE_RATE)
+    held_s = max(filters_delay_s(source.filters) for source in config.source_list)
+    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S + held_s) * SAMPLE_RATE)
 
 
 def make_sinks(context: SinkContext) -> SinkSet:
