@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from conftest import HOST, free_port
 from daemon_process import Daemon, toml_value, write_config
 from web_fixtures import ServerThread
@@ -67,6 +68,7 @@ def test_two_sources_each_detect_as_alone(trained_model, synthetic_corpus, tmp_p
         "detection": {"threshold": 0.0},
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "outbox": {"path": str(outbox)},
+        "archive": {"enabled": True, "dir": str(tmp_path / "archive"), "minutes_per_hour": 60},
         "web": {"bind": HOST, "port": free_port(), "auth": "token", "password_env": "SOURCES_TEST_TOKEN"},
     }), [{"name": "garden", "files": [str(garden_file)]},
          {"name": "pond", "files": [str(pond_file)], "detection": {"exclude": policies["pond"].exclude}},
@@ -109,6 +111,9 @@ def test_two_sources_each_detect_as_alone(trained_model, synthetic_corpus, tmp_p
     assert all(Path(clip).name.startswith(f"{name}_") for name, clip in clips)
     assert all((Path(loaded.clips.dir) / clip).is_file() for _, clip in clips)
 
+    for name in ("garden", "pond", "night"):  # every source's audio in the archive, in a folder of its name
+        kept = sum(sf.info(path).frames for path in (tmp_path / "archive" / name).rglob("*.flac"))
+        assert 15 * 32000 <= kept <= 20 * 32000, name  # a piece shorter than a window at a minute's edge is not kept
     health = json.loads(health_path(loaded.store.path).read_text())
     assert [(s["name"], s["state"], s["restarts"], s["samples"]) for s in health["sources"]] == [
         ("garden", "finished", 0, 20 * 32000), ("pond", "finished", 0, 20 * 32000),

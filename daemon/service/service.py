@@ -110,7 +110,7 @@ class Service:
                                        self.publisher, self.masks, self.filter_stats,
                                        level_outputs=(self.metrics.set_sound_level,)))
         self.sinks = built.sinks
-        for pipeline in self.pipelines:  # the archive takes the first source's audio, the sound level every source's
+        for pipeline in self.pipelines:  # the archive and the sound level take every source's audio
             pipeline.worker.audio_sinks = built.audio_sinks.get(pipeline.name, [])
         self.background = built.background
         self.status.extend(built.status)

@@ -103,10 +103,12 @@ def make_sinks(context: SinkContext) -> SinkSet:
     built.sinks.append(LogSink())
     if config.archive.enabled:
         archive = AudioArchive(config.archive, context.clock, on_event)
-        mask = context.masks.get(next(iter(context.rings)))  # the archive keeps the first source's audio
-        first = next(iter(context.rings))
-        built.audio_sinks.setdefault(first, []).append(
-            archive if mask is None else MaskedAudio(archive, mask, context.filter_stats))
+        several = len(context.rings) > 1  # then each source's files are in a folder of its name
+        for name in context.rings:
+            feed = archive.feed(name if several else "")
+            mask = context.masks.get(name)
+            built.audio_sinks.setdefault(name, []).append(
+                feed if mask is None else MaskedAudio(feed, mask, context.filter_stats))
         built.background.append(archive)
         built.status.append(archive.status)
     if config.sound_level.enabled:
