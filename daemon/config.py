@@ -44,7 +44,10 @@ MAX_FILTER_MARGIN_S = 30.0
 MAX_REMEMBER_S = 3600.0
 """upper bound of ``filters.noise_remember_s``"""
 QUIET_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-"""a ``filters.quiet_hours`` entry: ``HH:MM-HH:MM`` (local time; may run past midnight; ``24:00`` ends a day)"""
+"""a ``quiet_hours`` entry (``filters.quiet_hours``, ``notifications.quiet_hours``): ``HH:MM-HH:MM`` (local time; may
+run past midnight; ``24:00`` ends a day)"""
+QUIET_HOURS_KEY = "quiet_hours"
+"""the key of a list of :data:`QUIET_RANGE` s in any section; one string is a list of one ("" none: the older form)"""
 NEW_SPECIES_SCOPES = ("today", "year", "ever")
 """``notifications.new_species`` values: first detection of the species in the local day, year, or ever"""
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -54,6 +57,8 @@ SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 """a source name: safe in file names, MQTT topics and Home Assistant ids"""
 SHARED_DETECTION_KEYS = ("window_hop_s", "range_filter")
 """detection keys a source cannot override: every source shares the window grid and the range model"""
+SOURCE_SECTIONS = ("detection", "filters")
+"""the sections an ``[[audio.sources]]`` entry may override in a sub-table of its own"""
 AUDIO_SOURCES = ("mic", "file", "url")
 MAX_CALIBRATION_DB = 200.0
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
@@ -106,8 +111,8 @@ class AudioConfig:
     seconds)"""
     sources: list[SourceConfig] = field(default_factory=list)
     """several sources in one daemon: ``[[audio.sources]]`` tables, each with a ``name`` and the keys above it
-    overrides, and an optional ``[audio.sources.detection]`` table of [detection] keys it overrides
-    (docs/sources.md); none = one source, named "default", from the keys above"""
+    overrides, and optional ``[audio.sources.detection]`` and ``[audio.sources.filters]`` tables of [detection]
+    and [filters] keys it overrides (docs/sources.md); none = one source, named "default", from the keys above"""
 
 
 @dataclass(frozen=True)
@@ -201,12 +206,13 @@ class FiltersConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One ``[[audio.sources]]`` entry, resolved: its own audio and detection settings, [audio] and [detection]
-    filling in what it does not set."""
+    """One ``[[audio.sources]]`` entry, resolved: its own audio, detection and filter settings, [audio], [detection]
+    and [filters] filling in what it does not set."""
 
     name: str
     audio: AudioConfig
     detection: DetectionConfig
+    filters: FiltersConfig
 
 
 @dataclass(frozen=True)
@@ -319,8 +325,9 @@ class NotificationsConfig:
     """notify the first detection of a species in the local "today", this "year" or "ever" (the store's history)"""
     species: list[str] = field(default_factory=list)
     """species always notified (codes, scientific or common names)"""
-    quiet_hours: str = ""
-    """local "HH:MM-HH:MM" without detection notifications (e.g. "22:00-06:00"; "" = none); alerts still go"""
+    quiet_hours: list[str] = field(default_factory=list)
+    """local time ranges "HH:MM-HH:MM" without detection notifications (e.g. ["22:00-06:00"]; a single string as
+    before is a list of one); alerts still go"""
     max_per_hour: int = 20
     """at most this many detection notifications in any hour (0 = no limit); the rest are counted, not sent"""
     summary_time: str = ""
@@ -458,7 +465,7 @@ class Config:
     def source_list(self) -> list[SourceConfig]:
         """The sources the daemon runs: the ``[[audio.sources]]``, or one named "default" made of [audio] and
         [detection]."""
-        return self.audio.sources or [SourceConfig(DEFAULT_SOURCE_NAME, self.audio, self.detection)]
+        return self.audio.sources or [SourceConfig(DEFAULT_SOURCE_NAME, self.audio, self.detection, self.filters)]
 
 
 def load_config(path: str | Path) -> Config:
@@ -513,6 +520,7 @@ def _build_sources(tables: Any, config: Config) -> list[SourceConfig]:
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError("audio.sources: expected an array of tables ([[audio.sources]])")
     audio_hints, detection_hints = typing.get_type_hints(AudioConfig), typing.get_type_hints(DetectionConfig)
+    filters_hints = typing.get_type_hints(FiltersConfig)
     sources: list[SourceConfig] = []
     seen: dict[str, str] = {}
     for i, table in enumerate(tables):
@@ -527,17 +535,28 @@ def _build_sources(tables: Any, config: Config) -> list[SourceConfig]:
         if name in seen:
             raise ConfigError(f"{prefix}.name: {name!r} is already the name of {seen[name]}")
         seen[name] = prefix
-        overrides = table.pop("detection", {})
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"{prefix}.detection: expected a table")
+        overrides = {section: table.pop(section, {}) for section in SOURCE_SECTIONS}
+        for section, values in overrides.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{prefix}.{section}: expected a table")
         audio = {key: _coerce(value, audio_hints[key], f"{prefix}.{key}")
                  for key, value in table.items() if _known(key, audio_hints, prefix, ("sources",))}
         detection = {key: _coerce(value, detection_hints[key], f"{prefix}.detection.{key}")
-                     for key, value in overrides.items()
+                     for key, value in overrides["detection"].items()
                      if _known(key, detection_hints, f"{prefix}.detection", SHARED_DETECTION_KEYS)}
+        filters = {key: _coerce(_one_or_list(key, value), filters_hints[key], f"{prefix}.filters.{key}")
+                   for key, value in overrides["filters"].items()
+                   if _known(key, filters_hints, f"{prefix}.filters", ())}
         sources.append(SourceConfig(name, replace(config.audio, **audio), _with_threshold_file(
-            replace(config.detection, **detection), f"{prefix}.detection")))
+            replace(config.detection, **detection), f"{prefix}.detection"), replace(config.filters, **filters)))
     return sources
+
+
+def _one_or_list(key: str, value: Any) -> Any:
+    """A ``quiet_hours`` string as the list of one it stands for ("" none); any other value as it is."""
+    if key == QUIET_HOURS_KEY and isinstance(value, str):
+        return [value] if value else []
+    return value
 
 
 def _known(key: str, hints: dict[str, Any], prefix: str, refused: tuple[str, ...]) -> bool:
@@ -572,7 +591,7 @@ def _build_section(cls: type, table: dict[str, Any], prefix: str) -> Any:
     for key, value in table.items():
         if key not in hints:
             raise ConfigError(f"{prefix}.{_shown(key)}: unknown key")
-        values[key] = _coerce(value, hints[key], f"{prefix}.{key}")
+        values[key] = _coerce(_one_or_list(key, value), hints[key], f"{prefix}.{key}")
     return cls(**values)
 
 
@@ -630,6 +649,7 @@ def _check_values(config: Config) -> None:
         prefix = f"audio.sources[{i}]"
         _check_audio(source.audio, prefix, require)
         _check_detection(source.detection, f"{prefix}.detection", require)
+        _check_filters(source.filters, f"{prefix}.filters", require)
     if not config.audio.sources:  # with sources, [audio] only gives their defaults
         _check_audio(config.audio, "audio", require)
     require(1 <= config.model.threads <= MAX_THREADS, "model.threads", f"must be within 1..{MAX_THREADS}")
@@ -642,7 +662,7 @@ def _check_values(config: Config) -> None:
     require(0.0 <= config.detection.overlap_s <= BIRDNET_MAX_OVERLAP_S, "detection.overlap_s",
             f"must be within 0..{BIRDNET_MAX_OVERLAP_S}")
     require(0.5 <= config.detection.sensitivity <= 1.5, "detection.sensitivity", "must be within 0.5..1.5")
-    _check_filters(config.filters, require)
+    _check_filters(config.filters, "filters", require)
     require(1 <= config.mqtt.port <= 65535, "mqtt.port", "must be within 1..65535")
     require(config.mqtt.qos in (0, 1, 2), "mqtt.qos", "must be 0, 1 or 2")
     require(bool(config.mqtt.host) or not config.mqtt.enabled, "mqtt.host", "required when mqtt.enabled")
@@ -686,28 +706,34 @@ def _check_values(config: Config) -> None:
             "expected DEBUG, INFO, WARNING or ERROR")
 
 
-def _check_filters(filters: FiltersConfig, require: Callable[[bool, str, str], None]) -> None:
-    require(filters.privacy_detector in PRIVACY_DETECTORS, "filters.privacy_detector",
+def _check_filters(filters: FiltersConfig, prefix: str, require: Callable[[bool, str, str], None]) -> None:
+    """The checks of a [filters] table, named under ``prefix`` ("filters" or "audio.sources[i].filters")."""
+    require(filters.privacy_detector in PRIVACY_DETECTORS, f"{prefix}.privacy_detector",
             'expected "auto", "classes", "vad" or "both"')
     for key in ("privacy_threshold", "privacy_vad_threshold", "noise_threshold", "confirm_high_confidence"):
-        require(0.0 <= getattr(filters, key) <= 1.0, f"filters.{key}", "must be within 0..1")
+        require(0.0 <= getattr(filters, key) <= 1.0, f"{prefix}.{key}", "must be within 0..1")
     for key in ("privacy_margin_s", "noise_margin_s"):
-        require(0.0 <= getattr(filters, key) <= MAX_FILTER_MARGIN_S, f"filters.{key}",
+        require(0.0 <= getattr(filters, key) <= MAX_FILTER_MARGIN_S, f"{prefix}.{key}",
                 f"must be within 0..{MAX_FILTER_MARGIN_S:g}")
-    require(0.0 <= filters.noise_remember_s <= MAX_REMEMBER_S, "filters.noise_remember_s",
+    require(0.0 <= filters.noise_remember_s <= MAX_REMEMBER_S, f"{prefix}.noise_remember_s",
             f"must be within 0..{MAX_REMEMBER_S:g}")
-    require(1 <= filters.confirm_windows <= 60, "filters.confirm_windows", "must be within 1..60")
-    require(5.0 <= filters.confirm_within_s <= MAX_FILTER_MARGIN_S, "filters.confirm_within_s",
+    require(1 <= filters.confirm_windows <= 60, f"{prefix}.confirm_windows", "must be within 1..60")
+    require(5.0 <= filters.confirm_within_s <= MAX_FILTER_MARGIN_S, f"{prefix}.confirm_within_s",
             f"must be within 5..{MAX_FILTER_MARGIN_S:g} (at least one window)")
-    for i, entry in enumerate(filters.quiet_hours):
-        require(bool(QUIET_RANGE.match(entry)), f"filters.quiet_hours[{i}]",
-                f'{entry!r}: expected "HH:MM-HH:MM" (local time, e.g. "22:00-06:00")')
-    require(filters.quiet_mode in QUIET_MODES, "filters.quiet_mode", 'expected "detections" or "audio"')
+    _check_quiet_hours(filters.quiet_hours, f"{prefix}.quiet_hours", require)
+    require(filters.quiet_mode in QUIET_MODES, f"{prefix}.quiet_mode", 'expected "detections" or "audio"')
     if filters.quiet_timezone:
         try:
             zoneinfo.ZoneInfo(filters.quiet_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            require(False, "filters.quiet_timezone", f"{filters.quiet_timezone!r}: unknown time zone")
+            require(False, f"{prefix}.quiet_timezone", f"{filters.quiet_timezone!r}: unknown time zone")
+
+
+def _check_quiet_hours(ranges: list[str], key: str, require: Callable[[bool, str, str], None]) -> None:
+    """Every entry of a ``quiet_hours`` list is a :data:`QUIET_RANGE`; the error names the entry (``key[i]``)."""
+    for i, entry in enumerate(ranges):
+        require(bool(QUIET_RANGE.match(entry)), f"{key}[{i}]",
+                f'{entry!r}: expected "HH:MM-HH:MM" (local time, e.g. "22:00-06:00")')
 def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -> None:
     """The outbound targets: BirdWeather, webhooks, notifications (docs/integrations.md)."""
     bw = config.birdweather
@@ -742,9 +768,7 @@ def _check_outbound(config: Config, require: Callable[[bool, str, str], None]) -
         require(scope in NEW_SPECIES_SCOPES, "notifications.new_species", 'expected "today", "year" or "ever"')
     require(not (notes.enabled and notes.new_species) or config.store.enabled, "notifications.new_species",
             "needs store.enabled (the detection store is the history it looks in)")
-    quiet = notes.quiet_hours.split("-")
-    require(not notes.quiet_hours or (len(quiet) == 2 and all(_CLOCK_TIME.match(t) for t in quiet)),
-            "notifications.quiet_hours", 'expected "HH:MM-HH:MM" (local time) or ""')
+    _check_quiet_hours(notes.quiet_hours, "notifications.quiet_hours", require)
     require(not notes.summary_time or _CLOCK_TIME.match(notes.summary_time) is not None, "notifications.summary_time",
             'expected "HH:MM" (local time) or ""')
     require(not (notes.enabled and notes.summary_time) or config.store.enabled, "notifications.summary_time",

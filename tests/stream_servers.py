@@ -7,6 +7,8 @@
 - :class:`SilentServer`: accepts TCP connections and never sends a byte (a hung camera).
 - :class:`PacedWavServer`: HTTP, a WAV sent at ``speed`` times real time, optionally going silent (but keeping
   the connection open) after ``stall_after_s`` seconds of audio.
+- :class:`LiveHls`: a live HLS stream: ``ffmpeg`` segments a WAV at real time (AAC, 1-s segments, a sliding
+  playlist), a threaded HTTP server on the loopback serves the folder.
 """
 
 from __future__ import annotations
@@ -224,6 +226,45 @@ class PacedWavServer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LiveHls:
+    """``http://HOST:port/live.m3u8``: ``wav`` looped at real time as a live HLS stream (a playlist of the last 6
+    one-second AAC segments, older ones deleted), as a camera or a streaming server publishes one."""
+
+    def __init__(self, wav: Path, folder: Path) -> None:
+        need("ffmpeg")
+        folder.mkdir(parents=True, exist_ok=True)
+        self._segmenter = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(wav),
+             "-c:a", "aac", "-b:a", "96k", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+             "-hls_flags", "delete_segments", str(folder / "live.m3u8")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{HOST}:{self._server.server_address[1]}/live.m3u8"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        deadline = time.monotonic() + 15
+        while not (folder / "live.m3u8").exists() or (folder / "live.m3u8").read_text().count("#EXTINF") < 3:
+            if time.monotonic() > deadline or self._segmenter.poll() is not None:
+                self.close()
+                raise RuntimeError("ffmpeg made no HLS playlist of 3 segments")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        if self._segmenter.poll() is None:
+            self._segmenter.terminate()
+            self._segmenter.wait(10)
         self._server.shutdown()
         self._server.server_close()
 

@@ -27,8 +27,10 @@ from daemon.archive.directory import ArchiveCounters, ArchiveDirectory, file_nam
 from daemon.archive.minutes import kept_minutes
 from daemon.archive.sampler import ArchivePiece, ArchiveSampler
 from daemon.atomic import AtomicWriter
+from daemon.audio.files import find_audio_files
 from daemon.batch.recording_time import recording_start
 from daemon.clips.encode import encode_clip
+from daemon.clips.policy import MB
 from daemon.config import ArchiveConfig, Config
 from daemon.constants import BLOCK_SAMPLES, SAMPLE_RATE
 from daemon.pipeline.detection import StreamClock
@@ -228,9 +230,10 @@ def test_an_unwritable_archive_publishes_one_event_each_way(tmp_path, rng, caplo
     caplog.set_level(logging.INFO)
 
     def archive_minute(minute: int) -> None:
+        feed = archive.feed()
         for block in blocks(noise(rng, 10), first=60 * minute * SAMPLE_RATE):
-            archive.put_audio(block)
-        archive.end_audio()
+            feed.put_audio(block)
+        feed.end_audio()
         archive.work(1.0)
 
     (root / "2027-01-15").write_text("not a directory")  # where the day's files go: every write fails
@@ -290,9 +293,10 @@ def test_the_pipeline_thread_never_waits_for_the_archive(tmp_path, rng):
     archive = AudioArchive(ArchiveConfig(dir=str(tmp_path / "archive"), minutes_per_hour=60), clock)
     audio = noise(rng, 60 * (QUEUED_PIECES + 2) + 3)
     started = time.perf_counter()
+    feed = archive.feed()
     for block in blocks(audio):
-        archive.put_audio(block)  # nobody writes: the queue fills up
-    archive.end_audio()  # 3 s left over: shorter than a window, not kept
+        feed.put_audio(block)  # nobody writes: the queue fills up
+    feed.end_audio()  # 3 s left over: shorter than a window, not kept
     assert time.perf_counter() - started < 5
     assert archive.pending() == QUEUED_PIECES
     assert (archive.counters.dropped_busy, archive.counters.too_short) == (2, 1)
@@ -309,3 +313,24 @@ def test_the_default_archive_directory_is_writable_in_the_units_sandbox():
     state = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("StateDirectory="))
     assert Path(Config().archive.dir).is_relative_to(Path("/var/lib") / state)
     assert not Config().archive.enabled
+
+
+def test_every_source_has_its_folder_within_one_cap_that_replay_and_distill_read(tmp_path, rng):
+    root = tmp_path / "archive"
+    one_file = len(encode_clip(noise(np.random.default_rng(0), 10), SAMPLE_RATE, "flac"))
+    config = ArchiveConfig(dir=str(root), minutes_per_hour=60, max_total_mb=2.5 * one_file / MB)
+    archive = AudioArchive(config, StreamClock(HOUR), disk_usage=lambda path: PLENTY)
+    feeds = {name: archive.feed(name) for name in ("garden", "pond")}
+    for minute, name in ((0, "garden"), (1, "pond"), (2, "garden"), (3, "pond")):  # interleaved, as they come
+        for block in blocks(noise(rng, 10), source="mic:USB", first=60 * minute * SAMPLE_RATE):
+            feeds[name].put_audio(block)
+        feeds[name].end_audio()
+        archive.work(1.0)
+    kept = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.flac"))
+    assert kept == ["garden/2027-01-15/mic-USB_20270115_080200.flac", "pond/2027-01-15/mic-USB_20270115_080300.flac"]
+    assert archive.counters.deleted_cap == 2  # the oldest two, garden's then pond's: one cap for every source
+    assert archive.directory.total_bytes <= config.max_total_mb * MB
+    again = directory(root, max_total_mb=config.max_total_mb)  # a restart indexes every source's folder
+    assert again.files == 2 and again.total_bytes == archive.directory.total_bytes
+    found = find_audio_files([str(root)])  # what birdd replay and birdd distill read, with each file's time
+    assert [recording_start(path).timestamp() for path in found] == [HOUR + 120, HOUR + 180]

@@ -10,8 +10,9 @@ from http_receivers import Receiver
 
 from daemon.config import NotificationsConfig, OutboxConfig, StoreConfig, config_from_dict
 from daemon.errors import ConfigError
+from daemon.filters.quiet import QuietHours
 from daemon.outbound.notify import AlertTarget, NotificationTarget, NotificationWatch, Notifier, target_name
-from daemon.outbound.rules import NotificationRules, in_quiet_hours
+from daemon.outbound.rules import NotificationRules
 from daemon.pipeline.detection import Detection, iso_utc, make_detection_id
 from daemon.service.delivery import DeliveryWorker, make_outbound, target_names
 from daemon.service.metrics import Metrics
@@ -87,7 +88,7 @@ def test_first_of_the_day_year_and_ever_from_the_store(tmp_path, receiver):
 
 def test_listed_species_quiet_hours_and_the_hourly_limit(receiver, make_detection):
     now = [datetime(2026, 6, 15, 23, 30).timestamp()]
-    config = _notifications(receiver, new_species=[], species=["Great Tit"], quiet_hours="23:00-06:00",
+    config = _notifications(receiver, new_species=[], species=["Great Tit"], quiet_hours=["23:00-06:00"],
                             max_per_hour=2)
     rules = NotificationRules(config, "garden", None, clock=lambda: now[0])
     assert rules.message(make_detection(0)) is None and rules.quiet == 1  # 23:30: quiet
@@ -100,11 +101,16 @@ def test_listed_species_quiet_hours_and_the_hourly_limit(receiver, make_detectio
     assert target.send(make_detection(6) | {"species_code": "x", "common_name": "y", "scientific_name": "z"}) is False
 
 
-def test_quiet_hours_within_a_day_and_across_midnight():
+def test_quiet_hours_within_a_day_and_across_midnight_in_either_form():
     at = lambda h, m: datetime(2026, 1, 2, h, m).timestamp()  # noqa: E731
-    assert in_quiet_hours("22:00-06:00", at(23, 0)) and in_quiet_hours("22:00-06:00", at(5, 59))
-    assert not in_quiet_hours("22:00-06:00", at(6, 0)) and not in_quiet_hours("", at(23, 0))
-    assert in_quiet_hours("12:00-13:00", at(12, 30)) and not in_quiet_hours("12:00-13:00", at(13, 0))
+    def quiet(form: str | list[str]) -> QuietHours:
+        return QuietHours(config_from_dict({"notifications": {"quiet_hours": form}}).notifications.quiet_hours)
+
+    for form in ("22:00-06:00", ["22:00-06:00"], ["12:00-13:00", "22:00-06:00"]):  # the older string, the list
+        assert quiet(form).at(at(23, 0)) and quiet(form).at(at(5, 59)) and not quiet(form).at(at(6, 0))
+    assert not quiet("").at(at(23, 0)) and not quiet([]).at(at(23, 0))
+    both = quiet(["12:00-13:00", "22:00-06:00"])
+    assert both.at(at(12, 30)) and not both.at(at(13, 0)) and not quiet("22:00-06:00").at(at(12, 30))
 
 
 def test_a_service_that_is_down_is_retried(tmp_path, receiver, make_detection):

@@ -38,6 +38,20 @@ def test_sources_inherit_audio_and_detection_and_override_them():
     assert (pond.detection.threshold, pond.detection.exclude, pond.detection.window_hop_s) == (0.8, ["dog1"], 3)
 
 
+def test_sources_inherit_filters_and_override_them_with_quiet_hours_in_either_form():
+    config = config_from_dict({**sources({"name": "garden", "device": "USB"},
+                                         {"name": "pond", "device": "hw:2",
+                                          "filters": {"quiet_hours": "22:00-06:00", "confirm": True}},
+                                         {"name": "shed", "device": "hw:3", "filters": {"quiet_hours": ""}}),
+                               "filters": {"quiet_hours": ["12:00-13:00", "01:00-02:00"], "noise": True}})
+    garden, pond, shed = config.source_list
+    assert garden.filters == config.filters
+    assert (pond.filters.quiet_hours, pond.filters.confirm, pond.filters.noise) == (["22:00-06:00"], True, True)
+    assert shed.filters.quiet_hours == [] and shed.filters.noise
+    plain = config_from_dict({"filters": {"quiet_hours": "22:00-06:00"}})
+    assert plain.filters.quiet_hours == ["22:00-06:00"] and plain.source_list[0].filters == plain.filters
+
+
 @pytest.mark.parametrize(("table", "message"), [
     (sources({"device": "x"}), 'audio.sources[0].name: required (a name for the source, e.g. "garden")'),
     (sources({"name": "a"}, {"name": "Back yard"}),

@@ -1,4 +1,5 @@
-"""Two sources in one daemon give, window for window, what each gives alone; their names reach every output."""
+"""Two sources in one daemon give, window for window, what each gives alone; their names reach every output; a third
+source's own quiet hours (its [audio.sources.filters]) silence it alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from conftest import HOST, free_port
 from daemon_process import Daemon, toml_value, write_config
 from web_fixtures import ServerThread
@@ -21,6 +23,7 @@ from daemon.pipeline.policy import DetectionPolicy
 from daemon.store.source_health import health_path
 
 pytestmark = pytest.mark.integration
+SECTIONS = ("detection", "filters")
 
 
 
@@ -29,14 +32,15 @@ def seconds(iso: str) -> float:
 
 
 def with_sources(path: Path, sources: list[dict]) -> Path:
-    """Append ``[[audio.sources]]`` tables (a ``detection`` key becomes its ``[audio.sources.detection]``)."""
+    """Append ``[[audio.sources]]`` tables (a ``detection`` or ``filters`` key becomes its sub-table)."""
     lines = []
     for source in sources:
         lines.append("[[audio.sources]]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in source.items() if key != "detection"]
-        if "detection" in source:
-            lines.append("[audio.sources.detection]")
-            lines += [f"{key} = {toml_value(value)}" for key, value in source["detection"].items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in source.items() if key not in SECTIONS]
+        for section in SECTIONS:
+            if section in source:
+                lines.append(f"[audio.sources.{section}]")
+                lines += [f"{key} = {toml_value(value)}" for key, value in source[section].items()]
     path.write_text(path.read_text() + "\n".join(lines) + "\n")
     return path
 
@@ -64,9 +68,11 @@ def test_two_sources_each_detect_as_alone(trained_model, synthetic_corpus, tmp_p
         "detection": {"threshold": 0.0},
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "outbox": {"path": str(outbox)},
+        "archive": {"enabled": True, "dir": str(tmp_path / "archive"), "minutes_per_hour": 60},
         "web": {"bind": HOST, "port": free_port(), "auth": "token", "password_env": "SOURCES_TEST_TOKEN"},
     }), [{"name": "garden", "files": [str(garden_file)]},
-         {"name": "pond", "files": [str(pond_file)], "detection": {"exclude": policies["pond"].exclude}}])
+         {"name": "pond", "files": [str(pond_file)], "detection": {"exclude": policies["pond"].exclude}},
+         {"name": "night", "files": [str(garden_file)], "filters": {"quiet_hours": "00:00-24:00"}}])
     daemon = Daemon(config, tmp_path / "daemon.log")
     try:
         assert daemon.wait(90) == 0, daemon.log.read_text()
@@ -105,9 +111,15 @@ def test_two_sources_each_detect_as_alone(trained_model, synthetic_corpus, tmp_p
     assert all(Path(clip).name.startswith(f"{name}_") for name, clip in clips)
     assert all((Path(loaded.clips.dir) / clip).is_file() for _, clip in clips)
 
+    for name in ("garden", "pond", "night"):  # every source's audio in the archive, in a folder of its name
+        kept = sum(sf.info(path).frames for path in (tmp_path / "archive" / name).rglob("*.flac"))
+        assert 15 * 32000 <= kept <= 20 * 32000, name  # a piece shorter than a window at a minute's edge is not kept
     health = json.loads(health_path(loaded.store.path).read_text())
     assert [(s["name"], s["state"], s["restarts"], s["samples"]) for s in health["sources"]] == [
-        ("garden", "finished", 0, 20 * 32000), ("pond", "finished", 0, 20 * 32000)]
+        ("garden", "finished", 0, 20 * 32000), ("pond", "finished", 0, 20 * 32000),
+        ("night", "finished", 0, 20 * 32000)]
+    night = health["sources"][2]  # garden's audio, every window scored, every detection in its quiet hours
+    assert night["windows"] == health["sources"][0]["windows"] > 0 and night["detections"] == 0
 
     monkeypatch.setenv("SOURCES_TEST_TOKEN", "secret")
     web = ServerThread(loaded)
@@ -121,9 +133,10 @@ def test_two_sources_each_detect_as_alone(trained_model, synthetic_corpus, tmp_p
         streams = get(f"{base}/streams/health", "secret")
         assert [(s["source"], s["url"], s["process_state"], s["restart_count"], s["total_bytes_received"])
                 for s in streams] == [("garden", str(garden_file), "stopped", 0, 4 * 20 * 32000),
-                                      ("pond", str(pond_file), "stopped", 0, 4 * 20 * 32000)]
+                                      ("pond", str(pond_file), "stopped", 0, 4 * 20 * 32000),
+                                      ("night", str(garden_file), "stopped", 0, 4 * 20 * 32000)]
         status = get(f"{base}/streams/status", "secret")
-        assert (status["total_streams"], status["healthy_streams"], status["unhealthy_streams"]) == (2, 0, 2)
-        assert [s["source"] for s in status["streams_summary"]] == ["garden", "pond"]
+        assert (status["total_streams"], status["healthy_streams"], status["unhealthy_streams"]) == (3, 0, 3)
+        assert [s["source"] for s in status["streams_summary"]] == ["garden", "pond", "night"]
     finally:
         web.stop()

@@ -1,10 +1,11 @@
 """The daemon's archive of raw audio: fed every block by the pipeline thread, written on a thread of its own.
 
-:meth:`AudioArchive.put_audio` runs on the pipeline thread for each block it reads: it only cuts the kept
-minutes out (:class:`~daemon.archive.sampler.ArchiveSampler`, no copy) and queues each finished piece
-(never waits: a piece that finds the queue full is dropped and counted), so the archive adds no latency to
-scoring. :meth:`AudioArchive.work` runs on the ``birdd-archive`` thread, which the service makes: it encodes
-and writes the pieces (:class:`~daemon.archive.directory.ArchiveDirectory`). Memory: the minute under way
+:meth:`ArchiveFeed.put_audio` runs on a pipeline thread for each block it reads (one feed per source, all into
+one archive: one queue, one directory, one cap): it only cuts the kept minutes out
+(:class:`~daemon.archive.sampler.ArchiveSampler`, no copy) and queues each finished piece (never waits: a piece
+that finds the queue full is dropped and counted), so the archive adds no latency to scoring.
+:meth:`AudioArchive.work` runs on the ``birdd-archive`` thread, which the service makes: it encodes and writes
+the pieces (:class:`~daemon.archive.directory.ArchiveDirectory`). Memory: the minute under way
 and at most :data:`QUEUED_PIECES` finished ones (7.7 MB each). When the archive's directory stops taking
 writes, and when it takes them again, ``on_event`` publishes ``archive_write_failed`` (with the error) and
 ``archive_writable``, as the outbox and the store do (:mod:`daemon.write_faults`).
@@ -37,8 +38,26 @@ MIN_PIECE_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 """a shorter piece is not kept: it holds no whole window for a distillation"""
 
 
+class ArchiveFeed:
+    """One source's stream into the archive: an audio sink (``put_audio``, ``end_audio``) on its pipeline thread."""
+
+    def __init__(self, archive: AudioArchive, sampler: ArchiveSampler) -> None:
+        self._archive = archive
+        self._sampler = sampler
+
+    def put_audio(self, block: AudioBlock) -> None:
+        """Take one block of the stream (pipeline thread; never waits)."""
+        for piece in self._sampler.push(block):
+            self._archive.submit(piece)
+
+    def end_audio(self) -> None:
+        """The stream ended: queue the piece under way."""
+        for piece in self._sampler.flush():
+            self._archive.submit(piece)
+
+
 class AudioArchive:
-    """An audio sink (``put_audio``, ``end_audio``) and a background task (``work``, ``drain``) in one."""
+    """The archive's queue and writer: a background task (``work``, ``drain``) that :class:`ArchiveFeed` s feed."""
 
     name = "birdd-archive"
 
@@ -49,20 +68,16 @@ class AudioArchive:
         self.directory.open()
         self._events = FaultEvents("archive", on_event)
         self._report()
-        self._sampler = ArchiveSampler(config.minutes_per_hour, clock)
+        self._minutes_per_hour = config.minutes_per_hour
+        self._clock = clock
         self._queue: queue.Queue[ArchivePiece] = queue.Queue(QUEUED_PIECES)
         self._unwritten = 0  # pieces queued or being written
         self._lock = threading.Lock()
 
-    def put_audio(self, block: AudioBlock) -> None:
-        """Take one block of the stream (pipeline thread; never waits)."""
-        for piece in self._sampler.push(block):
-            self._submit(piece)
-
-    def end_audio(self) -> None:
-        """The stream ended: queue the piece under way."""
-        for piece in self._sampler.flush():
-            self._submit(piece)
+    def feed(self, source_name: str = "") -> ArchiveFeed:
+        """A new feed for one source's stream; its files go under a folder ``source_name`` ("": the archive's own
+        directory, as for a daemon of one source)."""
+        return ArchiveFeed(self, ArchiveSampler(self._minutes_per_hour, self._clock, source_name))
 
     def work(self, timeout: float) -> None:
         """Write the next queued piece; wait up to ``timeout`` seconds for one (archive thread)."""
@@ -98,7 +113,9 @@ class AudioArchive:
                             "total_bytes": self.directory.total_bytes, "queued": self._queue.qsize(),
                             "error": self.directory.error}}
 
-    def _submit(self, piece: ArchivePiece) -> None:
+    def submit(self, piece: ArchivePiece) -> None:
+        """Queue a finished piece for the archive thread (any pipeline thread; never waits: dropped and counted
+        when the queue is full, or when shorter than a window)."""
         if piece.samples.size < MIN_PIECE_SAMPLES:
             self.counters.too_short += 1
             return

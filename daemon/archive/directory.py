@@ -1,8 +1,10 @@
 """The archive's files: names, atomic writes, the disk cap (oldest deleted first), the free-space floor.
 
-Layout: ``<archive.dir>/<UTC date>/<source>_<YYYYMMDD_HHMMSS>.flac``, the time (UTC) of the file's first
-sample, named as Song Meter recorders name theirs, so that ``birdd replay`` and ``birdd distill`` read the
-recording time back (:mod:`daemon.batch.recording_time`). A file is written through
+Layout: ``<archive.dir>/<UTC date>/<input>_<YYYYMMDD_HHMMSS>.flac``, the time (UTC) of the file's first
+sample, named as Song Meter recorders name theirs (with several ``[[audio.sources]]``, each source's files
+are under a folder of its name: ``<archive.dir>/<source name>/<UTC date>/...``; the cap and the free-space
+floor hold for all of them together, the oldest file of any source deleted first), so that ``birdd replay``
+and ``birdd distill`` read the recording time back (:mod:`daemon.batch.recording_time`). A file is written through
 :class:`~daemon.atomic.AtomicWriter` (a temporary sibling, fsynced, renamed): a reader or a power cut never
 sees half a file under its name, and the temporary file a kill may leave is deleted at the next start.
 
@@ -66,10 +68,12 @@ class ArchiveCounters:
 
 
 def file_name(piece: ArchivePiece) -> str:
-    """``<UTC date>/<source>_<YYYYMMDD_HHMMSS>.flac`` for a piece, relative to the archive's directory."""
+    """``[<source name>/]<UTC date>/<input>_<YYYYMMDD_HHMMSS>.flac`` for a piece, relative to the archive's
+    directory."""
     start = datetime.fromtimestamp(piece.start_time, UTC)
     source = _UNSAFE.sub("-", Path(piece.source).stem).strip("-")[:SOURCE_CHARS] or "audio"
-    return f"{start:%Y-%m-%d}/{source}_{start:%Y%m%d_%H%M%S}.{FORMAT}"
+    folder = f"{piece.source_name}/" if piece.source_name else ""
+    return f"{folder}{start:%Y-%m-%d}/{source}_{start:%Y%m%d_%H%M%S}.{FORMAT}"
 
 
 class ArchiveDirectory:
@@ -155,8 +159,10 @@ class ArchiveDirectory:
         self._files.pop(0)
         self.total_bytes -= nbytes
         self.counters.deleted_cap += 1
-        if path.parent != self.root and not any(path.parent.iterdir()):
-            path.parent.rmdir()
+        for folder in (path.parent, path.parent.parent):  # the day's folder, then the source's, once empty
+            if folder == self.root or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
     def _forget(self, name: str) -> None:
         for entry in self._files:

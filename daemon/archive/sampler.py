@@ -29,6 +29,8 @@ class ArchivePiece:
     """wall-clock time of ``samples[0]`` (seconds since 1970)"""
     samples: np.ndarray
     """float32 mono at :data:`SAMPLE_RATE`"""
+    source_name: str = ""
+    """the configured source that heard it, with several ``[[audio.sources]]`` ("" for a daemon of one source)"""
 
     @property
     def seconds(self) -> float:
@@ -39,9 +41,11 @@ class ArchivePiece:
 class ArchiveSampler:
     """Keeps the audio of the kept minutes of each hour, in pieces."""
 
-    def __init__(self, minutes_per_hour: int, clock: StreamClock) -> None:
+    def __init__(self, minutes_per_hour: int, clock: StreamClock, source_name: str = "") -> None:
+        """``source_name``: the configured source whose stream this is, carried by its pieces."""
         self._minutes_per_hour = minutes_per_hour
         self._clock = clock
+        self._source_name = source_name
         self._parts: list[np.ndarray] = []  # the ring hands out fresh arrays: kept without a copy
         self._source = ""
         self._minute = 0
@@ -69,7 +73,8 @@ class ArchiveSampler:
         """End the piece under way (the stream ended); it, if there was one."""
         if not self._parts:
             return []
-        piece = ArchivePiece(self._source, self._clock.at(self._start), np.concatenate(self._parts))
+        piece = ArchivePiece(self._source, self._clock.at(self._start), np.concatenate(self._parts),
+                             self._source_name)
         self._parts = []
         return [piece]
 

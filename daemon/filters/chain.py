@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from daemon.config import MAX_FILTER_MARGIN_S, Config, FiltersConfig
+from daemon.config import MAX_FILTER_MARGIN_S, FiltersConfig
 from daemon.constants import SAMPLE_RATE, WINDOW_SECONDS
 from daemon.errors import ConfigError
 from daemon.filters.confirm import Confirmation
@@ -61,9 +61,8 @@ def filters_delay_s(config: FiltersConfig) -> float:
     return min(delay, 3 * (MAX_FILTER_MARGIN_S + WINDOW_SECONDS))
 
 
-def needs_mask(config: Config) -> bool:
-    """Whether clips and the archive must consult a privacy mask."""
-    filters = config.filters
+def needs_mask(filters: FiltersConfig) -> bool:
+    """Whether a source's clips and archive must consult a privacy mask under ``filters`` (its own [filters])."""
     return filters.privacy or (bool(filters.quiet_hours) and filters.quiet_mode == "audio")
 
 

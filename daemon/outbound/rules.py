@@ -12,10 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from daemon.config import NotificationsConfig
+from daemon.filters.quiet import QuietHours
 from daemon.store.queries import seen_before
 from daemon.store.writer import epoch_of, local_date_time
 
@@ -37,16 +37,6 @@ def minutes_of(clock_time: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def in_quiet_hours(quiet_hours: str, epoch: float) -> bool:
-    """True if the local time at ``epoch`` lies in ``"HH:MM-HH:MM"`` (which may wrap past midnight)."""
-    if not quiet_hours:
-        return False
-    start, end = (minutes_of(t) for t in quiet_hours.split("-"))
-    local = datetime.fromtimestamp(epoch).astimezone()
-    now = local.hour * 60 + local.minute
-    return start <= now < end if start <= end else now >= start or now < end
-
-
 class NotificationRules:
     """Decides per detection payload; ``history`` is a read-only connection to the detection store (or None)."""
 
@@ -57,6 +47,7 @@ class NotificationRules:
         self._history = history
         self._clock = clock
         self._listed = {name.casefold() for name in config.species}
+        self._quiet_hours = QuietHours(config.quiet_hours)  # the system's local time, as [filters] by default
         self._sent: deque[float] = deque()  # times of the detection notifications of the last hour
         self.quiet = 0
         """notifications not sent inside quiet hours"""
@@ -71,7 +62,7 @@ class NotificationRules:
         if reason is None:
             return None
         now = self._clock()
-        if in_quiet_hours(self._config.quiet_hours, now):
+        if self._quiet_hours.at(now):
             self.quiet += 1
             return None
         while self._sent and now - self._sent[0] >= HOUR_S:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +67,11 @@ SINK_DRAIN_S = 60.0
 """at the end of the input, how long the sinks may take for the results still queued (seconds)"""
 PIPELINE_STALL_S = 30.0
 """a pipeline worker that has not read the ring for this long is reported dead (no watchdog ping)"""
+GIL_SWITCH_S = 0.0005
+"""the interpreter's thread switch interval while the daemon runs (Python's default is 0.005 s): a source or
+pipeline thread woken by new audio waits at most this long for a thread that holds the GIL, instead of up to
+5 ms behind each of them; with 8 sources, 16 threads wake on the same 100-ms block boundaries (docs/sources.md,
+"Publish latency")"""
 
 
 class Service:
@@ -76,8 +82,9 @@ class Service:
         self.signals = SignalFlags()
         self.clock = StreamClock()
         self.filter_stats = FilterStats()
-        self.masks = {source.name: PrivacyMask() for source in config.source_list} if needs_mask(config) else {}
-        """each source's sample ranges no clip or archive file keeps (docs/filters.md); kept across a reload"""
+        self.masks = {source.name: PrivacyMask() for source in config.source_list if needs_mask(source.filters)}
+        """the sample ranges no clip or archive file keeps (docs/filters.md), of each source whose filters keep a
+        voice or quiet hours out of its audio; kept across a reload"""
         try:
             model = load_model(config.model.path, config.model.threads)
         except BundleError as exc:
@@ -103,7 +110,7 @@ class Service:
                                        self.publisher, self.masks, self.filter_stats,
                                        level_outputs=(self.metrics.set_sound_level,)))
         self.sinks = built.sinks
-        for pipeline in self.pipelines:  # the archive takes the first source's audio, the sound level every source's
+        for pipeline in self.pipelines:  # the archive and the sound level take every source's audio
             pipeline.worker.audio_sinks = built.audio_sinks.get(pipeline.name, [])
         self.background = built.background
         self.status.extend(built.status)
@@ -125,13 +132,16 @@ class Service:
 
     def run(self) -> int:
         """Start everything, serve until told to stop, stop everything; 0 on a clean stop."""
+        switch_interval = sys.getswitchinterval()
         with threadpool_limits(self.config.model.threads):
             self.signals.install(reload=True)
+            sys.setswitchinterval(GIL_SWITCH_S)
             try:
                 self.start()
                 code = self._serve()
             finally:
                 self.stop()
+                sys.setswitchinterval(switch_interval)
                 # a reload now means nothing; and at exit Python puts back the default action for signals
                 # with handlers, which would end the process by a late SIGHUP instead of its exit status
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -257,7 +267,7 @@ class Service:
             for source in self.config.source_list:
                 DetectionPolicy(source.detection, model.species)
                 detection_grid(source.detection, model)
-            build_filters(self.config.filters, model.species, self.clock, FilterStats(), None)
+                build_filters(source.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
             if self.publisher:

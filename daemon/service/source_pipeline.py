@@ -204,8 +204,8 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
             grid = detection_grid(detection, model)
             detector = DetectionMaker(detection, station.name, model, clock, station_range, pipeline.stats,
                                       source_name=pipeline.name, strictly_above=grid.strictly_above)
-            chain = build_filters(config.filters, model.species, clock, filters.stats, filters.masks.get(pipeline.name),
-                                  config.model.threads)
+            chain = build_filters(pipeline.config.filters, model.species, clock, filters.stats,
+                                  filters.masks.get(pipeline.name), config.model.threads)
             return ScoringPipeline(model, grid, detector, pipeline.stats, chain, source_name=pipeline.name)
 
         name = f"birdd-pipeline-{pipeline.name}" if several else "birdd-pipeline"

@@ -66,11 +66,11 @@ class SinkSet:
 
 def ring_extra_samples(config: Config) -> int:
     """Ring capacity the sinks add to ``audio.ring_seconds``: with clips, a window, both margins, slack, and the
-    longest the filters hold a window."""
+    longest any source's filters hold a window."""
     if not (config.store.enabled and config.clips.enabled):
         return 0
-    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S + filters_delay_s(config.filters))
-                 * SAMPLE_RATE)
+    held_s = max(filters_delay_s(source.filters) for source in config.source_list)
+    return round((WINDOW_SECONDS + 2 * config.clips.margin_s + CLIP_SLACK_S + held_s) * SAMPLE_RATE)
 
 
 def make_sinks(context: SinkContext) -> SinkSet:
@@ -94,7 +94,8 @@ def make_sinks(context: SinkContext) -> SinkSet:
         recording = RecordingSink(store, clips, on_event, published_id=context.outbox.highest_id)
         built.window_sinks.append(recording)
         built.status.append(recording.status)
-    outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None)
+    outbox = OutboxSink(context.outbox, on_event, recording.payload_fields if recording else None,
+                        context.publisher.wake if context.publisher else None)
     built.sinks.append(outbox)
     built.window_sinks.append(outbox)  # each window retries what a full or read-only disk held back
     if recording is not None:
@@ -102,10 +103,12 @@ def make_sinks(context: SinkContext) -> SinkSet:
     built.sinks.append(LogSink())
     if config.archive.enabled:
         archive = AudioArchive(config.archive, context.clock, on_event)
-        mask = context.masks.get(next(iter(context.rings)))  # the archive keeps the first source's audio
-        first = next(iter(context.rings))
-        built.audio_sinks.setdefault(first, []).append(
-            archive if mask is None else MaskedAudio(archive, mask, context.filter_stats))
+        several = len(context.rings) > 1  # then each source's files are in a folder of its name
+        for name in context.rings:
+            feed = archive.feed(name if several else "")
+            mask = context.masks.get(name)
+            built.audio_sinks.setdefault(name, []).append(
+                feed if mask is None else MaskedAudio(feed, mask, context.filter_stats))
         built.background.append(archive)
         built.status.append(archive.status)
     if config.sound_level.enabled:

@@ -4,7 +4,9 @@ One thread owns the paho client: it connects (with jittered, capped back-off), d
 moves detections from the :class:`~daemon.outbox.Outbox` to the broker with at most
 ``MAX_INFLIGHT`` unacknowledged (the file's rows, then those the outbox holds in memory while its file
 takes no write), acks the outbox on PUBACK, and publishes status. Other threads
-only hand it work (``publish_window``, ``publish_event``) or read counters; none of them blocks.
+only hand it work (``publish_window``, ``publish_event``, ``wake`` after an outbox commit) or read counters;
+none of them blocks. The thread waits for the broker's socket and for a wake-up pipe together, so a
+committed detection is published at once rather than at the end of the current network wait.
 
 Topics under the prefix (``Config.topic_prefix``):
 
@@ -31,10 +33,13 @@ event (once while an event with the same reason waits), published when a connect
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import select
+import socket
 import ssl
 import time
 from collections import deque
@@ -60,7 +65,7 @@ log = logging.getLogger(__name__)
 MAX_INFLIGHT = 16
 """detections published but not yet acknowledged by the broker, at most"""
 _CONTROL_INFLIGHT = 8  # room in paho's in-flight window for status, discovery and event messages
-_LOOP_TIMEOUT_S = 0.05  # network wait per loop turn: bounds the latency of new work and of stop()
+_LOOP_TIMEOUT_S = 0.05  # network wait per loop turn when nothing wakes the thread: bounds the latency of stop()
 _EVENTS_KEPT = 32  # events kept while disconnected (oldest dropped)
 _WINDOWS_QUEUED = 64
 _STOP_MARGIN_S = 0.5  # part of stop()'s budget kept for closing the socket and joining
@@ -175,6 +180,9 @@ class MqttPublisher(ManagedThread):
         self._windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
         self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
         self._sound_levels: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_QUEUED)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
         # Owned by the MQTT thread:
         self._inflight: dict[int, tuple[int, dict[str, Any]]] = {}  # paho mid -> (outbox seq, payload)
         self._last_sent_seq = 0
@@ -229,20 +237,28 @@ class MqttPublisher(ManagedThread):
         self._stop_deadline = time.monotonic() + timeout
         super().stop(timeout)
 
+    def wake(self) -> None:
+        """New work for the MQTT thread (a detection committed to the outbox): end its network wait now."""
+        with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending anyway) or closed at exit
+            self._wake_w.send(b"\0")
+
     def publish_window(self, payload: dict[str, Any]) -> None:
         """Queue a window's top-k scores for ``<prefix>/windows`` (dropped unless enabled and connected)."""
         if self._mqtt.publish_windows and self._connected:
             self._windows.append(payload)
+            self.wake()
 
     def publish_sound_level(self, payload: dict[str, Any]) -> None:
         """Queue a sound-level report for ``<prefix>/soundlevel`` (dropped while disconnected)."""
         if self._connected:
             self._sound_levels.append(payload)
+            self.wake()
 
     def publish_event(self, kind: str, message: str) -> None:
         """Queue an event (e.g. ``model_reload_failed``) for ``<prefix>/status/events``; kept while offline."""
         self._events.append({"station": self._station, "time": iso_utc(time.time()), "kind": kind,
                              "message": message})
+        self.wake()
 
     def counters(self) -> PublisherCounters:
         """A snapshot of connected, reconnects, published, last_error and inflight."""
@@ -301,7 +317,8 @@ class MqttPublisher(ManagedThread):
                 except OSError as exc:
                     self._retry_later(f"cannot connect: {exc}")
                 continue
-            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            self._wait_for_work(_LOOP_TIMEOUT_S)
+            rc = self._client.loop(timeout=0.0)
             if rc == mqtt.MQTT_ERR_SUCCESS and self._refused_seq is not None:
                 self._new_session()
                 rc = mqtt.MQTT_ERR_NO_CONN
@@ -313,6 +330,21 @@ class MqttPublisher(ManagedThread):
             if self._connected:
                 self._serve()
         self._shutdown()
+
+    def _wait_for_work(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the broker's socket (readable, or writable while paho has output) or for
+        :meth:`wake`; ``loop()`` then does the reading and writing without waiting."""
+        sock = self._client.socket()
+        if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):  # TLS bytes already read
+            return
+        try:
+            ready, _, _ = select.select([sock, self._wake_r], [sock] if self._client.want_write() else [], [],
+                                        timeout)
+        except (OSError, ValueError, TypeError):  # the socket closed meanwhile: loop() reports the connection lost
+            return
+        if self._wake_r in ready:
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(4096)
 
     def _end_connection(self) -> None:
         """Only a connection that lasted _STABLE_CONNECTION_S starts the back-off afresh."""
@@ -413,6 +445,8 @@ class MqttPublisher(ManagedThread):
                 log.info("MQTT stop: %d detection(s) unacknowledged, kept in the outbox", len(self._inflight))
         self._client.disconnect()
         self._connected = False
+        self._wake_r.close()
+        self._wake_w.close()
         log.info("MQTT disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
 
 

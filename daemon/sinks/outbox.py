@@ -568,12 +568,15 @@ class OutboxSink:
     Also a window sink: every scored window is the moment to retry detections held in memory while the
     outbox could not be written. ``on_event(kind, message)`` reports ``outbox_write_failed`` and
     ``outbox_writable`` (the status topic's events). ``extra_fields(detection)`` adds fields to the payload:
-    the detection store's ``id`` and ``clip``.
+    the detection store's ``id`` and ``clip``. ``on_put()`` is called after each put (the MQTT publisher's
+    ``wake``, so that it publishes the row at once).
     """
 
     def __init__(self, outbox: Outbox, on_event: EventCallback | None = None,
-                 extra_fields: Callable[[Detection], dict[str, Any]] | None = None) -> None:
+                 extra_fields: Callable[[Detection], dict[str, Any]] | None = None,
+                 on_put: Callable[[], None] | None = None) -> None:
         self.outbox = outbox
+        self._on_put = on_put
         self._events = FaultEvents("outbox", on_event)
         self._extra_fields = extra_fields
 
@@ -583,6 +586,8 @@ class OutboxSink:
         if self._extra_fields is not None:
             payload.update(self._extra_fields(detection))
         self.outbox.put(payload)
+        if self._on_put is not None:
+            self._on_put()
         self._report()
 
     def put_window(self, result: WindowResult) -> None:
