@@ -17,7 +17,7 @@ from daemon.batch.formats import for_output
 from daemon.batch.journal import ResumeJournal, files_digest, record_run
 from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
-from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
+from daemon.batch.replay import CascadeSpec, ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BirddError, BundleError, StorageError
@@ -43,6 +43,8 @@ class ReplayOptions:
     """BirdNET grid: overlap of consecutive chunks (seconds)"""
     sensitivity: float = 1.0
     """BirdNET grid: BirdNET's sensitivity"""
+    cascade: CascadeSpec | None = None
+    """``--cascade``: the teacher that re-scores the windows the model flags (:mod:`daemon.pipeline.cascade`)"""
 
     def window_grid(self, model: Model) -> Grid:
         """The grid ``model`` is scored on: on the BirdNET grid, the stream is the model's rate (48 kHz), read as
@@ -95,8 +97,8 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
     numbered = _numbered(tasks)
     todo = [task for task, numbers in zip(tasks, numbered, strict=True)
             if journal is None or not all(map(journal.has, numbers))]
-    fresh = (result for task_results in runner(ReplayJob(str(model.path), model.digest, grid), todo)
-             for result in task_results)
+    job = ReplayJob(str(model.path), model.digest, grid, cascade=options.cascade)
+    fresh = (result for task_results in runner(job, todo) for result in task_results)
     todo_set = {task.number for task in todo}
     summary = ReplaySummary()
     writer = open_writer(options.fmt, output, model.species, options.min_conf, with_times, common_folder(files))
@@ -206,7 +208,8 @@ def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: R
         log.info("resuming: %d of %d part(s) already in %s", len(summaries), len(tasks), folder)
     todo = [task for task in tasks if task.number not in summaries]
     job = ReplayJob(str(model.path), model.digest, grid,
-                    PartsSpec(str(folder.absolute()), options.fmt, options.min_conf, with_times, pattern, in_range))
+                    PartsSpec(str(folder.absolute()), options.fmt, options.min_conf, with_times, pattern, in_range),
+                    options.cascade)
     fresh = runner(job, todo) if todo else []
     for task, result in zip(todo, tqdm(fresh, total=len(todo), desc="replay", unit="task", disable=not progress),
                             strict=True):
