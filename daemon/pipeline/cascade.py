@@ -1,19 +1,20 @@
 """A student/teacher cascade: the student scores every window, the teacher re-scores the few it flags.
 
-A window is **flagged** when the student's best score (over all its species) reaches ``screen_threshold``;
-the teacher (a TFLite bundle: BirdNET zero-shot, a BirdNET head) then scores the same window's audio, and
-the window's score for every species the teacher knows is the teacher's. A species the teacher does not
-know keeps the student's score (the student is never silently poorer than alone). An unflagged window keeps
-the student's scores: every one is below ``screen_threshold``, so with ``screen_threshold`` at or below the
-detection threshold it makes no detection, and its scores still rank the window for an evaluation.
+A window is **flagged** when the student's best score (over all its species) reaches ``screen_threshold``; the
+teacher (a TFLite bundle: BirdNET zero-shot, a BirdNET head) then scores the same window's audio, and the
+window's score for every species the teacher knows is the teacher's. A species the teacher does not know (not
+in its list, or without a class of its model) keeps the student's score (the student is never silently poorer
+than alone). An unflagged window keeps the student's scores: every one is below ``screen_threshold``, so with
+``screen_threshold`` at or below the detection threshold it makes no detection, and its scores still rank the
+window for an evaluation.
 
-The teacher scores a window as its own streaming stages would (a fresh resampler and pooler on
-the window's audio, with up to :meth:`~daemon.model.tflite_backend.TFLiteBackend.context_samples` of audio
-before it so the resampler has settled): at the model's own rate (no resampling) the scores are the teacher's
-streaming ones to the last bit; with resampling, equal to float rounding except in the last milliseconds of
-the window, where the stream's resampler has also seen the audio after it. The cascade stage keeps the audio
-of the current window and a little before it; it has no threads, and the teacher model is loaded once and
-shared by every source's cascade (its TFLite calls are serialised by the embedder's lock).
+The teacher scores a window as its own streaming stages would (a fresh resampler and pooler on the window's
+audio, with up to :meth:`~daemon.model.tflite_backend.TFLiteBackend.context_samples` of audio before it so the
+resampler has settled): at the model's own rate (no resampling) the scores are the teacher's streaming ones to
+the last bit; with resampling, equal to float rounding except in the last milliseconds of the window, where
+the stream's resampler has also seen the audio after it. The cascade stage keeps the audio of the current
+window and a little before it; it has no threads, and the teacher model is loaded once and shared by every
+source's cascade (its TFLite calls are serialised by the embedder's lock).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError, ConfigError
+from daemon.model.head import SelectionHead
 from daemon.model.loader import Model, Species, load_model
 from daemon.model.windows import Grid, WindowGrid
 from daemon.pipeline.species_list import species_index
@@ -49,11 +51,14 @@ class Screening:
 
 def teacher_columns(teacher: Model, species: list[Species]) -> np.ndarray:
     """For each of ``species`` (the student's columns) the teacher's column (by code, then scientific name), -1
-    where the teacher does not know the species."""
+    where the teacher does not know the species: not in its list, or in it without a class of its model (a
+    zero-shot bundle's species that BirdNET does not know: a constant score)."""
+    unscored = teacher.head.unmatched if isinstance(teacher.head, SelectionHead) else np.zeros(len(teacher.species),
+                                                                                                  bool)
     found = [species_index(s.code, teacher.species) for s in species]
     found = [j if j is not None or not s.scientific_name else species_index(s.scientific_name, teacher.species)
              for s, j in zip(species, found, strict=True)]
-    return np.array([-1 if j is None else j for j in found], dtype=np.int64)
+    return np.array([-1 if j is None or unscored[j] else j for j in found], dtype=np.int64)
 
 
 def check_cascade(teacher: Model, student: Model, grid: Grid, key: str = "cascade.teacher") -> None:
