@@ -7,12 +7,14 @@ the teacher runs only for the flagged windows; a cascade that cannot run is one 
 
 from __future__ import annotations
 
+import csv
 import re
 
 import numpy as np
 import pytest
 from test_cli_train_replay_eval import birdd
 from test_distill_cli import teacher  # noqa: F401  (a fixture: a zero-shot bundle on the tiny model)
+from tflite_fixtures import BIRDNET_LIKE, write_tiny_model
 
 from daemon.audio.files import read_audio
 from daemon.batch.evaluate import read_table
@@ -25,6 +27,7 @@ from daemon.pipeline.cascade import CascadeTeacher, check_cascade, load_teacher,
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker
 from daemon.pipeline.scoring import AudioBlock, PipelineStats, ScoringPipeline
+from trainer.tflite_zero_shot import zero_shot_bundle
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")]
@@ -121,3 +124,25 @@ def test_a_cascade_that_cannot_run_is_one_line_naming_the_key(trained_model, tea
             config_from_dict({"cascade": {"screen_threshold": value}})
     with pytest.raises(ConfigError, match=r"^cascade\.teachr: unknown key$"):
         config_from_dict({"cascade": {"teachr": str(teacher)}})
+
+
+def test_a_resampling_teacher_scores_a_flagged_window_as_its_stream_does(synthetic_corpus, trained_model, soundscape,
+                                                                          tmp_path):
+    """BirdNET's geometry (48 kHz, 3-s chunks at 0 and 2 s): the window's audio is resampled afresh, with 1 s
+    before it, and its scores are the teacher's streaming ones but for the resampler's last milliseconds."""
+    model = write_tiny_model(tmp_path / "tiny.tflite", BIRDNET_LIKE.chunk_samples, dim=8, n_logits=3)
+    with (synthetic_corpus / "taxonomy.csv").open() as fh:
+        species = list(csv.DictReader(fh))[:3]
+    (tmp_path / BIRDNET_LIKE.labels_file).write_text(
+        "".join(f"{s['scientific_name']}_{s['common_name']}\n" for s in species))
+    tutor = load_model(zero_shot_bundle(synthetic_corpus, tmp_path / "bundle", model.path, BIRDNET_LIKE))
+    student = load_model(trained_model)
+    taught = scored(tutor, soundscape)
+    calls = tutor.backend.embedder.invocations
+    results = scored(student, soundscape, cascade=CascadeTeacher(tutor, 1e-9).stage(student))  # every window
+    assert tutor.backend.embedder.invocations - calls == 2 * len(results)  # two 3-s chunks per window
+    columns = teacher_columns(tutor, student.species)
+    known = columns >= 0
+    got = np.stack([r.scores[known] for r in results])
+    expected = np.stack([r.scores[columns[known]] for r in taught])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
