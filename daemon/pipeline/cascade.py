@@ -11,8 +11,8 @@ window for an evaluation.
 The teacher scores a window as its own streaming stages would (a fresh resampler and pooler on the window's
 audio, with up to :meth:`~daemon.model.tflite_backend.TFLiteBackend.context_samples` of audio before it so the
 resampler has settled): at the model's own rate (no resampling) the scores are the teacher's streaming ones to
-the last bit; with resampling, equal to float rounding except in the last milliseconds of the window, where
-the stream's resampler has also seen the audio after it. The cascade stage keeps the audio of the current
+the last bit; with resampling, within 1e-4 of them (the stream's resampler has also seen the audio after the
+window, this one has not). The cascade stage keeps the audio of the current
 window and a little before it; it has no threads, and the teacher model is loaded once and shared by every
 source's cascade (its TFLite calls are serialised by the embedder's lock).
 """
