@@ -8,6 +8,8 @@ in ~/.cache/birdd); the student is ``birdd distill`` with the default options on
   models     the teacher (if OUT/teacher is missing), the student (OUT/student: all the audio) and, for the
              cross-validation, a student of each fold's half of the audio files (OUT/fold_K/student; the
              files split by a seeded permutation of each folder)
+  teacher    the teacher alone on the test soundscapes and on each fold's held-out files (its scores and CPU
+             kept in OUT/teacher_*.npz for `choose` and `test`; run beside `models`, it does not need them)
   choose     the screen threshold, by cross-validation on the training audio against the teacher: each fold's
              student and the teacher score the other fold's files (5-s windows, the replay grid); for each
              candidate threshold, the cascade's scores (the teacher's where the student's best score reaches
@@ -120,6 +122,29 @@ def scores_of(model: Model, signals: list[tuple[Path, np.ndarray]],
     return rows, np.stack(scores), spent, stats.teacher_windows
 
 
+def teacher_scores(args: argparse.Namespace, name: str,
+                   signals: list[tuple[Path, np.ndarray]]) -> tuple[list[str], np.ndarray, float]:
+    """The teacher alone over ``signals``: row ids, scores and CPU seconds, kept in OUT/teacher_NAME.npz (the
+    teacher's pass is the slow one, and does not depend on the student)."""
+    cached = args.out / f"teacher_{name}.npz"
+    if not cached.exists():
+        ids, scores, cpu, _ = scores_of(load_model(args.out / "teacher", threads=1), signals)
+        np.savez(cached, rows=np.array(ids), scores=scores, cpu=cpu)
+    with np.load(cached) as saved:
+        return list(saved["rows"]), saved["scores"], float(saved["cpu"])
+
+
+def held_out(args: argparse.Namespace, k: int) -> list[tuple[Path, np.ndarray]]:
+    """The files fold ``k``'s student did not hear, decoded."""
+    return decode([path for j, files in enumerate(fold_files(args.data)) if j != k for path in files])
+
+
+def precompute_teacher(args: argparse.Namespace) -> None:
+    teacher_scores(args, "test", decode(find_audio_files([args.data / "test_soundscapes"])))
+    for k in range(FOLDS):
+        teacher_scores(args, f"fold_{k}", held_out(args, k))
+
+
 def minutes(signals: list[tuple[Path, np.ndarray]]) -> float:
     return sum(samples.size for _, samples in signals) / SAMPLE_RATE / 60
 
@@ -142,20 +167,20 @@ def fidelity(scores: np.ndarray, teacher: np.ndarray, columns: np.ndarray) -> fl
 
 def choose(args: argparse.Namespace) -> None:
     teacher = load_model(args.out / "teacher", threads=1)
-    folds = fold_files(args.data)
     shares: dict[float, list[float]] = {t: [] for t in CANDIDATES}
     faithful: dict[float, list[float]] = {t: [] for t in CANDIDATES}
     ratios, alone = [], []
     for k in range(FOLDS):
         student = load_model(args.out / f"fold_{k}" / "student", threads=1)
-        held_out = decode([path for j, files in enumerate(folds) if j != k for path in files])
-        _, s, s_cpu, _ = scores_of(student, held_out)
-        _, t, t_cpu, _ = scores_of(teacher, held_out)
+        heard = held_out(args, k)
+        rows, s, s_cpu, _ = scores_of(student, heard)
+        teacher_rows, t, t_cpu = teacher_scores(args, f"fold_{k}", heard)
+        assert teacher_rows == rows
         columns = teacher_columns(teacher, student.species)
         ratios.append(s_cpu / t_cpu)
         alone.append(fidelity(s, t, columns))
-        print(f"fold {k}: student {student.path} on {len(held_out)} held-out files ({minutes(held_out):.1f} min): "
-              f"CPU {1000 * s_cpu / minutes(held_out):.1f} ms/min, teacher {1000 * t_cpu / minutes(held_out):.1f} "
+        print(f"fold {k}: student {student.path} on {len(heard)} held-out files ({minutes(heard):.1f} min): "
+              f"CPU {1000 * s_cpu / minutes(heard):.1f} ms/min, teacher {1000 * t_cpu / minutes(heard):.1f} "
               f"ms/min (1/{t_cpu / s_cpu:.1f}); fidelity of the student alone {alone[-1]:.4f}", flush=True)
         for threshold in CANDIDATES:
             shares[threshold].append(float((s.max(axis=1) >= threshold).mean()))
@@ -196,7 +221,11 @@ def test(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     measured = []
     for name, model, tutor in rows:
-        ids, scores, cpu, sent = scores_of(model, signals, tutor)
+        if model is teacher:
+            ids, scores, cpu = teacher_scores(args, "test", signals)
+            sent = 0
+        else:
+            ids, scores, cpu, sent = scores_of(model, signals, tutor)
         order = {r: i for i, r in enumerate(ids)}
         aligned_rows = scores[[order[r] for r in truth.row_ids]]
         cols = {c: j for j, c in enumerate(model.codes)}
@@ -218,12 +247,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/cascade"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models")
+    commands.add_parser("teacher")
     commands.add_parser("choose")
     test_parser = commands.add_parser("test")
     test_parser.add_argument("--thresholds", type=float, nargs="*", default=None,
                              help="the cascade rows' screen thresholds (default: the chosen one and its neighbours)")
     args = parser.parse_args()
-    {"models": make_models, "choose": choose, "test": test}[args.command](args)
+    {"models": make_models, "teacher": precompute_teacher, "choose": choose, "test": test}[args.command](args)
 
 
 if __name__ == "__main__":
