@@ -47,7 +47,7 @@ from daemon.pipeline.scoring import AudioBlock, PipelineStats, ScoringPipeline
 
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
 FOLDS = 2
-CANDIDATES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CANDIDATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 """screen thresholds the cross-validation compares"""
 CPU_BAR = 1 / 15
 """issue 22: a student's (a cascade's) CPU per audio minute at most this share of the teacher's"""
@@ -158,10 +158,11 @@ def simulated(student: np.ndarray, teacher: np.ndarray, columns: np.ndarray, thr
     return out
 
 
-def fidelity(scores: np.ndarray, teacher: np.ndarray, columns: np.ndarray) -> float:
-    """Macro ROC-AUC of ``scores`` against the teacher's verdicts, over the species the teacher knows."""
+def fidelity(scores: np.ndarray, teacher: np.ndarray, columns: np.ndarray, verdict: float) -> float:
+    """Macro ROC-AUC of ``scores`` against the teacher's verdicts (probability >= ``verdict``), over the species
+    the teacher knows."""
     known = np.flatnonzero(columns >= 0)
-    verdicts = (teacher[:, columns[known]] >= VERDICT).astype(np.float32)
+    verdicts = (teacher[:, columns[known]] >= verdict).astype(np.float32)
     return macro_roc_auc(verdicts, scores[:, known], [str(j) for j in known])[0]
 
 
@@ -178,13 +179,13 @@ def choose(args: argparse.Namespace) -> None:
         assert teacher_rows == rows
         columns = teacher_columns(teacher, student.species)
         ratios.append(s_cpu / t_cpu)
-        alone.append(fidelity(s, t, columns))
+        alone.append(fidelity(s, t, columns, args.verdict))
         print(f"fold {k}: student {student.path} on {len(heard)} held-out files ({minutes(heard):.1f} min): "
               f"CPU {1000 * s_cpu / minutes(heard):.1f} ms/min, teacher {1000 * t_cpu / minutes(heard):.1f} "
               f"ms/min (1/{t_cpu / s_cpu:.1f}); fidelity of the student alone {alone[-1]:.4f}", flush=True)
         for threshold in CANDIDATES:
             shares[threshold].append(float((s.max(axis=1) >= threshold).mean()))
-            faithful[threshold].append(fidelity(simulated(s, t, columns, threshold), t, columns))
+            faithful[threshold].append(fidelity(simulated(s, t, columns, threshold), t, columns, args.verdict))
     budget = CPU_BAR - float(np.mean(ratios))
     print(f"\nstudent alone: fidelity {np.mean(alone):.4f}; CPU 1/{1 / np.mean(ratios):.1f} of the teacher's, so the "
           f"cascade may send at most {100 * budget:.2f} % of the windows to the teacher (bar 1/15)\n")
@@ -200,14 +201,16 @@ def choose(args: argparse.Namespace) -> None:
         print(f"| {threshold:g} | {100 * share:.2f} % ({folds_text}) | {fid:.4f} "
               f"({' / '.join(f'{x:.4f}' for x in faithful[threshold])}) | 1/{1 / (np.mean(ratios) + share):.1f} |")
     chosen = max(within)[1] if within else max(CANDIDATES)
-    print(f"\nchosen: screen_threshold = {chosen:g} (the most faithful within the CPU bar)")
+    why = "the most faithful within the CPU bar" if within else "none is within the CPU bar: the highest"
+    print(f"\nchosen: screen_threshold = {chosen:g} ({why})")
     (args.out / "chosen.json").write_text(json.dumps({"screen_threshold": chosen}) + "\n")
 
 
 def test(args: argparse.Namespace) -> None:
     truth = read_table(args.data / "test_soundscapes_labels.csv")
     signals = decode(find_audio_files([args.data / "test_soundscapes"]))
-    student, teacher = load_model(args.out / "student", threads=1), load_model(args.out / "teacher", threads=1)
+    student, teacher = load_model(args.student or args.out / "student", threads=1), load_model(args.out / "teacher",
+                                                                                                threads=1)
     chosen = json.loads((args.out / "chosen.json").read_text())["screen_threshold"]
     at = CANDIDATES.index(chosen) if chosen in CANDIDATES else 1
     thresholds = args.thresholds or list(CANDIDATES[max(at - 1, 0): at + 2])
@@ -248,8 +251,10 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models")
     commands.add_parser("teacher")
-    commands.add_parser("choose")
+    choose_parser = commands.add_parser("choose")
+    choose_parser.add_argument("--verdict", type=float, default=VERDICT, help="teacher probability of a verdict")
     test_parser = commands.add_parser("test")
+    test_parser.add_argument("--student", type=Path, default=None, help="the student (default: OUT/student)")
     test_parser.add_argument("--thresholds", type=float, nargs="*", default=None,
                              help="the cascade rows' screen thresholds (default: the chosen one and its neighbours)")
     args = parser.parse_args()
