@@ -283,7 +283,10 @@ def open_teacher(config: Config) -> CascadeTeacher | None:
     """The cascade's teacher when ``cascade.teacher`` is set (a BundleError naming the key if it cannot load)."""
     if not config.cascade.teacher:
         return None
-    return CascadeTeacher(load_teacher(config.cascade.teacher, config.model.threads), config.cascade.screen_threshold)
+    teacher = load_teacher(config.cascade.teacher, config.model.threads)
+    log.info("cascade: teacher %s (%s), windows whose best score reaches %g go to it", teacher.identity["name"],
+             teacher.digest, config.cascade.screen_threshold)
+    return CascadeTeacher(teacher, config.cascade.screen_threshold)
 
 
 def open_range_filter(config: Config) -> RangeFilter | None:
