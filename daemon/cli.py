@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,13 +25,14 @@ from daemon.atomic import AtomicWriter
 from daemon.audio.files import find_audio_files
 from daemon.batch.formats import FORMATS
 from daemon.batch.recording_time import TimePattern
-from daemon.batch.replay import SEGMENT_MINUTES, pool_runner
-from daemon.config import Config, FiltersConfig, config_from_dict, load_config
+from daemon.batch.replay import SEGMENT_MINUTES, CascadeSpec, pool_runner
+from daemon.config import DEFAULT_SCREEN_THRESHOLD, Config, FiltersConfig, config_from_dict, load_config
 from daemon.errors import BirddError, ConfigError
 from daemon.logsetup import setup_logging
 from daemon.model.loader import Model, load_model
 from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import BIRDNET_MAX_OVERLAP_S
+from daemon.pipeline.cascade import check_cascade, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,12 @@ def cli(log_level: str) -> None:
               help="--grid birdnet: overlap of consecutive 3-s chunks (seconds).")
 @click.option("--sensitivity", type=click.FloatRange(0.5, 1.5), default=1.0, show_default=True,
               help="--grid birdnet: BirdNET's detection sensitivity.")
+@click.option("--cascade", "cascade_path", type=click.Path(path_type=Path), default=None, metavar="TEACHER",
+              help="A student/teacher cascade: the TFLite bundle TEACHER re-scores the windows the model flags "
+                   "(docs/distill.md, \"A cascade\").")
+@click.option("--screen-threshold", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SCREEN_THRESHOLD,
+              show_default=True, help="--cascade: a window whose best score from the model reaches this goes to "
+                                      "the teacher.")
 @click.option("-j", "--jobs", type=click.IntRange(0), default=0, help="Worker processes (0 = one per core).")
 @click.option("--segment-minutes", type=click.FloatRange(min=1), default=SEGMENT_MINUTES, show_default=True,
               help="Long recordings are cut into segments of this length, scored in parallel.")
@@ -127,7 +134,8 @@ def cli(log_level: str) -> None:
                    "name, metadata or --time-pattern).")
 @place_options(required=False)
 def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, min_conf: float, hop: int, grid: str,
-           overlap: float, sensitivity: float, jobs: int, segment_minutes: float, time_pattern: str | None,
+           overlap: float, sensitivity: float, cascade_path: Path | None, screen_threshold: float, jobs: int,
+           segment_minutes: float, time_pattern: str | None,
            resume: bool, dask_address: str | None, parts: bool, progress: bool | None, config_path: Path | None,
            filter_names: tuple[str, ...], quiet_hours: tuple[str, ...], lat: float | None,
            lon: float | None, week: int | None, day: datetime | None,
@@ -144,6 +152,8 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
     With --config's [filters], --filter or --quiet-hours, each file is scored as the daemon scores it (its 32 kHz
     stream, its [detection], --min-conf as its threshold) through the daemon's filters; what they did is logged at
     the end.
+    With --cascade TEACHER, a window whose best score reaches --screen-threshold is scored again by TEACHER
+    and carries its scores (species TEACHER does not know keep the model's); not with filters.
     """
     from daemon.batch.run import ReplayOptions, replay_into_parts, run_replay
 
@@ -157,7 +167,14 @@ def replay(paths: tuple[Path, ...], model_path: Path, output: Path, fmt: str, mi
                             filters, detection)
     if time_pattern:
         TimePattern(time_pattern)  # a bad pattern fails before the model loads
+    if cascade_path is not None and filters is not None:
+        raise click.UsageError("--cascade cannot be combined with filters (--config's [filters], --filter, "
+                               "--quiet-hours) yet")
     model = load_model(model_path)
+    if cascade_path is not None:
+        teacher = load_teacher(str(cascade_path), key="--cascade")
+        check_cascade(teacher, model, options.window_grid(model), "--cascade")
+        options = replace(options, cascade=CascadeSpec(str(teacher.path), teacher.digest, screen_threshold))
     in_range = _range_mask(model, lat, lon, week, day, threshold)
     files = find_audio_files(list(paths))
     if not files:

@@ -61,6 +61,8 @@ SOURCE_SECTIONS = ("detection", "filters")
 """the sections an ``[[audio.sources]]`` entry may override in a sub-table of its own"""
 AUDIO_SOURCES = ("mic", "file", "url")
 MAX_CALIBRATION_DB = 200.0
+DEFAULT_SCREEN_THRESHOLD = 0.3
+"""``cascade.screen_threshold`` (and ``birdd replay --screen-threshold``) default"""
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 """``audio.url`` schemes (HLS is http(s)); a URL without a scheme is a file path"""
 
@@ -121,6 +123,20 @@ class ModelConfig:
     """model bundle directory (made by ``birdd train``); SIGHUP reloads it"""
     threads: int = 1
     """BLAS / TFLite threads for inference"""
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """A student/teacher cascade (docs/distill.md, "A cascade"): the model (the student) scores every window,
+    the teacher re-scores the windows it flags."""
+
+    teacher: str = ""
+    """teacher bundle directory: a TFLite bundle (``birdd train DATA --backend tflite --zero-shot``, a BirdNET
+    head), loaded once for every source ("" = no cascade); SIGHUP reloads the model, not the teacher"""
+    screen_threshold: float = DEFAULT_SCREEN_THRESHOLD
+    """a window whose best score from the model reaches this is scored again by the teacher, and carries the
+    teacher's scores (0..1, exclusive of 0; keep it at or below detection.threshold, so that every detection
+    is the teacher's)"""
 
 
 @dataclass(frozen=True)
@@ -441,6 +457,7 @@ class Config:
     station: StationConfig = field(default_factory=StationConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -653,6 +670,8 @@ def _check_values(config: Config) -> None:
     if not config.audio.sources:  # with sources, [audio] only gives their defaults
         _check_audio(config.audio, "audio", require)
     require(1 <= config.model.threads <= MAX_THREADS, "model.threads", f"must be within 1..{MAX_THREADS}")
+    require(0.0 < config.cascade.screen_threshold <= 1.0, "cascade.screen_threshold",
+            "must be within 0..1 (exclusive of 0)")
     _check_detection(config.detection, "detection", require)
     require(not config.detection.range_filter or None not in (config.station.latitude, config.station.longitude),
             "detection.range_filter", "needs station.latitude and station.longitude")

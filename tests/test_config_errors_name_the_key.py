@@ -13,7 +13,7 @@ from daemon.errors import ConfigError
 
 
 @pytest.mark.parametrize(("table", "message"), [
-    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, detection, filters, mqtt, "
+    ({"mqqt": {}}, "mqqt: unknown section (expected one of station, audio, model, cascade, detection, filters, mqtt, "
                    "outbox, birdweather, webhooks, notifications, store, clips, archive, web, metrics, logging, "
                    "sound_level)"),
     ({"birdweather": {"enabled": True}}, "birdweather.token: required when birdweather.enabled (or "

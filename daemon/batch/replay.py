@@ -27,6 +27,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError, BundleError
 from daemon.model.loader import Model, load_model
 from daemon.model.windows import Grid
+from daemon.pipeline.cascade import CascadeTeacher
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline
 
 SEGMENT_MINUTES = 10
@@ -42,6 +43,17 @@ Runner = Callable[["ReplayJob", list["Task"]], Iterable[TaskResult]]
 """Runs :func:`run_task` over tasks and yields their results in the order of the tasks."""
 
 _worker_models: dict[tuple[str, str], Model] = {}  # (bundle path, digest) -> model, per worker process
+_teachers: dict[tuple[str, str, int], Model] = {}  # (bundle path, digest, process id) -> a cascade's teacher
+
+
+@dataclass(frozen=True)
+class CascadeSpec:
+    """``birdd replay --cascade``: the teacher bundle (path, and the digest every worker checks) and the
+    screen threshold (:mod:`daemon.pipeline.cascade`)."""
+
+    teacher_path: str
+    teacher_digest: str
+    screen_threshold: float
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,8 @@ class ReplayJob:
     """with ``--parts``: the worker writes each task's rows into a Parquet part and returns its summary"""
     filters: ReplayFilters | None = None
     """with ``[filters]``: each file scored whole through the daemon's filter chain (:mod:`daemon.batch.filtering`)"""
+    cascade: CascadeSpec | None = None
+    """with ``--cascade``: the teacher that re-scores the windows the model flags"""
 
 
 def run_task(job: ReplayJob, task: Task) -> TaskResult:
@@ -79,9 +93,23 @@ def run_task(job: ReplayJob, task: Task) -> TaskResult:
     return score_task(_worker_models[key], job, task)
 
 
+def cascade_teacher(spec: CascadeSpec | None) -> CascadeTeacher | None:
+    """The teacher of ``spec``, loaded once per process (TFLite does not survive a fork, so never inherited)."""
+    if spec is None:
+        return None
+    key = (spec.teacher_path, spec.teacher_digest, os.getpid())
+    if key not in _teachers:
+        teacher = load_model(spec.teacher_path)
+        if teacher.digest != spec.teacher_digest:
+            raise BundleError(f"{spec.teacher_path}: the teacher bundle changed while replay was running")
+        _teachers[key] = teacher
+    return CascadeTeacher(_teachers[key], spec.screen_threshold)
+
+
 def score_task(model: Model, job: ReplayJob, task: Task) -> TaskResult:
     """Score one task's segments with ``model`` in this process."""
-    results = [_score_or_message(model, segment, job.grid, job.filters) for segment in task.segments]
+    teacher = cascade_teacher(job.cascade)
+    results = [_score_or_message(model, segment, job.grid, job.filters, teacher) for segment in task.segments]
     if job.parts is None:
         return results
     return write_part(job.parts, model.species, task.number, list(zip(task.segments, results, strict=True)))
@@ -98,11 +126,12 @@ def score_file(model: Model, path: Path, grid: Grid) -> FileScores:
     return score_segment(model, Segment(path, 0, None), grid)
 
 
-def _score_or_message(model: Model, segment: Segment, grid: Grid, filters: ReplayFilters | None) -> SegmentResult:
+def _score_or_message(model: Model, segment: Segment, grid: Grid, filters: ReplayFilters | None,
+                      teacher: CascadeTeacher | None) -> SegmentResult:
     try:
         if filters is not None:
             return filtered_scores(model, segment.path, grid, filters)
-        return score_segment(model, segment, grid)
+        return score_segment(model, segment, grid, teacher)
     except AudioError as exc:
         return str(exc)
 

@@ -18,7 +18,7 @@ from daemon.batch.formats import for_output
 from daemon.batch.journal import ResumeJournal, files_digest, record_run
 from daemon.batch.parts import RUN_FILE, PartsSpec, PartSummary, part_path
 from daemon.batch.recording_time import TimePattern, recording_start
-from daemon.batch.replay import ReplayJob, Runner, Task, plan_tasks
+from daemon.batch.replay import CascadeSpec, ReplayJob, Runner, Task, plan_tasks
 from daemon.batch.writers import PARQUET_FORMATS, audio_seconds, common_folder, open_writer
 from daemon.config import DetectionConfig, FiltersConfig
 from daemon.constants import SAMPLE_RATE
@@ -51,6 +51,8 @@ class ReplayOptions:
     """``[filters]`` as the daemon applies them (:mod:`daemon.batch.filtering`); None: no filters"""
     detection: DetectionConfig | None = None
     """with filters: the daemon's ``[detection]`` they work on (None: its defaults at ``min_conf``)"""
+    cascade: CascadeSpec | None = None
+    """``--cascade``: the teacher that re-scores the windows the model flags (:mod:`daemon.pipeline.cascade`)"""
 
     def window_grid(self, model: Model) -> Grid:
         """The grid ``model`` is scored on: on the BirdNET grid, the stream is the model's rate (48 kHz), read as
@@ -118,8 +120,8 @@ def _run_replay(model: Model, files: list[Path], output: Path, options: ReplayOp
     numbered = _numbered(tasks)
     todo = [task for task, numbers in zip(tasks, numbered, strict=True)
             if journal is None or not all(map(journal.has, numbers))]
-    fresh = (result for task_results in runner(ReplayJob(str(model.path), model.digest, grid, filters=filters), todo)
-             for result in task_results)
+    job = ReplayJob(str(model.path), model.digest, grid, filters=filters, cascade=options.cascade)
+    fresh = (result for task_results in runner(job, todo) for result in task_results)
     todo_set = {task.number for task in todo}
     summary = ReplaySummary(filters=None if filters is None else FilterStats())
     listed = 0.0 if filters is not None else lowest_listed(options.min_conf, grid.strictly_above)  # filtered: NaN
@@ -235,7 +237,8 @@ def _replay_into_parts(model: Model, files: list[Path], folder: Path, options: R
     todo = [task for task in tasks if task.number not in summaries]
     job = ReplayJob(str(model.path), model.digest, grid,
                     PartsSpec(str(folder.absolute()), options.fmt, lowest_listed(options.min_conf, grid.strictly_above),
-                              with_times, pattern, in_range))
+                              with_times, pattern, in_range),
+                    cascade=options.cascade)
     fresh = runner(job, todo) if todo else []
     for task, result in zip(todo, tqdm(fresh, total=len(todo), desc="replay", unit="task", disable=not progress),
                             strict=True):

@@ -24,6 +24,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.errors import AudioError
 from daemon.model.loader import Model
 from daemon.model.windows import BirdNETGrid, Grid, WindowGrid
+from daemon.pipeline.cascade import CascadeTeacher
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
 
 
@@ -59,17 +60,18 @@ def split_recording(path: Path, length: int, grid: Grid, segment_samples: int) -
     return [Segment(path, a, b, length) for a, b in zip(starts, [*starts[1:], None], strict=True)]
 
 
-def score_segment(model: Model, segment: Segment, grid: Grid) -> FileScores:
+def score_segment(model: Model, segment: Segment, grid: Grid, teacher: CascadeTeacher | None = None) -> FileScores:
     """Window scores of one segment, in stream sample indices of the whole file, through a
     :class:`ScoringPipeline` (raises AudioError naming the file, also when a whole file is too short for one
-    frame)."""
+    frame); with ``teacher``, a cascade's (:mod:`daemon.pipeline.cascade`)."""
     if isinstance(grid, BirdNETGrid):
         return score_birdnet_chunks(model, segment.path, grid)
     context = model.backend.context_samples()
     unit = split_points_unit(grid)
     begin = max(0, segment.start - math.ceil(context / unit) * unit)
     end = None if segment.is_last else segment.stop - grid.hop + grid.length + context
-    pipeline, source = ScoringPipeline(model, grid), str(segment.path)
+    cascade = teacher.stage(model) if teacher is not None else None
+    pipeline, source = ScoringPipeline(model, grid, cascade=cascade), str(segment.path)
     results, position = [], begin
     for block in read_audio_blocks(segment.path, begin, end):
         results += pipeline.push(AudioBlock(position, block, source))

@@ -71,6 +71,11 @@ class SelectionHead:
         """The vectors it scores, for error messages."""
         return f"at least {self.min_input_dim} classes"
 
+    @property
+    def unmatched(self) -> np.ndarray:
+        """Bool per species: it has no class (a constant score)."""
+        return self._unmatched.copy()
+
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """Raw scores, shape ``(n_windows, n_species)``."""
         if vectors.ndim != 2 or not self.fits(vectors.shape[1]):

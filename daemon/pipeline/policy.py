@@ -21,6 +21,7 @@ from daemon.pipeline.detection import Detection, StreamClock, iso_utc, make_dete
 from daemon.pipeline.species_list import read_species_list, species_index
 
 if TYPE_CHECKING:
+    from daemon.pipeline.cascade import Screening
     from daemon.pipeline.scoring import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,10 @@ class DetectionMaker:
         self._range = station_range
         self._stats = stats
 
-    def detect(self, source: str, start_sample: int, end_sample: int, scores: np.ndarray) -> tuple[Detection, ...]:
-        """The detections of one window (best first); empty when nothing passes its threshold."""
+    def detect(self, source: str, start_sample: int, end_sample: int, scores: np.ndarray,
+               screening: Screening | None = None) -> tuple[Detection, ...]:
+        """The detections of one window (best first); empty when nothing passes its threshold. With a cascade's
+        ``screening``, a detection whose score is the teacher's names the teacher as its model."""
         in_range = None if self._range is None else self._range.at(self._clock.at(end_sample))
         if in_range is not None and self._stats is not None and self.policy.removed_by_range(scores, in_range):
             self._stats.windows_out_of_range += 1
@@ -135,5 +138,6 @@ class DetectionMaker:
                 station=self._station, source=source, start=iso_utc(self._clock.at(start_sample)),
                 end=iso_utc(self._clock.at(end_sample)), species_code=species.code,
                 common_name=species.common_name, scientific_name=species.scientific_name,
-                confidence=round(confidence, 4), model=self._identity, source_name=self._source_name))
+                confidence=round(confidence, 4), source_name=self._source_name,
+                model=screening.identity if screening is not None and screening.teacher_columns[j] else self._identity))
         return tuple(found)

@@ -21,6 +21,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.errors import BundleError
 from daemon.model.loader import Model, Species
 from daemon.model.windows import BIRDNET_CHUNK_SECONDS, BirdNETGrid, Grid, Stage, WindowGrid, WindowVector
+from daemon.pipeline.cascade import STUDENT, TEACHER, Cascade
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.policy import DetectionMaker
 
@@ -84,6 +85,9 @@ class WindowResult:
     detections: tuple[Detection, ...] = ()
     source_name: str = ""
     """the configured source whose ring the window was read from (its own stream of sample indices)"""
+    scored_by: str = ""
+    """with a cascade (:mod:`daemon.pipeline.cascade`): ``teacher`` for a window the student flagged, else
+    ``student``; "" without one"""
 
 
 @dataclass
@@ -99,7 +103,11 @@ class PipelineStats:
     encode_seconds: float = 0.0
     """time in the backend's encoder (front end, tokenizer or resampler)"""
     score_seconds: float = 0.0
-    """time pooling windows and running the head"""
+    """time pooling windows and running the head (with a cascade, also the teacher's)"""
+    teacher_windows: int = 0
+    """windows a cascade's student flagged and its teacher scored"""
+    teacher_seconds: float = 0.0
+    """time the cascade's teacher took (part of ``score_seconds``)"""
 
     @property
     def real_time_factor(self) -> float:
@@ -109,17 +117,19 @@ class PipelineStats:
 
 class ScoringPipeline:
     """A model's stages end to end; plain object, no threads. ``detector`` adds detections to results, ``filters``
-    (:mod:`daemon.filters`) hears the audio and filters them (holding results while its evidence needs)."""
+    (:mod:`daemon.filters`) hears the audio and filters them (holding results while its evidence needs);
+    ``cascade`` (:mod:`daemon.pipeline.cascade`) hears it too and has its teacher re-score the windows it flags."""
 
     def __init__(self, model: Model, grid: Grid, detector: DetectionMaker | None = None,
                  stats: PipelineStats | None = None, filters: FilterChain | None = None, *,
-                 source_name: str = "") -> None:
+                 source_name: str = "", cascade: Cascade | None = None) -> None:
         self.model = model
         self.source_name = source_name
         self.grid = grid
         self.stats = stats or PipelineStats()
         self._detector = detector
         self._filters = filters
+        self._cascade = cascade
         if isinstance(grid, BirdNETGrid):
             self._encoder: Stage = model.backend.encoder(grid.stream_rate, "kaiser_fast")  # as BirdNET-Analyzer
         else:
@@ -148,6 +158,8 @@ class ScoringPipeline:
             self.stats.samples += block.samples.size
             if self._filters is not None:
                 self._filters.hear(block)
+            if self._cascade is not None:
+                self._cascade.hear(block)
             out += self._finish(self._pool(units), end_of_segment=False)
         return out
 
@@ -157,6 +169,8 @@ class ScoringPipeline:
             return []
         out = self._finish(self._pool(self._encoder.flush(), end_of_segment=True), end_of_segment=True)
         self._source = None
+        if self._cascade is not None:
+            self._cascade.reset()
         return out
 
     def _finish(self, results: list[WindowResult], end_of_segment: bool) -> list[WindowResult]:
@@ -188,8 +202,12 @@ class ScoringPipeline:
         for window in windows:  # one window per head call: how blocks fall never changes a score's last bit
             scores = self._probabilities(window.vector[None, :])[0]
             start, end = self._segment_start + window.start_sample, self._segment_start + window.end_sample
-            found = self._detector.detect(self._source, start, end, scores) if self._detector else ()
+            scored_by, screening = "", None
+            if self._cascade is not None:
+                scores, screening = self._cascade.screen(start, end, scores)
+                scored_by = STUDENT if screening is None else TEACHER
+            found = self._detector.detect(self._source, start, end, scores, screening) if self._detector else ()
             results.append(WindowResult(self._source, self._segment_start, start, end, scores, self.model.species,
-                                        self._read_at, found, self.source_name))
+                                        self._read_at, found, self.source_name, scored_by))
         self.stats.windows += len(results)
         return results

@@ -36,6 +36,7 @@ from daemon.filters.stats import FilterStats
 from daemon.lifecycle import Component
 from daemon.model.loader import load_model
 from daemon.model.range_filter import RangeFilter
+from daemon.pipeline.cascade import CascadeTeacher, load_teacher
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionPolicy
 from daemon.service import sdnotify
@@ -89,6 +90,8 @@ class Service:
             model = load_model(config.model.path, config.model.threads)
         except BundleError as exc:
             raise BundleError(f"model.path: {exc}") from None
+        self.teacher = open_teacher(config)
+        """the cascade's teacher (``[cascade]``), loaded once for every source; None without a cascade"""
         range_filter = open_range_filter(config)
         check_writable(state_directories(config))  # before anything is written: one line naming the directory
         self.outbox = Outbox(config.outbox, targets=target_names(config))
@@ -102,7 +105,7 @@ class Service:
         # no replay files, no source at all: an error before the store or the broker
         self.pipelines: list[SourcePipeline] = make_source_pipelines(
             config, model, results, self.clock, range_filter, ring_extra_samples(config), on_event,
-            FilterSetup(self.filter_stats, self.masks))
+            FilterSetup(self.filter_stats, self.masks), self.teacher)
         sink_failures: Counter[str] = Counter()
         self.status = StatusReport(config, self.pipelines, sink_failures, results, self.filter_stats)
         self.status.register(self.metrics, self.outbox, self.publisher)
@@ -266,7 +269,9 @@ class Service:
             model = load_model(self.config.model.path, self.config.model.threads)
             for source in self.config.source_list:
                 DetectionPolicy(source.detection, model.species)
-                detection_grid(source.detection, model)
+                grid = detection_grid(source.detection, model)
+                if self.teacher is not None:
+                    self.teacher.check(model, grid)
                 build_filters(source.filters, model.species, self.clock, FilterStats(), None)
         except Exception as exc:  # whatever is wrong with the new bundle, the old model keeps running
             log.error("model reload failed, keeping %s: %s", current.digest, exc)
@@ -282,6 +287,16 @@ class Service:
             if self.publisher:
                 self.publisher.publish_event("model_reloaded", f"{model.identity['name']} {model.digest}")
         sdnotify.notify("READY=1")
+
+
+def open_teacher(config: Config) -> CascadeTeacher | None:
+    """The cascade's teacher when ``cascade.teacher`` is set (a BundleError naming the key if it cannot load)."""
+    if not config.cascade.teacher:
+        return None
+    teacher = load_teacher(config.cascade.teacher, config.model.threads)
+    log.info("cascade: teacher %s (%s), windows whose best score reaches %g go to it", teacher.identity["name"],
+             teacher.digest, config.cascade.screen_threshold)
+    return CascadeTeacher(teacher, config.cascade.screen_threshold)
 
 
 def open_range_filter(config: Config) -> RangeFilter | None:

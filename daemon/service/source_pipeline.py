@@ -30,6 +30,7 @@ from daemon.filters.stats import FilterStats
 from daemon.model.loader import Model
 from daemon.model.range_filter import RangeFilter, StationRange
 from daemon.model.windows import Grid, WindowGrid
+from daemon.pipeline.cascade import CascadeTeacher
 from daemon.pipeline.detection import StreamClock
 from daemon.pipeline.policy import DetectionMaker, DetectionPolicy
 from daemon.pipeline.scoring import PipelineStats, ScoringPipeline, choose_grid
@@ -152,6 +153,7 @@ class SourcePipeline:
             "device_retries": status.retries if status else 0, "stalls": status.stalls if status else 0,
             "resyncs": status.resyncs if status else 0, "skipped_files": status.skipped_files if status else 0,
             "windows": self.stats.windows, "detections": self.stats.detections,
+            "teacher_windows": self.stats.teacher_windows,
         }
 
     def _failed(self, error: str) -> None:
@@ -190,9 +192,11 @@ def detection_grid(detection: DetectionConfig, model: Model) -> Grid:
 def make_source_pipelines(config: Config, model: Model, results: queue.Queue, clock: StreamClock,
                           range_filter: RangeFilter | None, ring_extra: int,
                           on_event: EventCallback | None = None,
-                          filters: FilterSetup | None = None) -> list[SourcePipeline]:
+                          filters: FilterSetup | None = None,
+                          teacher: CascadeTeacher | None = None) -> list[SourcePipeline]:
     """One :class:`SourcePipeline` per configured source, each scoring with the shared ``model`` into ``results``
-    and filtering with its own chain (``filters``: the shared counters, each source's privacy mask)."""
+    and filtering with its own chain (``filters``: the shared counters, each source's privacy mask); with a
+    cascade's ``teacher`` (shared too), each pipeline has its own cascade stage."""
     filters = filters or FilterSetup()
     several = len(config.source_list) > 1
 
@@ -206,12 +210,17 @@ def make_source_pipelines(config: Config, model: Model, results: queue.Queue, cl
                                       source_name=pipeline.name, strictly_above=grid.strictly_above)
             chain = build_filters(pipeline.config.filters, model.species, clock, filters.stats,
                                   filters.masks.get(pipeline.name), config.model.threads)
-            return ScoringPipeline(model, grid, detector, pipeline.stats, chain, source_name=pipeline.name)
+            cascade = teacher.stage(model, pipeline.stats) if teacher is not None else None
+            return ScoringPipeline(model, grid, detector, pipeline.stats, chain, source_name=pipeline.name,
+                                   cascade=cascade)
 
         name = f"birdd-pipeline-{pipeline.name}" if several else "birdd-pipeline"
         return PipelineWorker(pipeline.ring, pipeline, model, make_pipeline, results, name=name)
 
     DetectionPolicy(config.detection, model.species)  # [detection] against the model, named as such
+    if teacher is not None:  # checked once per source grid, before any source starts (and on reload)
+        for source in config.source_list:
+            teacher.check(model, detection_grid(source.detection, model))
     made: list[tuple[SourceConfig, RingBuffer, AudioSource | AudioError]] = []
     for source in config.source_list:
         ring = RingBuffer(int(source.audio.ring_seconds * SAMPLE_RATE) + ring_extra)
