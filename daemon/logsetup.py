@@ -1,9 +1,13 @@
 """The one logging setup: plain lines on stderr, journald-friendly."""
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import ClassVar
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 QUIET_LIBRARIES = ("gensim", "numba", "faiss")
 """Third-party loggers that narrate every step at INFO: kept at WARNING."""
@@ -25,6 +29,14 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in QUIET_LIBRARIES:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+@contextlib.contextmanager
+def progress_logging(bars: bool) -> Iterator[None]:
+    """While progress bars are shown (``bars``), log lines are written above them (through tqdm) instead of
+    breaking them; the handler's format stays the one :func:`setup_logging` chose."""
+    with logging_redirect_tqdm() if bars else contextlib.nullcontext():
+        yield
 
 
 class _JournalFormatter(logging.Formatter):

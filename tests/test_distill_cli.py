@@ -217,3 +217,52 @@ def test_check_needs_a_share_it_can_hold_out(synthetic_corpus, teacher, tmp_path
         in alone.stderr
     assert "teacher scores" not in alone.stderr  # refused before the teacher ran
     assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+
+
+def station_minutes(folder, minutes: int, seed: int) -> None:
+    """``minutes`` one-minute recordings like an ``[archive]``'s: noise with a few chirps."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    t = np.arange(60 * SAMPLE_RATE) / SAMPLE_RATE
+    for k in range(minutes):
+        audio = 0.02 * rng.standard_normal(t.size)
+        for start in rng.uniform(0, 58, 6):
+            chirp = (t >= start) & (t < start + 1.5)
+            audio[chirp] += 0.2 * np.sin(2 * np.pi * rng.uniform(2000, 6000) * t[chirp])
+        sf.write(folder / f"site_{k:03d}.wav", audio.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+
+
+def test_memory_stays_flat_against_hours_of_audio(teacher, tmp_path):
+    """Four times the audio, the same traced peak (within a few MB): the decoded audio waits on disk, the
+    codebook's frames and the skip-gram's sentences are made file by file (the code before held them all)."""
+    import tracemalloc
+
+    from trainer.distill import distill as distill_student
+    from trainer.distill_recipe import DistillRecipe
+
+    recipe = DistillRecipe()
+    for item in [*SMALL[1:-1:2], "teacher.max_calls=40"]:  # the calls are bounded: they saturate at both sizes
+        key, _, value = item.partition("=")
+        recipe = recipe.with_override(key, value)
+    peaks = {}
+    for minutes in (1, 4):
+        station_minutes(tmp_path / f"audio_{minutes}", minutes, seed=minutes)
+        tracemalloc.start()
+        distill_student([tmp_path / f"audio_{minutes}"], teacher, tmp_path / f"student_{minutes}", recipe,
+                        progress=False)
+        peaks[minutes] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        assert manifest(tmp_path / f"student_{minutes}")["training_data"]["calls"] == 40
+    # the code before held 2 bytes of audio and 256 of frames per 10 ms: 30.7 MB at 1 minute, 41.6 at 4 (now 27.0, 26.9)
+    assert peaks[4] - peaks[1] < 4, peaks
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("birdd")) == []  # the spill is gone
+
+
+def test_include_keeps_every_listed_species_whatever_the_teacher_hears(teacher, tmp_path):
+    from trainer.distill import SpeciesChoice
+
+    codes = [s["code"] for s in manifest(teacher)["species"]]
+    (tmp_path / "list.txt").write_text(f"{codes[2]}\n{codes[0]}\n{codes[2]}\n")
+    unheard = np.zeros(len(codes))  # the teacher's peak is 0 for every species in this audio
+    chosen = SpeciesChoice(include=tmp_path / "list.txt").columns(Teacher(teacher, WindowGrid(), None), unheard, 0.99)
+    assert chosen == [2, 0]

@@ -13,13 +13,31 @@ from daemon.model.tokenizer import Codebook, TokenizerParams, project_frames
 log = logging.getLogger(__name__)
 
 
-def sample_frames(frame_sets: list[np.ndarray], n_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n_frames`` rows, the same share drawn at random from every set (file)."""
-    total = sum(f.shape[0] for f in frame_sets)
-    share = min(1.0, n_frames / max(total, 1))
-    picked = [f[np.sort(rng.choice(f.shape[0], round(share * f.shape[0]), replace=False))] if share < 1 else f
-              for f in frame_sets]
-    return np.ascontiguousarray(np.concatenate(picked), dtype=np.float32)
+class FrameSample:
+    """Up to ``n_frames`` of ``total`` frames that arrive set by set (file by file), the same share drawn at
+    random from every set: only the drawn rows are kept, so memory is bounded by ``n_frames`` however many
+    hours the sets hold."""
+
+    def __init__(self, total: int, n_frames: int, rng: np.random.Generator) -> None:
+        self.share = min(1.0, n_frames / max(total, 1))
+        self._total, self._seen, self._rng = total, 0, rng
+        self._picked: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        """Draw this set's share of ``frames`` (every row while the share is 1)."""
+        self._seen += frames.shape[0]
+        if self._seen > self._total:
+            raise ValueError(f"frame sample: more than the {self._total} frames announced")
+        if self.share < 1:
+            frames = frames[np.sort(self._rng.choice(frames.shape[0], round(self.share * frames.shape[0]),
+                                                     replace=False))]
+        self._picked.append(frames)
+
+    def frames(self) -> np.ndarray:
+        """The drawn rows of every set, in order, as one float32 array."""
+        if self._seen != self._total:
+            raise ValueError(f"frame sample: {self._seen} frames added, {self._total} announced")
+        return np.ascontiguousarray(np.concatenate(self._picked), dtype=np.float32)
 
 
 def fit_codebook(frames: np.ndarray, params: TokenizerParams, iterations: int, seed: int

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from daemon.model.stsg import NAME as STSG
 from daemon.model.teacher_evidence import named, never_found
 from daemon.model.windows import WindowGrid
 from daemon.pipeline.species_list import read_species_list, species_index
+from trainer.audio_spill import AudioSpill, Samples, SpilledSamples
 from trainer.distill_augment import Scorer, augmented_windows
 from trainer.distill_recipe import ALL_CLASSES_FLOOR, DistillRecipe, TeacherParams
 from trainer.review_labels import apply_review_labels, read_review_labels
@@ -44,11 +46,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScoredAudio:
-    """One decoded file (:data:`STORED_AUDIO` samples) and its per-window targets on the teacher's grid
-    (window ``w`` starts at ``grid.start(w)``)."""
+    """One decoded file (:data:`STORED_AUDIO` samples, spilled to disk or an array) and its per-window targets
+    on the teacher's grid (window ``w`` starts at ``grid.start(w)``)."""
 
     path: Path
-    samples: np.ndarray
+    samples: Samples
     targets: np.ndarray
 
 
@@ -58,8 +60,9 @@ def teacher_grid(params: TeacherParams) -> WindowGrid:
 
 
 STORED_AUDIO = np.float16
-"""how the decoded audio is held while distilling: half of float32's memory (230 MB per hour), rounding
-error 2^-11 of each sample (-66 dB), far below what the log-mel front end or the teacher can hear"""
+"""how the decoded audio is held (on disk, :mod:`trainer.audio_spill`) while distilling: half of float32's size
+(230 MB per hour), rounding error 2^-11 of each sample (-66 dB), far below what the log-mel front end or the
+teacher can hear"""
 
 
 def decode_stored(path: Path) -> np.ndarray:
@@ -68,23 +71,24 @@ def decode_stored(path: Path) -> np.ndarray:
     return np.concatenate([np.clip(block, -limit, limit).astype(STORED_AUDIO) for block in read_audio_blocks(path)])
 
 
-def decode_files(paths: list[Path], progress: bool) -> tuple[list[tuple[Path, np.ndarray]], list[str]]:
-    """Decoded ``(path, samples)`` of every readable file (:func:`decode_stored`), and the unreadable ones
-    (logged, skipped)."""
+def decode_files(paths: list[Path], spill: AudioSpill, progress: bool
+                 ) -> tuple[list[tuple[Path, SpilledSamples]], list[str]]:
+    """Every readable file decoded (:func:`decode_stored`) into ``spill``, one file in memory at a time, and the
+    unreadable ones (logged, skipped)."""
     decoded, failed = [], []
     for path in tqdm(paths, desc="decode", unit="file", disable=not progress):
         try:
-            decoded.append((path, decode_stored(path)))
+            decoded.append((path, spill.append(decode_stored(path))))
         except AudioError as exc:
             log.warning("skipped: %s", exc)
             failed.append(str(path))
     return decoded, failed
 
 
-def teacher_logits(teacher: Teacher, decoded: list[tuple[Path, np.ndarray]], progress: bool) -> list[np.ndarray]:
-    """The teacher's logits of every window of every file (cached)."""
-    logits = [teacher.logits(samples) for _, samples in tqdm(decoded, desc="teacher", unit="file",
-                                                              disable=not progress)]
+def teacher_logits(teacher: Teacher, decoded: list[tuple[Path, Samples]], progress: bool) -> list[np.ndarray]:
+    """The teacher's logits of every window of every file (cached), one file's samples read at a time."""
+    logits = [teacher.logits(samples[:]) for _, samples in tqdm(decoded, desc="teacher", unit="file",
+                                                                 disable=not progress)]
     if teacher.cache is not None:
         log.info("teacher score cache %s: %d hits, %d misses", teacher.cache.root, teacher.cache.hits,
                  teacher.cache.misses)
@@ -226,47 +230,64 @@ def soft_targets(logits: np.ndarray, params: TeacherParams) -> np.ndarray:
     return probabilities(logits / params.temperature).astype(np.float32)
 
 
+class WindowSpans(Sequence):
+    """Window-long spans of files at ``(file, grid window)`` positions, read when indexed (a long archive's
+    calls are never all in memory)."""
+
+    def __init__(self, audio: list[Samples], positions: list[tuple[int, int]], grid: WindowGrid) -> None:
+        self.audio, self.positions, self.grid = audio, positions, grid
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        i, w = self.positions[k]
+        start = self.grid.start(w)
+        return self.audio[i][start: start + self.grid.length]
+
+
 def student_windows(scored: list[ScoredAudio], grid: WindowGrid, recipe: DistillRecipe) -> tuple[WindowSource, int]:
     """The student's training windows and how many calls are mixed: ``background_windows`` real windows
     (full teacher windows of files at least one window long, with their targets), and every call (a window
     whose top target reaches ``call_threshold``; a short file's window is its whole audio) mixed
-    ``windows_per_recording`` times into real windows."""
+    ``windows_per_recording`` times into real windows. Windows are read from the audio as they are made."""
     params, synthesis = recipe.teacher, recipe.student.synthesis
     calls, call_targets, backgrounds = [], [], []
     for i, item in enumerate(scored):
         for w, target in enumerate(item.targets):
-            start = grid.start(w)
-            if start + grid.length <= item.samples.size:
+            if grid.start(w) + grid.length <= item.samples.size:
                 backgrounds.append((i, w))
             if target.size and target.max() >= params.call_threshold:
-                calls.append(item.samples[start: start + grid.length])
+                calls.append((i, w))
                 call_targets.append(target)
     if len(calls) > params.max_calls:
         keep = np.sort(np.random.default_rng(recipe.student.seed + 2).choice(len(calls), params.max_calls,
                                                                               replace=False))
         calls, call_targets = [calls[k] for k in keep], [call_targets[k] for k in keep]
+    audio = [item.samples for item in scored]
+    call_audio, real_audio = WindowSpans(audio, calls, grid), WindowSpans(audio, backgrounds, grid)
 
     def real_window(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        i, w = backgrounds[rng.integers(len(backgrounds))]
-        start = grid.start(w)
-        return scored[i].samples[start: start + grid.length].astype(np.float32), scored[i].targets[w].copy()
+        k = rng.integers(len(backgrounds))
+        i, w = backgrounds[k]
+        return real_audio[k].astype(np.float32), scored[i].targets[w].copy()
 
     def make():
         rng = np.random.default_rng(recipe.student.seed + 1)
-        return mixed_windows(calls, call_targets, real_window, synthesis, rng)
+        return mixed_windows(call_audio, call_targets, real_window, synthesis, rng)
 
     count = len(calls) * synthesis.windows_per_recording + synthesis.background_windows
     return WindowSource(make, count), len(calls)
 
 
-def audio_summary(decoded: list[tuple[Path, np.ndarray]], failed: list[str]) -> dict:
+def audio_summary(decoded: list[tuple[Path, Samples]], failed: list[str]) -> dict:
     """What the student's manifest records about the audio it saw."""
     listing = "\n".join(str(path.resolve()) for path, _ in decoded)
     return {"files": len(decoded), "hours": round(sum(x.size for _, x in decoded) / SAMPLE_RATE / 3600, 3),
             "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest(), "skipped_files": failed}
 
 
-def require_long_audio(decoded: list[tuple[Path, np.ndarray]], needed: int = 1) -> list[int]:
+def require_long_audio(decoded: list[tuple[Path, Samples]], needed: int = 1) -> list[int]:
     """The indices of the files at least one window long. The student needs field audio: refuse a corpus of
     short clips only (and, to hold recordings out for a check, fewer than ``needed`` long ones)."""
     window = WINDOW_SECONDS * SAMPLE_RATE
@@ -283,10 +304,10 @@ def require_long_audio(decoded: list[tuple[Path, np.ndarray]], needed: int = 1) 
 
 @dataclass
 class TeacherPass:
-    """Decoded audio and the teacher's logits of every window of it."""
+    """Decoded audio (spilled to disk) and the teacher's logits of every window of it."""
 
     teacher: Teacher
-    decoded: list[tuple[Path, np.ndarray]]
+    decoded: list[tuple[Path, Samples]]
     failed: list[str]
     logits: list[np.ndarray]
 
@@ -301,16 +322,18 @@ class TeacherPass:
 
 
 def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: TeacherParams,
-                cache_dir: str | Path | None, progress: bool, long_needed: int = 1) -> TeacherPass:
-    """Find and decode the audio at ``paths`` and score it with the teacher (cached under ``cache_dir``);
-    refuse it before the teacher runs unless ``long_needed`` files are at least one window long."""
+                cache_dir: str | Path | None, progress: bool, long_needed: int = 1,
+                spill_dir: str | Path | None = None) -> TeacherPass:
+    """Find and decode the audio at ``paths`` into a temporary file in ``spill_dir`` (None: the system's
+    temporary folder) and score it with the teacher (cached under ``cache_dir``); refuse it before the teacher
+    runs unless ``long_needed`` files are at least one window long."""
     files = find_audio_files(list(paths))
     if not files:
         raise DatasetError(f"{', '.join(map(str, paths))}: no audio files to distil on (looked for "
                            f"{', '.join(AUDIO_SUFFIXES)})")
     teacher = Teacher(teacher_dir, teacher_grid(params), cache_dir)
     with stage("decode audio"):
-        decoded, failed = decode_files(files, progress)
+        decoded, failed = decode_files(files, AudioSpill(STORED_AUDIO, spill_dir), progress)
     if not decoded:
         raise DatasetError(f"{files[0]}: none of the {len(files)} audio files could be read")
     require_long_audio(decoded, long_needed)
@@ -319,7 +342,7 @@ def run_teacher(paths: list[str | Path], teacher_dir: str | Path, params: Teache
     return TeacherPass(teacher, decoded, failed, logits)
 
 
-def student_inputs(scored: list[ScoredAudio], recipe: DistillRecipe) -> tuple[list[np.ndarray], WindowSource, int]:
+def student_inputs(scored: list[ScoredAudio], recipe: DistillRecipe) -> tuple[list[Samples], WindowSource, int]:
     """What the student's features and head are fitted on: the streams (files at least one window long), the
     training windows (:func:`student_windows`), and how many calls are mixed."""
     grid = teacher_grid(recipe.teacher)
@@ -384,7 +407,9 @@ def distill(paths: list[str | Path], teacher_dir: str | Path, out_dir: str | Pat
     labels = read_review_labels(reviews) if reviews is not None else []  # a bad file fails before the teacher runs
     recipe = recipe or DistillRecipe()
     started = time.perf_counter()
-    run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, long_needed=2 if check else 1)
+    spill_dir = Path(out_dir).resolve().parent  # the decoded audio waits beside the student, not in memory
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    run = run_teacher(paths, teacher_dir, recipe.teacher, cache_dir, progress, 2 if check else 1, spill_dir)
     teacher, choice = run.teacher, choice or SpeciesChoice()
     floor = species_floor(recipe.teacher, teacher)
     peaks = audio_peaks(run.logits)  # one pass over every window's logits, for the species and their evidence

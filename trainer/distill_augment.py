@@ -16,12 +16,13 @@ training windows are read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from daemon.model.windows import WindowGrid
+from trainer.audio_spill import Samples
 from trainer.distill_recipe import TeacherParams
 from trainer.synthesis import place_call
 from trainer.train import WindowSource
@@ -33,7 +34,7 @@ SEED_OFFSET = 5
 """the items' random stream is seeded by the student's seed plus this (the call mixtures take +1 and +2)"""
 
 
-def augmented_pieces(recordings: list[np.ndarray], grid: WindowGrid, params: TeacherParams,
+def augmented_pieces(recordings: Sequence[Samples], grid: WindowGrid, params: TeacherParams,
                      seed: int) -> Iterator[np.ndarray]:
     """``params.augment_windows`` float32 windows (the same sequence for a seed): a window of a recording at
     least one window long, a random other recording (or a random piece of it) added at ``augment_snr_db``
@@ -50,13 +51,16 @@ def augmented_pieces(recordings: list[np.ndarray], grid: WindowGrid, params: Tea
         other += other >= base
         start = int(rng.integers(recordings[base].size - length + 1))
         piece = recordings[base][start: start + length].astype(np.float32)
-        place_call(piece, recordings[other], rng.uniform(*params.augment_snr_db), rng)
+        clip = recordings[other]
+        if clip.size <= length:  # place_call crops a longer one itself; a spilled file is read as an array
+            clip = np.asarray(clip[0: clip.size])
+        place_call(piece, clip, rng.uniform(*params.augment_snr_db), rng)
         piece *= np.float32(10 ** (rng.uniform(*params.augment_gain_db) / 20))
         peak = float(np.abs(piece).max())
         yield piece / peak if peak > 1.0 else piece
 
 
-def augmented_windows(recordings: list[np.ndarray], grid: WindowGrid, params: TeacherParams, seed: int,
+def augmented_windows(recordings: Sequence[Samples], grid: WindowGrid, params: TeacherParams, seed: int,
                       score: Scorer, targets_of: Callable[[np.ndarray], np.ndarray], progress: bool) -> WindowSource:
     """The augmented training windows (:func:`augmented_pieces`), each with ``targets_of`` (the recipe's soft
     targets of logits) the teacher's logits of it (``score``). The teacher runs here, once per window; only

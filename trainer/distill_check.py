@@ -24,7 +24,7 @@ from daemon.constants import SAMPLE_RATE
 from daemon.model.loader import embed_signal
 from daemon.model.stsg import STSGBackend
 from daemon.model.windows import WindowGrid
-from trainer.distill import ScoredAudio, TeacherPass, fit_student, probabilities, require_long_audio
+from trainer.distill import ScoredAudio, TeacherPass, WindowSpans, fit_student, probabilities, require_long_audio
 from trainer.distill_recipe import DistillRecipe
 from trainer.synthesis import place_call
 
@@ -55,17 +55,18 @@ def held_out_windows(run: TeacherPass, held: list[int], columns: list[int], rng:
     as float32 with the teacher's probabilities for the learnt ``columns``: real windows as the teacher scored
     them in its pass, mixtures scored afresh (not cached)."""
     grid, teacher_grid = WindowGrid(), run.teacher.grid
-    calls, backgrounds = [], []
+    positions, backgrounds = [], []
     for i in held:
         samples, logits = run.decoded[i][1], run.logits[i]
         for w, z in enumerate(logits):
             start = teacher_grid.start(w)
             if probabilities(z[columns]).max() >= VERDICT:
-                calls.append(samples[start: start + grid.length])
+                positions.append((i, w))
             if start % grid.length == 0 and start + grid.length <= samples.size:
                 backgrounds.append((i, w))
-    if max_calls is not None and len(calls) > max_calls:
-        calls = [calls[k] for k in np.sort(rng.choice(len(calls), max_calls, replace=False))]
+    if max_calls is not None and len(positions) > max_calls:
+        positions = [positions[k] for k in np.sort(rng.choice(len(positions), max_calls, replace=False))]
+    calls = WindowSpans([samples for _, samples in run.decoded], positions, teacher_grid)  # read when mixed
 
     def real(i: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         start = teacher_grid.start(w)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from daemon.cli import chosen_week, place_options
+from daemon.logsetup import progress_logging, setup_logging
 from trainer.cli import check_pooling, set_changes, with_changes
 
 log = logging.getLogger("trainer.cli")
@@ -41,11 +42,14 @@ log = logging.getLogger("trainer.cli")
 @click.option("--reviews", type=click.Path(path_type=Path), default=None,
               help="reviews.csv of `birdd export-reviews`: reviewed clips get the reviewer's target for their species "
                    "(1 correct, 0 false positive) in place of the teacher's (give its folder as a PATH too).")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars on stderr, one per phase: files or windows done, of how many, and the time left "
+                   "(default: when stderr is a terminal and not --quiet).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and only warnings and errors in the log.")
 def distill(paths: tuple[Path, ...], teacher: Path, output: Path, include: Path | None, from_range: bool,
             lat: float | None, lon: float | None, week: int | None, day: datetime | None, threshold: float,
             seed: int, overrides: tuple[str, ...], check: float | None, cache_dir: Path | None, no_cache: bool,
-            reviews: Path | None, progress: bool | None) -> None:
+            reviews: Path | None, progress: bool | None, quiet: bool) -> None:
     """Distil a TFLite teacher into a token (STSG) student on unlabelled audio.
 
     PATHS are audio files or folders (recursive, any length; no labels). The teacher scores every window;
@@ -69,7 +73,10 @@ def distill(paths: tuple[Path, ...], teacher: Path, output: Path, include: Path 
     recipe = with_changes(DistillRecipe(), [("--seed", "student.seed", str(seed)), *set_changes(overrides)])
     check_pooling(recipe.student.pooling, "--set student.pooling")
     cache = None if no_cache else cache_dir or default_teacher_cache_dir()
-    show_progress = sys.stderr.isatty() if progress is None else progress
-    distill_student(list(paths), teacher, output, recipe, SpeciesChoice(include, place), cache, show_progress,
-                    check or 0.0, reviews)
+    if quiet:
+        setup_logging("WARNING")
+    show_progress = (sys.stderr.isatty() and not quiet) if progress is None else progress
+    with progress_logging(show_progress):
+        distill_student(list(paths), teacher, output, recipe, SpeciesChoice(include, place), cache, show_progress,
+                        check or 0.0, reviews)
     log.info("peak memory (RSS) %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -6,7 +6,7 @@ training on the mixture closes that gap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ Background = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
 """Draws a 5-s background window and its target vector (what it already holds)."""
 
 
-def mixed_windows(calls: list[np.ndarray], call_targets: list[np.ndarray], background: Background,
+def mixed_windows(calls: Sequence[np.ndarray], call_targets: list[np.ndarray], background: Background,
                   params: SynthesisParams, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(5-s window, target vector)``: each call mixed ``windows_per_recording`` times into a drawn
     background (sometimes with further random calls, see ``extra_call_probability``), then

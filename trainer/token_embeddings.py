@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 from gensim.models import Word2Vec
@@ -15,14 +16,29 @@ SENTENCE_TOKENS = 1000
 """Token sequences are cut into sentences of this many tokens (gensim truncates at 10,000)."""
 
 
+class Sentences:
+    """The token sequences as gensim sentences (lists of token strings, :data:`SENTENCE_TOKENS` long), made
+    afresh on every pass over them: no list of every token as a string is ever held."""
+
+    def __init__(self, sequences: list[np.ndarray]) -> None:
+        self.sequences = sequences
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for seq in self.sequences:
+            for i in range(0, len(seq), SENTENCE_TOKENS):
+                yield [str(t) for t in seq[i: i + SENTENCE_TOKENS]]
+
+    def __len__(self) -> int:
+        return sum(-(-len(seq) // SENTENCE_TOKENS) for seq in self.sequences)
+
+
 def fit_token_vectors(sequences: list[np.ndarray], codebook_size: int, params: Word2VecParams,
                       seed: int) -> np.ndarray:
     """Skip-gram vectors for every token id, shape ``(codebook_size, vector_size)``; unseen tokens get zeros.
 
     One worker thread, so the result is deterministic for a given seed.
     """
-    sentences = [[str(t) for t in seq[i: i + SENTENCE_TOKENS]]
-                 for seq in sequences for i in range(0, len(seq), SENTENCE_TOKENS)]
+    sentences = Sentences(sequences)
     model = Word2Vec(sentences=sentences, vector_size=params.vector_size, window=params.window, sg=1,
                      negative=params.negative, ns_exponent=params.ns_exponent, epochs=params.epochs,
                      min_count=params.min_count, sample=params.sample, seed=seed, workers=1)

@@ -26,11 +26,12 @@ from daemon.model.stsg import NAME as STSG
 from daemon.model.stsg import STSGBackend
 from daemon.model.tokenizer import FrameNormaliser, StreamingTokenizer
 from daemon.model.windows import WindowGrid
-from trainer.codebook_fit import fit_codebook, sample_frames
+from trainer.audio_spill import Samples
+from trainer.codebook_fit import FrameSample, fit_codebook
 from trainer.dataset import Dataset, load_dataset
 from trainer.head_fit import fit_head
 from trainer.recipe import Recipe
-from trainer.synthesis import training_windows, window_count
+from trainer.synthesis import WINDOW_SAMPLES, training_windows, window_count
 from trainer.token_embeddings import fit_idf, fit_token_vectors
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,13 @@ def fit_stsg(audio: DecodedAudio, n_species: int, recipe: Recipe, progress: bool
     return fit_stsg_on(audio.soundscapes or audio.clips, windows, recipe, progress)
 
 
-def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe,
+def fit_stsg_on(streams: list[Samples], windows: WindowSource, recipe: Recipe,
                 progress: bool = False, head_only: WindowSource | None = None) -> FittedSTSG:
     """Fit an STSG model on unlabelled ``streams`` (long field recordings) and target-labelled ``windows``:
     its features (:func:`fit_stsg_features`), then the head on the windows' features and targets (0/1 or soft),
     and on those of ``head_only`` (windows the codebook does not sample).
     """
-    backend, arrays = fit_stsg_features(streams, windows, recipe)
+    backend, arrays = fit_stsg_features(streams, windows, recipe, progress)
     windows = windows if head_only is None else windows.then(head_only)
     with stage("training windows"):
         features, labels = window_features(backend, windows, progress)
@@ -129,25 +130,29 @@ def fit_stsg_on(streams: list[np.ndarray], windows: WindowSource, recipe: Recipe
     return FittedSTSG(backend, arrays, int(features.shape[0]))
 
 
-def fit_stsg_features(streams: list[np.ndarray], windows: WindowSource,
-                      recipe: Recipe) -> tuple[STSGBackend, dict[str, np.ndarray]]:
+def fit_stsg_features(streams: list[Samples], windows: WindowSource, recipe: Recipe,
+                      progress: bool = False) -> tuple[STSGBackend, dict[str, np.ndarray]]:
     """The STSG backend (no head yet) and its arrays. The codebook is fitted on frames of what the model will
     hear: the streams and the training windows (calls over field background), not clean focal clips.
-    Skip-gram vectors and idf are learnt from the streams' tokens."""
-    params = recipe.tokenizer
-    window_frames = WINDOW_SECONDS * SAMPLE_RATE // recipe.front_end.hop
+    Skip-gram vectors and idf are learnt from the streams' tokens. One signal's frames are held at a time (and
+    the codebook's bounded sample of them), so memory does not grow with the streams' hours."""
+    params, hop = recipe.tokenizer, recipe.front_end.hop
+    window_frames = WINDOW_SECONDS * SAMPLE_RATE // hop
     with stage("codebook"):
         # every stride-th training window: about 4x the frames k-means samples, so the sample is varied
         # without computing the frames of every window twice
         stride = max(1, round(windows.count * window_frames / max(recipe.codebook_frames, 1) / 4))
+        n_window_sets = -(-windows.count // stride)
         window_audio = (x for x, _ in itertools.islice(windows.make(), 0, None, stride))
-        # one signal's log-mel at a time: only the normalised frames are kept until they are sampled
-        frame_sets = [_normalised(recipe, _frame_blocks(recipe, x)) for x in itertools.chain(streams, window_audio)]
-        frames = sample_frames(frame_sets, recipe.codebook_frames, np.random.default_rng(recipe.seed))
-        del frame_sets
-        codebook, arrays = fit_codebook(frames, params, recipe.kmeans_iterations, recipe.seed)
+        total = sum(x.size // hop for x in streams) + n_window_sets * (WINDOW_SAMPLES // hop)  # a frame per hop
+        sample = FrameSample(total, recipe.codebook_frames, np.random.default_rng(recipe.seed))
+        for x in tqdm(itertools.chain(streams, window_audio), total=len(streams) + n_window_sets,
+                      desc="codebook frames", unit="signal", disable=not progress):
+            sample.add(_normalised(recipe, _frame_blocks(recipe, x)))
+        codebook, arrays = fit_codebook(sample.frames(), params, recipe.kmeans_iterations, recipe.seed)
     with stage("tokens"):
-        sequences = [_tokens(codebook, recipe, _frame_blocks(recipe, x)) for x in streams]
+        sequences = [_tokens(codebook, recipe, _frame_blocks(recipe, x))
+                     for x in tqdm(streams, desc="tokens", unit="file", disable=not progress)]
     with stage("skip-gram token embeddings"):
         if any(b.startswith("emb_") for b in recipe.pooling):
             arrays["token_vectors"] = fit_token_vectors(sequences, params.codebook_size, recipe.word2vec, recipe.seed)
@@ -189,9 +194,16 @@ def stsg_backend_params(recipe: Recipe) -> dict:
             "pooling": {"blocks": list(recipe.pooling)}}
 
 
-def _frame_blocks(recipe: Recipe, samples: np.ndarray) -> list[FrameBlock]:
+PUSH_SAMPLES = 60 * SAMPLE_RATE
+"""samples read and pushed into the log-mel at a time (a minute; the frames do not depend on it)"""
+
+
+def _frame_blocks(recipe: Recipe, samples: Samples) -> list[FrameBlock]:
     extractor = StreamingLogMel(recipe.front_end)
-    return extractor.push(samples) + extractor.flush()
+    blocks = []
+    for start in range(0, samples.size, PUSH_SAMPLES):
+        blocks += extractor.push(samples[start: start + PUSH_SAMPLES])
+    return blocks + extractor.flush()
 
 
 def _normalised(recipe: Recipe, blocks: list[FrameBlock]) -> np.ndarray:
