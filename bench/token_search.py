@@ -11,6 +11,7 @@ on ``--files`` test soundscapes in one process:
 
 - the time of each stage per one-minute file (decoding, log-mel, normalisation, the search's product, its
   subtraction and argmax), the profile that says how much a cheaper search could save at most;
+- the block product's GFLOP/s against a 1024^3 product's (how close to the BLAS's best it runs already);
 - whether the product of a block's rows or columns alone equals the full product's bits (it does not);
 - the near ties: frames whose best and second-best centroid differ by less than the error bound (there, another
   arithmetic may pick another token), and the share of 100-frame blocks that hold one (a certified search must
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +81,21 @@ def main() -> None:
     print(f"{len(files)} files, {minutes:.1f} min of audio, k={codebook.params.codebook_size}; per minute of audio, "
           "one process: " + ", ".join(f"{name} {1e3 * t / minutes:.1f} ms" for name, t in timings.items()))
     full_blocks = [b for b in blocks if b.shape[0] == backend.front_end.block_frames]
+    blas_rate(full_blocks[0], codebook.centroids)
     shape_invariance(full_blocks[0], codebook.centroids)
     near_ties(full_blocks, codebook.centroids, codebook._half_sqnorm)
     pruning(full_blocks[:200], codebook.centroids, codebook._half_sqnorm)
+
+
+def blas_rate(frames: np.ndarray, centroids: np.ndarray) -> None:
+    """GFLOP/s of the block product against a large square product's (the BLAS's best on this core)."""
+    square = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    rates = []
+    for a, b in ((frames, centroids.T), (square, square)):
+        seconds = min(timeit.repeat(lambda a=a, b=b: a @ b, number=5, repeat=5)) / 5
+        rates.append(2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9)
+    print(f"block product {rates[0]:.1f} GFLOP/s, a 1024^3 product {rates[1]:.1f} GFLOP/s "
+          f"({100 * rates[0] / rates[1]:.0f} %), one thread")
 
 
 def shape_invariance(frames: np.ndarray, centroids: np.ndarray) -> None:
