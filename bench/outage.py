@@ -21,8 +21,6 @@ usage: python bench/outage.py [--minutes 3] [--retry-max-s 60] [--model BUNDLE] 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -42,18 +40,16 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(CHECKOUT / "tests"))  # the test servers and the daemon subprocess helper
 
 from conftest import Broker  # noqa: E402
-from daemon_process import Daemon, toml_value, write_config  # noqa: E402
+from daemon_process import Daemon  # noqa: E402
 from http_receivers import BirdWeatherServer, Receiver  # noqa: E402
 from model_fixtures import SMALL_RECIPE  # noqa: E402
+from test_outbound_targets_survive_outages import TOKEN, outage_config, signed  # noqa: E402
 
 from daemon.outbound.birdweather import local_iso  # noqa: E402
 from daemon.outbound.notify import target_name  # noqa: E402
 from trainer.synthetic_corpus import write_corpus  # noqa: E402
 from trainer.train import train  # noqa: E402
 
-TOKEN = "OutageBenchToken"
-KEY = b"outage-bench-key"
-SPECIES = "syn01"
 WARM_UP_DETECTIONS = 3
 RECOVERY_MARGIN_S = 60.0
 """after the cap: how much longer every target may take to catch up before the run fails"""
@@ -74,12 +70,6 @@ class Switch:
 
     def __call__(self, request):
         return self._answer(request) if self.up else (503, b'{"success": false, "message": "down"}')
-
-
-def signed(request):
-    expected = "sha256=" + hmac.new(KEY, request.body, hashlib.sha256).hexdigest()
-    ok = hmac.compare_digest(request.headers.get("x-birdd-signature-256", ""), expected)
-    return (200, b"{}") if ok else (401, b"bad signature")
 
 
 class MqttLog:
@@ -136,33 +126,6 @@ def make_model(work: Path, given: Path | None) -> tuple[Path, Path]:
     return model, sorted((corpus / "test_soundscapes").iterdir())[0]
 
 
-def config(work: Path, model: Path, soundscape: Path, broker: Broker, hook: Receiver, refuser: Receiver,
-           bw: BirdWeatherServer, notify: Receiver, retry_max_s: float) -> Path:
-    (work / "hook.key").write_bytes(KEY)
-    path = write_config(work / "config.toml", {
-        "station": {"name": "out"},
-        "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
-        "model": {"path": str(model)},
-        "detection": {"threshold": 0.0, "window_hop_s": 1.0, "include": [SPECIES]},
-        "mqtt": {"host": broker.host, "port": broker.port, "ha_discovery": False, "status_interval_s": 2.0,
-                 "reconnect_max_s": retry_max_s},
-        "outbox": {"path": str(work / "outbox.sqlite")},
-        "clips": {"keep_per_species_per_day": 0, "max_total_mb": 2048.0, "margin_s": 0.5},
-        "birdweather": {"enabled": True, "token": TOKEN, "url": bw.url, "min_confidence": 0.0,
-                        "retry_max_s": retry_max_s},
-        "notifications": {"enabled": True, "urls": [f"json://127.0.0.1:{notify.port}/n"], "new_species": [],
-                          "species": [SPECIES], "max_per_hour": 0, "min_confidence": 0.0, "disk_min_free_mb": 0.0,
-                          "no_audio_minutes": 0.0, "retry_max_s": retry_max_s},
-    })
-    hooks = [{"name": "home", "url": f"{hook.url}/h", "secret_file": str(work / "hook.key"),
-              "retry_max_s": retry_max_s},
-             {"name": "refuser", "url": f"{refuser.url}/r", "retry_max_s": retry_max_s}]
-    with path.open("a") as fh:
-        for table in hooks:
-            fh.write("[[webhooks]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()))
-    return path
-
-
 def intervals(times: list[float], start: float, end: float) -> list[float]:
     """Gaps between consecutive attempts inside [start, end)."""
     inside = [t for t in times if start <= t < end]
@@ -195,7 +158,8 @@ def main() -> None:
     switches["birdweather"] = bw_switch = Switch(bw.answer)
     bw.answer = bw_switch
     mqtt_log = MqttLog(broker.port)
-    path = config(work, model, soundscape, broker, hook, refuser, bw, notify, args.retry_max_s)
+    path = outage_config(work, model, soundscape, broker, hook, refuser, bw, notify, retry_max_s=args.retry_max_s,
+                         reconnect_min_s=1.0, status_interval_s=2.0, clips_mb=2048.0)
     store = work / "config.detections.sqlite"
     log = work / "daemon.log"
     daemon = Daemon(path, log)

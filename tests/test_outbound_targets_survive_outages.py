@@ -32,31 +32,38 @@ PHASE_DETECTIONS = 2
 """new detections (rows of the detection store) each phase waits for"""
 
 
-def _signed(request):
+def signed(request):
+    """The webhook receiver's answer: 200 when the request carries its HMAC-SHA256 signature under :data:`KEY`."""
     expected = "sha256=" + hmac.new(KEY, request.body, hashlib.sha256).hexdigest()
     ok = hmac.compare_digest(request.headers.get("x-birdd-signature-256", ""), expected)
     return (200, b"{}") if ok else (401, b"bad signature")
 
 
-def _config(tmp_path, broker, model, soundscape, hook, refuser, bw, notify):
-    key_file = tmp_path / "hook.key"
+def outage_config(work, model, soundscape, broker, hook, refuser, bw, notify, *, retry_max_s=1.0,
+                  reconnect_min_s=0.2, status_interval_s=1.0, clips_mb=64.0):
+    """The outage scenario's config in ``work``: a looped replay of ``soundscape`` detecting :data:`SPECIES`
+    every second, MQTT, BirdWeather, Apprise and two webhooks (``hook`` signed with :data:`KEY`, ``refuser``),
+    every target retrying at most every ``retry_max_s`` (``bench/outage.py`` runs it for minutes)."""
+    key_file = work / "hook.key"
     key_file.write_bytes(KEY)
-    path = write_config(tmp_path / "config.toml", {
+    path = write_config(work / "config.toml", {
         "station": {"name": "out"},
         "audio": {"source": "file", "files": [str(soundscape)], "realtime": True, "loop": True},
         "model": {"path": str(model)},
         "detection": {"threshold": 0.0, "window_hop_s": 1.0, "include": [SPECIES]},
-        "mqtt": {"host": broker.host, "port": broker.port, "ha_discovery": False, "status_interval_s": 1.0,
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
-        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
-        "clips": {"keep_per_species_per_day": 0, "max_total_mb": 64.0, "margin_s": 0.5},
-        "birdweather": {"enabled": True, "token": TOKEN, "url": bw.url, "min_confidence": 0.0, "retry_max_s": 1.0},
+        "mqtt": {"host": broker.host, "port": broker.port, "ha_discovery": False,
+                 "status_interval_s": status_interval_s, "reconnect_min_s": reconnect_min_s,
+                 "reconnect_max_s": retry_max_s},
+        "outbox": {"path": str(work / "outbox.sqlite")},
+        "clips": {"keep_per_species_per_day": 0, "max_total_mb": clips_mb, "margin_s": 0.5},
+        "birdweather": {"enabled": True, "token": TOKEN, "url": bw.url, "min_confidence": 0.0,
+                        "retry_max_s": retry_max_s},
         "notifications": {"enabled": True, "urls": [f"json://127.0.0.1:{notify.port}/n"], "new_species": [],
                           "species": [SPECIES], "max_per_hour": 0, "min_confidence": 0.0, "disk_min_free_mb": 0.0,
-                          "retry_max_s": 1.0},
+                          "no_audio_minutes": 0.0, "retry_max_s": retry_max_s},
     })
-    hooks = [{"name": "home", "url": f"{hook.url}/h", "secret_file": str(key_file), "retry_max_s": 1.0},
-             {"name": "refuser", "url": f"{refuser.url}/r", "retry_max_s": 1.0}]
+    hooks = [{"name": "home", "url": f"{hook.url}/h", "secret_file": str(key_file), "retry_max_s": retry_max_s},
+             {"name": "refuser", "url": f"{refuser.url}/r", "retry_max_s": retry_max_s}]
     with path.open("a") as fh:
         for table in hooks:
             fh.write("[[webhooks]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()))
@@ -93,9 +100,9 @@ def _first_arrivals(ids):
 def test_every_target_gets_every_detection_through_outages_and_a_sigkill(tmp_path, mosquitto, subscribe,
                                                                            trained_model, synthetic_corpus):
     soundscape = sorted((synthetic_corpus / "test_soundscapes").iterdir())[0]
-    hook, refuser, notify = Receiver(_signed), Receiver(lambda r: (400, b'{"error": "never"}')), Receiver()
+    hook, refuser, notify = Receiver(signed), Receiver(lambda r: (400, b'{"error": "never"}')), Receiver()
     bw = BirdWeatherServer(TOKEN)
-    config = _config(tmp_path, mosquitto, trained_model, soundscape, hook, refuser, bw, notify)
+    config = outage_config(tmp_path, trained_model, soundscape, mosquitto, hook, refuser, bw, notify)
     detections = subscribe(mosquitto, "birdd/out/detections")
     status = subscribe(mosquitto, "birdd/out/status/#")
     log = tmp_path / "daemon.log"

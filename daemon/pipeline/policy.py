@@ -57,7 +57,8 @@ class DetectionPolicy:
         if exclude:
             allowed[exclude] = False
         self.thresholds[~allowed] = np.inf
-        self.thresholds = np.array([lowest_listed(t, strictly_above) for t in self.thresholds.tolist()])
+        if strictly_above:  # the next float64 above each threshold, as lowest_listed: a tie is not listed
+            self.thresholds = np.nextafter(self.thresholds, np.inf)
 
     def restrict(self, allowed: np.ndarray) -> None:
         """Never report the species where ``allowed`` (bool per species) is False (a fixed range mask)."""
