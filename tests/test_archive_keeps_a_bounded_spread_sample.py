@@ -308,6 +308,19 @@ def test_the_pipeline_thread_never_waits_for_the_archive(tmp_path, rng):
     assert status["written"] == 1 and status["not_written_at_stop"] == QUEUED_PIECES - 1 and status["files"] == 1
 
 
+def test_each_source_has_its_own_room_in_the_queue(tmp_path, rng):
+    archive = AudioArchive(ArchiveConfig(dir=str(tmp_path / "archive"), minutes_per_hour=60), StreamClock(HOUR))
+    feeds = [archive.feed("garden"), archive.feed("pond")]
+    audio = noise(rng, 60 * QUEUED_PIECES)
+    for feed in feeds:  # a fast replay of two sources: each finishes its pieces before the thread writes one
+        for block in blocks(audio):
+            feed.put_audio(block)
+        feed.end_audio()
+    assert archive.pending() == 2 * QUEUED_PIECES and archive.counters.dropped_busy == 0
+    assert archive.drain(time.monotonic() + 10) == 0
+    assert {path.parent.parent.name for path in (tmp_path / "archive").rglob("*.flac")} == {"garden", "pond"}
+
+
 def test_the_default_archive_directory_is_writable_in_the_units_sandbox():
     unit = UNIT.read_text()
     state = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("StateDirectory="))

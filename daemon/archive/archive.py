@@ -33,7 +33,7 @@ from daemon.write_faults import EventCallback, FaultEvents
 log = logging.getLogger(__name__)
 
 QUEUED_PIECES = 3
-"""finished pieces waiting for the archive thread (minutes of audio: the disk may stall that long)"""
+"""finished pieces waiting for the archive thread, per source (minutes of audio: the disk may stall that long)"""
 MIN_PIECE_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 """a shorter piece is not kept: it holds no whole window for a distillation"""
 
@@ -70,13 +70,16 @@ class AudioArchive:
         self._report()
         self._minutes_per_hour = config.minutes_per_hour
         self._clock = clock
-        self._queue: queue.Queue[ArchivePiece] = queue.Queue(QUEUED_PIECES)
+        self._queue: queue.Queue[ArchivePiece] = queue.Queue()  # bounded by submit: QUEUED_PIECES per feed
+        self._feeds = 0
         self._unwritten = 0  # pieces queued or being written
         self._lock = threading.Lock()
 
     def feed(self, source_name: str = "") -> ArchiveFeed:
         """A new feed for one source's stream; its files go under a folder ``source_name`` ("": the archive's own
         directory, as for a daemon of one source)."""
+        with self._lock:
+            self._feeds += 1
         return ArchiveFeed(self, ArchiveSampler(self._minutes_per_hour, self._clock, source_name))
 
     def work(self, timeout: float) -> None:
@@ -120,14 +123,13 @@ class AudioArchive:
             self.counters.too_short += 1
             return
         with self._lock:
-            try:
-                self._queue.put_nowait(piece)
-            except queue.Full:
+            if self._queue.qsize() >= QUEUED_PIECES * max(1, self._feeds):
                 self.counters.dropped_busy += 1
                 log.log(logging.WARNING if self.counters.dropped_busy == 1 else logging.DEBUG,
                         "archive: still writing earlier audio, %.0f s from %s not kept (%d so far; counted in "
                         "archive.dropped_busy)", piece.seconds, piece.source, self.counters.dropped_busy)
                 return
+            self._queue.put_nowait(piece)
             self._unwritten += 1
 
     def _write(self, piece: ArchivePiece) -> None:
