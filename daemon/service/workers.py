@@ -27,7 +27,7 @@ from daemon.constants import BLOCK_SAMPLES, POLL_S
 from daemon.lifecycle import ManagedThread
 from daemon.model.loader import Model
 from daemon.pipeline.scoring import AudioBlock, ScoringPipeline, WindowResult
-from daemon.sinks.base import AudioSink, Sink, WindowSink
+from daemon.sinks.base import AudioSink, GroupCommitSink, Sink, WindowSink
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,16 @@ class PipelineWorker(ManagedThread):
             self._out.put(result)
 
 
+GROUP_COMMIT_MAX = 64
+"""most window results the sink thread takes from its queue at once (their detections share one outbox commit)"""
+
+
 class SinkWorker(ManagedThread):
-    """Queue of window results -> window sinks and detection sinks, until the pipeline worker ends."""
+    """Queue of window results -> window sinks and detection sinks, until the pipeline worker ends.
+
+    The window results already queued when the thread looks are served together: every sink gets each window
+    and detection in order as before, and a :class:`GroupCommitSink` (the outbox) commits their detections once,
+    so that 8 sources whose windows end together pay one fsync, not eight."""
 
     def __init__(self, inbox: queue.Queue, sinks: list[Sink], window_sinks: list[WindowSink],
                  failures: Counter[str], producers: int = 1) -> None:
@@ -145,19 +153,27 @@ class SinkWorker(ManagedThread):
     def _run(self) -> None:
         ended = 0
         while ended < self._producers:
-            item = self._inbox.get()
-            if item is END:
-                ended += 1
-                continue
-            for window_sink in self._window_sinks:
-                self._call(window_sink, window_sink.put_window, item)
-            for detection in item.detections:
-                for sink in self._sinks:
-                    self._call(sink, sink.put, detection)
+            batch = [self._inbox.get()]
+            while len(batch) < GROUP_COMMIT_MAX and not self._inbox.empty():  # only this thread takes from it
+                batch.append(self._inbox.get())
+            held = False
+            for item in batch:
+                if item is END:
+                    ended += 1
+                    continue
+                for window_sink in self._window_sinks:
+                    self._call(window_sink, window_sink.put_window, item)
+                for detection in item.detections:
+                    held = True
+                    for sink in self._sinks:
+                        self._call(sink, sink.hold if isinstance(sink, GroupCommitSink) else sink.put, detection)
+            for sink in self._sinks:
+                if held and isinstance(sink, GroupCommitSink):
+                    self._call(sink, sink.commit)
 
-    def _call(self, sink: object, method: Callable, item: object) -> None:
+    def _call(self, sink: object, method: Callable[..., object], *args: object) -> None:
         try:
-            method(item)
+            method(*args)
         except Exception:
             name = type(sink).__name__
             self.failures[name] += 1

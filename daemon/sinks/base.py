@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from daemon.pipeline.detection import Detection
 from daemon.pipeline.scoring import AudioBlock, WindowResult
@@ -16,6 +16,18 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release what the sink holds; called once, after the last ``put``."""
+
+
+@runtime_checkable
+class GroupCommitSink(Sink, Protocol):
+    """A sink whose durable write can serve several detections: the sink thread holds each detection of the
+    windows queued together, in order, then commits them once (``put`` is ``hold`` then ``commit``)."""
+
+    def hold(self, detection: Detection) -> None:
+        """Take one detection as ``put`` would, leaving its durable write to :meth:`commit`."""
+
+    def commit(self) -> None:
+        """Write what was held since the last commit."""
 
 
 class BackgroundTask(Protocol):

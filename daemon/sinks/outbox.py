@@ -289,13 +289,28 @@ class Outbox:
         cannot be written now: the payload is then held in memory (and published from there) under the next
         ``seq``, and written by a later retry unless the broker acknowledges it first."""
         with self._lock:
-            self._last_seq += 1
-            seq = self._last_seq
-            self._held[seq] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            self._put_id = max(self._put_id, payload.get(_ID_FIELD) or 0)
-            self._bound_held()
+            seq = self._hold(payload)
             self._flush_held(force=False)  # while writes fail, only when the back-off says so
             return None if seq in self._held else seq
+
+    def hold(self, payload: dict[str, Any]) -> None:
+        """Take one payload under the next ``seq`` without writing it yet: :meth:`commit` writes what is held in
+        one durable transaction (a group commit: one fsync for the detections made together)."""
+        with self._lock:
+            self._hold(payload)
+
+    def commit(self) -> None:
+        """Write what :meth:`hold` took, fsynced (while writes fail, only when the back-off says so)."""
+        with self._lock:
+            self._flush_held(force=False)
+
+    def _hold(self, payload: dict[str, Any]) -> int:
+        """Hold ``payload`` in memory under the next ``seq`` (the lock is held); the caller writes it."""
+        self._last_seq += 1
+        self._held[self._last_seq] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        self._put_id = max(self._put_id, payload.get(_ID_FIELD) or 0)
+        self._bound_held()
+        return self._last_seq
 
     def retry_held(self) -> None:
         """Write held detections and acknowledgements if the back-off says it is time (cheap otherwise)."""
@@ -568,8 +583,9 @@ class OutboxSink:
     Also a window sink: every scored window is the moment to retry detections held in memory while the
     outbox could not be written. ``on_event(kind, message)`` reports ``outbox_write_failed`` and
     ``outbox_writable`` (the status topic's events). ``extra_fields(detection)`` adds fields to the payload:
-    the detection store's ``id`` and ``clip``. ``on_put()`` is called after each put (the MQTT publisher's
-    ``wake``, so that it publishes the row at once).
+    the detection store's ``id`` and ``clip``. ``on_put()`` is called after each commit (the MQTT publisher's
+    ``wake``, so that it publishes the rows at once). The sink thread holds the detections queued together and
+    commits them at once (:class:`~daemon.sinks.base.GroupCommitSink`).
     """
 
     def __init__(self, outbox: Outbox, on_event: EventCallback | None = None,
@@ -582,13 +598,25 @@ class OutboxSink:
 
     def put(self, detection: Detection) -> None:
         """Store one detection durably (fsynced before returning), or hold it in memory until the file takes it."""
-        payload = detection.to_payload()
-        if self._extra_fields is not None:
-            payload.update(self._extra_fields(detection))
-        self.outbox.put(payload)
+        self.hold(detection)
+        self.commit()
+
+    def hold(self, detection: Detection) -> None:
+        """Take the detection as :meth:`put` does (its payload is made now), but leave its write to :meth:`commit`."""
+        self.outbox.hold(self._payload(detection))
+
+    def commit(self) -> None:
+        """Write what :meth:`hold` took in one durable commit, then wake the publisher."""
+        self.outbox.commit()
         if self._on_put is not None:
             self._on_put()
         self._report()
+
+    def _payload(self, detection: Detection) -> dict[str, Any]:
+        payload = detection.to_payload()
+        if self._extra_fields is not None:
+            payload.update(self._extra_fields(detection))
+        return payload
 
     def put_window(self, result: WindowResult) -> None:
         """Retry held writes when due."""
