@@ -1,7 +1,8 @@
 """Real stream servers on the loopback for the URL-source tests, and the ``url_source`` fixture (a plugin of conftest).
 
 - :class:`RtspServer`: Debian's gst-rtsp-server (tests/rtsp_server.py under the system python3), a WAV at
-  real time, optionally behind basic auth; it can be killed and started again on the same port.
+  real time, optionally behind basic auth, optionally over TLS (``rtsps://``, a certificate from
+  :func:`self_signed_certificate`); it can be killed and started again on the same port.
 - :class:`Icecast`: Debian's icecast2 with its config written for the test, a listener password on
   ``/private.ogg``, fed by :class:`IcecastPush` (an ``ffmpeg`` source client, Ogg Vorbis).
 - :class:`SilentServer`: accepts TCP connections and never sends a byte (a hung camera).
@@ -57,18 +58,32 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout} s")
 
 
-class RtspServer:
-    """``rtsp://HOST:port/birds`` serving ``wav``; ``url`` has the credentials in it when auth is on."""
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A fresh self-signed certificate for ``CN=127.0.0.1`` (valid a day) and its key: PEM paths in ``folder``."""
+    need("openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={HOST}", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
 
-    def __init__(self, wav: Path, user: str = "", password: str = "") -> None:
+
+class RtspServer:
+    """``rtsp://HOST:port/birds`` serving ``wav`` (``rtsps://`` with ``tls``: certificate and key PEM paths);
+    ``url`` has the credentials in it when auth is on."""
+
+    def __init__(self, wav: Path, user: str = "", password: str = "",
+                 tls: tuple[Path, Path] | None = None) -> None:
         probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
                                capture_output=True)
         if probe.returncode:
             pytest.skip("not installed: gir1.2-gst-rtsp-server-1.0 and python3-gi (Makefile APT_PACKAGES)")
         self.port = free_port()
         self._args = [SYSTEM_PYTHON, str(TESTS / "rtsp_server.py"), str(self.port), str(wav),
-                      *([user, password] if user else [])]
-        self.url = f"rtsp://{user}:{password}@{HOST}:{self.port}/birds" if user else f"rtsp://{HOST}:{self.port}/birds"
+                      *([user, password] if user else []), *(["--tls", *map(str, tls)] if tls else [])]
+        scheme = "rtsps" if tls else "rtsp"
+        credentials = f"{user}:{password}@" if user else ""
+        self.url = f"{scheme}://{credentials}{HOST}:{self.port}/birds"
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:

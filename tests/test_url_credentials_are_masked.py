@@ -32,4 +32,6 @@ def test_ffmpeg_reads_files_at_real_time_and_rtsp_over_the_chosen_transport():
     assert "-re" in ffmpeg_command("/x/a.flac") and "-re" not in ffmpeg_command("http://h/a")
     rtsp = ffmpeg_command("rtsp://h/s", rtsp_transport="udp")
     assert rtsp[rtsp.index("-rtsp_transport") + 1] == "udp"
+    rtsps = ffmpeg_command("rtsps://u:p@h/s")  # RTSP over TLS: the same options, no TLS one (nothing verifies)
+    assert rtsps[rtsps.index("-rtsp_transport") + 1] == "tcp" and not [o for o in rtsps if "tls" in o]
     assert rtsp[-7:] == ["-ac", "1", "-ar", "32000", "-f", "f32le", "pipe:1"]
