@@ -311,6 +311,25 @@ def url_source() -> Iterator[Callable[..., tuple[UrlSource, RingBuffer, list[tup
         source.stop(3.0)
 
 
+def hear(source: UrlSource, ring: RingBuffer, events: list[tuple[str, str]], what: str,
+         seconds: float = 4.0) -> tuple[float, np.ndarray, str, list[tuple[str, str]]]:
+    """After 2 s of ``what`` in the ring, listen for ``seconds``: (samples per second heard, the last second, the
+    source's state and its events so far). Read before the server goes: a server's end is a fault of its own."""
+    wait_until(lambda: ring.written >= 2 * SAMPLE_RATE, 20, f"2 s of {what}")
+    first, started = ring.written, time.monotonic()
+    time.sleep(seconds)
+    rate = (ring.written - first) / (time.monotonic() - started)
+    _, heard = ring.copy_past(ring.written - SAMPLE_RATE, ring.written)[-1]
+    return rate, heard, source.status().state, list(events)
+
+
+def assert_tone(heard: np.ndarray, hz: float) -> None:
+    """``heard`` is a tone of ``hz`` at the level the test servers send (0.3 peak: 0.3 / sqrt 2 RMS)."""
+    spectrum = np.abs(np.fft.rfft(heard * np.hanning(heard.size)))
+    assert np.fft.rfftfreq(heard.size, 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(hz, abs=2)
+    assert 0.15 < np.sqrt(np.mean(heard**2)) < 0.3
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
