@@ -74,7 +74,8 @@ def ring_extra_samples(config: Config) -> int:
 
 
 def make_sinks(context: SinkContext) -> SinkSet:
-    """The outbox first among detection sinks (durability), the detection store after it, then the log.
+    """The outbox first among detection sinks (its payload is made before the store takes the detection; the sink
+    thread commits it for the windows served together), the detection store after it, then the log.
 
     The store also watches windows: it gives each detection its row id and clip name before the outbox
     commits the payload that carries them. The audio archive, when on, takes the audio itself.
