@@ -123,7 +123,7 @@ class AudioArchive:
             self.counters.too_short += 1
             return
         with self._lock:
-            if self._queue.qsize() >= QUEUED_PIECES * max(1, self._feeds):
+            if self._queue.qsize() >= QUEUED_PIECES * self._feeds:  # pieces come from feeds only
                 self.counters.dropped_busy += 1
                 log.log(logging.WARNING if self.counters.dropped_busy == 1 else logging.DEBUG,
                         "archive: still writing earlier audio, %.0f s from %s not kept (%d so far; counted in "

@@ -145,7 +145,9 @@ class SinkWorker(ManagedThread):
         super().__init__("birdd-sinks", self._run)
         self._inbox = inbox
         self._producers = producers
-        self._sinks = sinks
+        self._takes = [(sink, sink.hold if isinstance(sink, GroupCommitSink) else sink.put) for sink in sinks]
+        """each detection sink with the method that takes a detection: ``hold`` for a group-commit sink"""
+        self._committing = [sink for sink in sinks if isinstance(sink, GroupCommitSink)]
         self._window_sinks = window_sinks
         self.failures = failures
         """sink class name -> calls that raised (shared with the status report)"""
@@ -165,11 +167,10 @@ class SinkWorker(ManagedThread):
                     self._call(window_sink, window_sink.put_window, item)
                 for detection in item.detections:
                     held = True
-                    for sink in self._sinks:
-                        self._call(sink, sink.hold if isinstance(sink, GroupCommitSink) else sink.put, detection)
-            for sink in self._sinks:
-                if held and isinstance(sink, GroupCommitSink):
-                    self._call(sink, sink.commit)
+                    for sink, take in self._takes:
+                        self._call(sink, take, detection)
+            for sink in self._committing if held else ():
+                self._call(sink, sink.commit)
 
     def _call(self, sink: object, method: Callable[..., object], *args: object) -> None:
         try:
