@@ -340,7 +340,7 @@ def cache_augmented(args: argparse.Namespace) -> None:
     started, cpu = time.perf_counter(), time.process_time()
     misses = run_.teacher.cache.misses
     extra = augmentation(kept, recipe.with_override("teacher.augment_windows", str(args.augment)),
-                         run_.scorer(columns), progress=False)
+                         run_.scorer(columns), progress=False, at_most=args.augment)
     scored_now = run_.teacher.cache.misses - misses
     print(f"{args.files}: {extra.count if extra else 0} augmented windows, {scored_now} scored by the teacher "
           f"(the others cached): {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.1f} s CPU"
@@ -352,7 +352,7 @@ def with_augmentation(backend, windows: WindowSource, scored: list[ScoredAudio],
     """Features and targets of ``windows``, then of the recipe's augmented windows of ``scored`` (the head's, as
     `birdd distill` fits it), and how many of them are ``windows``'."""
     x, y = window_features(backend, windows)
-    extra = augmentation(scored, recipe, score, progress=False)
+    extra = augmentation(scored, recipe, score, progress=False, at_most=windows.count)
     if extra is None:
         return x, y, len(x)
     ax, ay = window_features(backend, extra)
@@ -407,7 +407,9 @@ def route_scores(spec: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray, f
     regressing the teacher's embedding and applying its own linear classifier layer: least squares commutes
     with a linear map of the targets); ``relu:L2:UNITS`` least squares on the features plus UNITS seeded random
     ReLU features of them (a two-layer head); ``mlp:L2:UNITS:EPOCHS`` :func:`residual_mlp`; ``hybrid:L2``
-    probabilities for the species the teacher finds in the audio (``found``), logits for the others."""
+    probabilities for the species the teacher finds in the audio (``found``), logits for the others;
+    ``clipped:L2:FLOOR`` the logits raised to at least FLOOR (the negative tail, where the teacher says nothing,
+    cut off); ``power:L2:GAMMA`` the probabilities to the power GAMMA (between probabilities and logits)."""
     kind, _, rest = spec.partition(":")
     l2, _, units = rest.partition(":")
     if kind == "hybrid":
@@ -416,9 +418,13 @@ def route_scores(spec: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray, f
     if kind == "mlp":
         hidden, _, epochs = units.partition(":")
         return residual_mlp(x, y, vectors, float(l2), int(hidden), int(epochs or 4), found)
-    if kind == "logits":
+    if kind in ("logits", "clipped"):
         clipped = np.clip(y.astype(np.float64), 1e-7, 1 - 1e-7)
         y = np.log(clipped / (1 - clipped))
+        if kind == "clipped":
+            y, kind, units = np.maximum(y, float(units)), "squares", ""
+    if kind == "power":
+        y, kind, units = y.astype(np.float64) ** float(units), "squares", ""
     mean, scale = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64) + 1e-6
     rng = np.random.default_rng(7)
     projection = rng.normal(0, 1 / np.sqrt(x.shape[1]), (x.shape[1], int(units or 0)))
@@ -429,7 +435,7 @@ def route_scores(spec: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray, f
         return np.hstack([z, np.maximum(z @ projection + offset, 0)]) if kind == "relu" else z
 
     if kind not in ("squares", "logits", "relu"):
-        sys.exit(f"--head {spec}: KIND is squares, logits, relu, hybrid or mlp")
+        sys.exit(f"--head {spec}: KIND is squares, logits, clipped, power, relu, hybrid or mlp")
     gram, moment, total, n = 0, 0, 0, len(x)
     for start in range(0, n, 4096):
         f = features(x[start: start + 4096])

@@ -51,8 +51,9 @@ def soundscape(synthetic_corpus):
     return np.concatenate([read_audio(p) for p in sorted((synthetic_corpus / "test_soundscapes").glob("*.ogg"))])
 
 
+@pytest.mark.parametrize("block", [41_000, 1_000])  # large blocks, and many small ones the stage appends in place
 def test_flagged_windows_carry_the_teachers_scores_and_only_they_call_it(trained_model, teacher,  # noqa: F811
-                                                                          soundscape):
+                                                                          soundscape, block):
     student, tutor = load_model(trained_model), load_model(teacher)
     alone = scored(student, soundscape)
     taught = scored(tutor, soundscape)
@@ -68,7 +69,7 @@ def test_flagged_windows_carry_the_teachers_scores_and_only_they_call_it(trained
     calls = tutor.backend.embedder.invocations
     detector = DetectionMaker(DetectionConfig(threshold=0.0), "t", student, StreamClock(), stats=stats)
     cascade = CascadeTeacher(tutor, threshold).stage(student, stats)
-    results = scored(student, soundscape, block=41_000, detector=detector, stats=stats, cascade=cascade)
+    results = scored(student, soundscape, block=block, detector=detector, stats=stats, cascade=cascade)
 
     assert [(r.start_sample, r.end_sample) for r in results] == [(r.start_sample, r.end_sample) for r in alone]
     assert [r.scored_by for r in results] == ["teacher" if f else "student" for f in flagged]

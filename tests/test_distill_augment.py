@@ -99,11 +99,22 @@ def test_the_augmented_windows_use_the_audio_only_not_the_targets_nor_any_label(
     outputs = []
     for targets in (np.zeros, lambda shape: rng.random(shape).astype(np.float32)):
         scored = [ScoredAudio(tmp_path / f"{i}.wav", x, targets((3, 2))) for i, x in enumerate(audio)]
-        source = augmentation(scored, recipe, energy_teacher, progress=False)
+        source = augmentation(scored, recipe, energy_teacher, progress=False, at_most=100)
         outputs.append(list(source.make()))
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(*outputs, strict=True))
     assert len(outputs[0]) == 6 and all(t.shape == (1,) for _, t in outputs[0])  # the teacher's one column
-    assert augmentation(scored, DistillRecipe(), energy_teacher, progress=False) is None  # off by default
+    off = DistillRecipe().with_override("teacher.augment_windows", "0")
+    assert augmentation(scored, off, energy_teacher, progress=False, at_most=100) is None
+
+
+def test_the_default_adds_1500_augmented_windows_but_never_more_than_the_real_ones(tmp_path):
+    scored = [ScoredAudio(tmp_path / f"{i}.wav", x, np.zeros((3, 2))) for i, x in enumerate(recordings())]
+    assert DistillRecipe().teacher.augment_windows == 1500  # chosen by cross-validation (docs/accuracy.md)
+    capped = augmentation(scored, DistillRecipe(), energy_teacher, progress=False, at_most=5)
+    first = augmentation(scored, DistillRecipe().with_override("teacher.augment_windows", "5"), energy_teacher,
+                         progress=False, at_most=100)
+    assert capped.count == 5 and all(np.array_equal(a[0], b[0]) for a, b in zip(capped.make(), first.make(),
+                                                                                   strict=True))
 
 
 @pytest.mark.parametrize("value", ["-1", "2.5"])

@@ -75,3 +75,28 @@ def test_head_loss_is_checked_and_chosen_by_the_recipe(rng):
     y = (x[:, :2] > 0).astype(float)
     squares = fit_head(x, y, HeadParams(loss="squares", l2=1e-3))
     np.testing.assert_allclose(squares["head_weights"], fit_least_squares(x, y, 1e-3)["head_weights"])
+
+
+def test_least_squares_on_floored_logits_fits_them_and_calibrates_to_the_probabilities(rng):
+    """``logit_floor`` fits ``max(logit(y), floor)`` (the closed form on those targets), and the calibration
+    still maps the outputs to the probabilities themselves."""
+    n, d, l2, floor = 400, 5, 0.01, -6.0
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = 1 / (1 + np.exp(-(x @ rng.standard_normal((d, 2)) * 3 - 4)))
+    _, _, z = head_fit.standardise(x)
+    clipped = np.clip(y, 1e-7, 1 - 1e-7)  # logits within +-16
+    fitted = np.maximum(np.log(clipped / (1 - clipped)), floor)
+    weights = np.linalg.solve(z.T @ z + l2 * n * np.eye(d), z.T @ (fitted - fitted.mean(axis=0)))
+    slope, _ = platt(z @ weights + fitted.mean(axis=0), y)
+    arrays = fit_least_squares(x, y, l2, logit_floor=floor)
+    np.testing.assert_allclose(arrays["head_weights"], weights * slope, rtol=1e-4, atol=1e-6)
+    plain = fit_least_squares(x, y, l2)
+    assert not np.allclose(plain["head_weights"], arrays["head_weights"])
+    p = 1 / (1 + np.exp(-(((x - arrays["head_mean"]) / arrays["head_scale"]) @ arrays["head_weights"]
+                          + arrays["head_bias"])))
+    np.testing.assert_allclose(p.mean(axis=0), y.mean(axis=0), atol=0.02)
+
+
+def test_a_positive_logit_floor_is_refused():
+    with pytest.raises(ValueError, match="below 0"):
+        HeadParams(loss="squares", logit_floor=0.5)

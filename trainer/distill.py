@@ -12,6 +12,7 @@ as they are (:mod:`trainer.distill_augment`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -351,15 +352,17 @@ def student_inputs(scored: list[ScoredAudio], recipe: DistillRecipe) -> tuple[li
     return streams, windows, n_calls
 
 
-def augmentation(scored: list[ScoredAudio], recipe: DistillRecipe, score: Scorer, progress: bool
-                 ) -> WindowSource | None:
-    """The head's ``teacher.augment_windows`` augmented windows of the scored audio, which the teacher scores
-    with ``score`` (:mod:`trainer.distill_augment`); None for none."""
-    if not recipe.teacher.augment_windows:
+def augmentation(scored: list[ScoredAudio], recipe: DistillRecipe, score: Scorer, progress: bool,
+                 at_most: int) -> WindowSource | None:
+    """The head's ``teacher.augment_windows`` augmented windows of the scored audio, but never more than
+    ``at_most`` (the real training windows: a few minutes of audio are not outweighed by mixtures of
+    themselves), which the teacher scores with ``score`` (:mod:`trainer.distill_augment`); None for none."""
+    params = dataclasses.replace(recipe.teacher, augment_windows=min(recipe.teacher.augment_windows, at_most))
+    if not params.augment_windows:
         return None
     with stage("augmented windows"):
-        augmented = augmented_windows([item.samples for item in scored], teacher_grid(recipe.teacher),
-                                      recipe.teacher, recipe.student.seed, score,
+        augmented = augmented_windows([item.samples for item in scored], teacher_grid(params),
+                                      params, recipe.student.seed, score,
                                       functools.partial(soft_targets, params=recipe.teacher), progress)
     log.info("augmented windows: %d, each scored by the teacher", augmented.count)
     return augmented
@@ -372,7 +375,7 @@ def fit_student(scored: list[ScoredAudio], recipe: DistillRecipe, score: Scorer,
     streams, windows, n_calls = student_inputs(scored, recipe)
     log.info("training windows: %d calls mixed %d times each, %d real windows", n_calls,
              recipe.student.synthesis.windows_per_recording, recipe.student.synthesis.background_windows)
-    extra = augmentation(scored, recipe, score, progress)
+    extra = augmentation(scored, recipe, score, progress, at_most=windows.count)
     return fit_stsg_on(streams, windows, recipe.student, progress, head_only=extra), n_calls
 
 

@@ -33,9 +33,10 @@ class TeacherParams:
     0: every window (chosen by cross-validation, docs/accuracy.md)"""
     max_calls: int = 3000
     """at most this many calls are mixed (a seeded sample of them when there are more)"""
-    augment_windows: int = 0
+    augment_windows: int = 1500
     """training windows of augmented audio scored by the teacher as it is (:mod:`trainer.distill_augment`: a
-    piece of one recording mixed with another at a random level and offset, at a random gain); 0: none"""
+    piece of one recording mixed with another at a random level and offset, at a random gain); 0: none (1500
+    chosen by cross-validation against the teacher, docs/accuracy.md)"""
     augment_snr_db: tuple[float, float] = (-10.0, 10.0)
     """level of the added recording relative to the piece it is mixed into (decibels, uniform)"""
     augment_gain_db: tuple[float, float] = (-12.0, 6.0)
@@ -52,9 +53,11 @@ ALL_CLASSES_FLOOR = 0.1
 """the species floor of the default for a teacher over all of BirdNET's classes (6522: most are not at the site)"""
 
 
-STUDENT_HEAD = HeadParams(loss="squares", l2=3.0)
-"""least squares on the teacher's probabilities, calibrated: chosen by cross-validation against the teacher
-(docs/accuracy.md); ``--set student.head.loss=logistic --set student.head.l2=0.01`` is ``birdd train``'s head"""
+STUDENT_HEAD = HeadParams(loss="squares", l2=3.0, logit_floor=-6.0)
+"""least squares on the teacher's logits raised to at least -6, calibrated to its probabilities: chosen by
+cross-validation against the teacher (docs/accuracy.md; ``--set student.head.logit_floor=0`` fits the
+probabilities, the head before); ``--set student.head.loss=logistic --set student.head.l2=0.01`` is
+``birdd train``'s head"""
 
 
 @dataclass(frozen=True)

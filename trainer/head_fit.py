@@ -96,11 +96,23 @@ def column_moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(square) + 1e-6
 
 
-def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0) -> dict[str, np.ndarray]:
-    """Fit ``((x - mean) / scale) @ W + b`` to the targets by least squares (the squared error averaged over
-    windows plus ``l2 * |W|^2 / 2``, one closed-form solve for all species), then calibrate each species'
-    output ``u`` to a probability ``sigmoid(a * u + c)`` (Platt scaling on the same targets, ``a > 0`` so the
-    order of the windows is kept) and fold the calibration into the head. Returns the arrays of
+def least_squares_targets(targets: np.ndarray, logit_floor: float) -> np.ndarray:
+    """What least squares fits (float64): the targets, or for ``logit_floor < 0`` their logits raised to at
+    least ``logit_floor``."""
+    y = targets.astype(np.float64)
+    if logit_floor >= 0:
+        return y
+    clipped = np.clip(y, 1e-7, 1 - 1e-7)
+    return np.maximum(np.log(clipped / (1 - clipped)), logit_floor)
+
+
+def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0,
+                      logit_floor: float = 0.0) -> dict[str, np.ndarray]:
+    """Fit ``((x - mean) / scale) @ W + b`` to the targets (or to their floored logits,
+    :func:`least_squares_targets`) by least squares (the squared error averaged over windows plus
+    ``l2 * |W|^2 / 2``, one closed-form solve for all species), then calibrate each species' output ``u`` to a
+    probability ``sigmoid(a * u + c)`` (Platt scaling on the targets themselves, ``a > 0`` so the order of the
+    windows is kept) and fold the calibration into the head. Returns the arrays of
     :class:`daemon.head.LinearHead`.
 
     Soft teacher targets are mostly near 0; least squares follows the probabilities where cross-entropy
@@ -109,14 +121,14 @@ def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0
     is one block and the ``d x d`` system.
     """
     mean, scale = column_moments(features)
-    y = targets.astype(np.float64)
+    y, fitted = targets.astype(np.float64), least_squares_targets(targets, logit_floor)
     (n, d), blocks = features.shape, row_blocks(features.shape[0])
-    bias = y.mean(axis=0)
+    bias = fitted.mean(axis=0)
     gram, moment = np.zeros((d, d)), np.zeros((d, y.shape[1]))
     for b in blocks:
         x = (features[b] - mean) / scale
         gram += x.T @ x
-        moment += x.T @ (y[b] - bias)
+        moment += x.T @ (fitted[b] - bias)
     weights = np.linalg.solve(gram + l2 * n * np.eye(d), moment)
     outputs = np.concatenate([((features[b] - mean) / scale) @ weights for b in blocks]) + bias
     slope, offset = platt(outputs, y)
@@ -147,5 +159,5 @@ def platt(outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndar
 def fit_head(features: np.ndarray, targets: np.ndarray, params: HeadParams) -> dict[str, np.ndarray]:
     """The head the recipe asks for (``params.loss``)."""
     if params.loss == "squares":
-        return fit_least_squares(features, targets, params.l2)
+        return fit_least_squares(features, targets, params.l2, params.logit_floor)
     return fit_multilabel_logistic(features, targets, params.l2, params.max_iter)

@@ -54,10 +54,15 @@ class HeadParams:
     """L2 penalty on the weights (per training window)"""
     max_iter: int = 300
     """L-BFGS iterations (logistic)"""
+    logit_floor: float = 0.0
+    """"squares": below 0, fit the targets' logits raised to at least this (the long tail where a soft
+    target says nothing cut off) instead of the targets themselves; 0: the targets ("logistic" ignores it)"""
 
     def __post_init__(self) -> None:
         if self.loss not in HEAD_LOSSES:
             raise ValueError(f"{self.loss!r} is not one of {', '.join(HEAD_LOSSES)}")
+        if self.logit_floor > 0:
+            raise ValueError("must be 0 (off) or below 0 (a logit)")
 
 
 class Overridable:

@@ -120,15 +120,24 @@ class Cascade:
 
     def reset(self) -> None:
         """A new segment: the audio heard so far is forgotten."""
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._audio_start = 0  # stream index of self._audio[0]
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._kept = slice(0, 0)  # the audio kept: self._buffer[self._kept]
+        self._audio_start = 0  # stream index of the first sample kept
         self._segment_start: int | None = None
 
     def hear(self, block: AudioBlock) -> None:
-        """Keep the block's samples (blocks of one segment arrive contiguous, as the pipeline checks)."""
+        """Keep the block's samples (blocks of one segment arrive contiguous, as the pipeline checks), appended
+        in place: the kept audio is moved only when the buffer is full, so a block costs its own length."""
         if self._segment_start is None:
             self._segment_start = self._audio_start = block.start_sample
-        self._audio = np.concatenate([self._audio, block.samples.astype(np.float32, copy=False)])
+        samples, (first, end) = block.samples, (self._kept.start, self._kept.stop)
+        if end + samples.size > self._buffer.size:
+            kept = end - first
+            grown = np.zeros(max(2 * (kept + samples.size), self._buffer.size), dtype=np.float32)
+            grown[:kept] = self._buffer[first:end]
+            self._buffer, first, end = grown, 0, kept
+        self._buffer[end: end + samples.size] = samples
+        self._kept = slice(first, end + samples.size)
 
     def screen(self, start: int, end: int, scores: np.ndarray) -> tuple[np.ndarray, Screening | None]:
         """The window ``[start, end)``'s scores: the teacher's where it flags them (with the :class:`Screening`),
@@ -137,7 +146,7 @@ class Cascade:
         first = max(start - self._lead, self._segment_start if self._segment_start is not None else start)
         if flagged:
             started = time.perf_counter()
-            heard = self._audio[max(first - self._audio_start, 0):]
+            heard = self._buffer[self._kept][max(first - self._audio_start, 0):]
             lead = start - first
             teacher = self._teacher_scores(heard, lead)
             scores = scores.copy()
@@ -145,8 +154,8 @@ class Cascade:
             if self._stats is not None:
                 self._stats.teacher_windows += 1
                 self._stats.teacher_seconds += time.perf_counter() - started
-        cut = min(max(first - self._audio_start, 0), self._audio.size)
-        self._audio, self._audio_start = self._audio[cut:], self._audio_start + cut
+        cut = min(max(first - self._audio_start, 0), self._kept.stop - self._kept.start)
+        self._kept, self._audio_start = slice(self._kept.start + cut, self._kept.stop), self._audio_start + cut
         return scores, self._screening if flagged else None
 
     def _teacher_scores(self, heard: np.ndarray, lead: int) -> np.ndarray:
