@@ -51,7 +51,7 @@ def soundscape(synthetic_corpus):
     return np.concatenate([read_audio(p) for p in sorted((synthetic_corpus / "test_soundscapes").glob("*.ogg"))])
 
 
-@pytest.mark.parametrize("block", [41_000, 1_000])  # large blocks, and many small ones the stage appends in place
+@pytest.mark.parametrize("block", [41_000, 1_000, 10**7])  # blocks the stage appends in place; the whole audio at once
 def test_flagged_windows_carry_the_teachers_scores_and_only_they_call_it(trained_model, teacher,  # noqa: F811
                                                                           soundscape, block):
     student, tutor = load_model(trained_model), load_model(teacher)

@@ -140,13 +140,14 @@ class Cascade:
         self._kept = slice(first, end + samples.size)
 
     def screen(self, start: int, end: int, scores: np.ndarray) -> tuple[np.ndarray, Screening | None]:
-        """The window ``[start, end)``'s scores: the teacher's where it flags them (with the :class:`Screening`),
-        else the student's ``scores`` (and None). Audio before the window (less its lead) is let go."""
+        """The window ``[start, end)``'s scores: the teacher's where it flags them (with the :class:`Screening`;
+        the teacher hears the window and its lead, never the audio after it, however long the block), else the
+        student's ``scores`` (and None). Audio before the window (less its lead) is let go."""
         flagged = scores.size > 0 and float(scores.max()) >= self.screen_threshold
         first = max(start - self._lead, self._segment_start if self._segment_start is not None else start)
         if flagged:
             started = time.perf_counter()
-            heard = self._buffer[self._kept][max(first - self._audio_start, 0):]
+            heard = self._buffer[self._kept][max(first - self._audio_start, 0): end - self._audio_start]
             lead = start - first
             teacher = self._teacher_scores(heard, lead)
             scores = scores.copy()
