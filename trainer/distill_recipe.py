@@ -53,11 +53,11 @@ ALL_CLASSES_FLOOR = 0.1
 """the species floor of the default for a teacher over all of BirdNET's classes (6522: most are not at the site)"""
 
 
-STUDENT_HEAD = HeadParams(loss="squares", l2=3.0, logit_floor=-6.0)
-"""least squares on the teacher's logits raised to at least -6, calibrated to its probabilities: chosen by
-cross-validation against the teacher (docs/accuracy.md; ``--set student.head.logit_floor=0`` fits the
-probabilities, the head before); ``--set student.head.loss=logistic --set student.head.l2=0.01`` is
-``birdd train``'s head"""
+STUDENT_HEAD = HeadParams(loss="squares", l2=3.0)
+"""least squares on the teacher's probabilities, calibrated: chosen by cross-validation against the teacher
+(docs/accuracy.md; on the station protocol it beat the logits floored at -6, ``--set
+student.head.logit_floor=-6``); ``--set student.head.loss=logistic --set student.head.l2=0.01`` is ``birdd
+train``'s head"""
 
 
 @dataclass(frozen=True)
