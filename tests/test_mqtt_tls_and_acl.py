@@ -165,26 +165,28 @@ def test_failure_is_one_line_kept_backed_off_and_reported(mode, tls_broker, pki,
     config = _config(tls_broker, pki, tmp_path, prefix)
     outbox = _outbox_holding(config, [make_detection(i) for i in range(3)])
     publisher = MqttPublisher(config, outbox)
-    with caplog.at_level(logging.WARNING, logger="daemon.sinks.mqtt"):
-        publisher.start()
-        time.sleep(FAILING_S)
-        retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
-    assert len(retries) >= 3, [r.getMessage() for r in caplog.records]
-    assert all(says in r.getMessage() and "\n" not in r.getMessage() for r in retries), retries[0].getMessage()
-    for previous, record in itertools.pairwise(retries):  # never faster than the announced delay
-        announced = float(re.search(r"retrying in ([0-9.]+) s", previous.getMessage()).group(1))
-        assert record.created - previous.created >= announced - 0.02
-    assert len(retries) <= FAILING_S / (RECONNECT_MIN_S / 2) + 1
-    assert outbox.backlog() == 3 and publisher.is_alive()
+    try:  # a failed assertion must not leave a publisher retrying into the tests after this one
+        with caplog.at_level(logging.WARNING, logger="daemon.sinks.mqtt"):
+            publisher.start()
+            time.sleep(FAILING_S)
+            retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+        assert len(retries) >= 3, [r.getMessage() for r in caplog.records]
+        assert all(says in r.getMessage() and "\n" not in r.getMessage() for r in retries), retries[0].getMessage()
+        for previous, record in itertools.pairwise(retries):  # never faster than the announced delay
+            announced = float(re.search(r"retrying in ([0-9.]+) s", previous.getMessage()).group(1))
+            assert record.created - previous.created >= announced - 0.02
+        assert len(retries) <= FAILING_S / (RECONNECT_MIN_S / 2) + 1
+        assert outbox.backlog() == 3 and publisher.is_alive()
 
-    # the broker is fixed (a trusted, valid certificate for this host; the ACL allows the prefix): all arrives
-    tls_broker.stop()
-    tls_broker.start("good", allowed=("birdd/garden/#", f"{prefix_in_force}/#"))
-    got = sub.wait_for(lambda ms: len(ms) >= 3, topic=f"{prefix_in_force}/detections", timeout=15)
-    assert [m.json() for m in got][:3] == [make_detection(i) for i in range(3)]
-    events = sub.wait_for(lambda ms: any(says in m.json()["message"] for m in ms),
-                          topic=f"{prefix_in_force}/status/events")
-    assert {m.json()["kind"] for m in events} == {"mqtt_error"}
-    publisher.stop()
+        # the broker is fixed (a trusted, valid certificate for this host; the ACL allows the prefix): all arrives
+        tls_broker.stop()
+        tls_broker.start("good", allowed=("birdd/garden/#", f"{prefix_in_force}/#"))
+        got = sub.wait_for(lambda ms: len(ms) >= 3, topic=f"{prefix_in_force}/detections", timeout=15)
+        assert [m.json() for m in got][:3] == [make_detection(i) for i in range(3)]
+        events = sub.wait_for(lambda ms: any(says in m.json()["message"] for m in ms),
+                              topic=f"{prefix_in_force}/status/events")
+        assert {m.json()["kind"] for m in events} == {"mqtt_error"}
+    finally:
+        publisher.stop()
     assert outbox.backlog() == 0
     outbox.close()
