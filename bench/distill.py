@@ -83,6 +83,7 @@ from trainer.distill import (
 from trainer.distill_augment import Scorer
 from trainer.distill_check import fidelity, held_out_fidelity, held_out_vectors, held_out_windows
 from trainer.distill_recipe import DistillRecipe
+from trainer.head_fit import least_squares_targets
 from trainer.train import WindowSource, fit_stsg_features, window_features
 
 AUDIO_FOLDERS = ("train_audio", "train_soundscapes")
@@ -418,13 +419,12 @@ def route_scores(spec: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray, f
     if kind == "mlp":
         hidden, _, epochs = units.partition(":")
         return residual_mlp(x, y, vectors, float(l2), int(hidden), int(epochs or 4), found)
-    if kind in ("logits", "clipped"):
-        clipped = np.clip(y.astype(np.float64), 1e-7, 1 - 1e-7)
-        y = np.log(clipped / (1 - clipped))
-        if kind == "clipped":
-            y, kind, units = np.maximum(y, float(units)), "squares", ""
-    if kind == "power":
-        y, kind, units = y.astype(np.float64) ** float(units), "squares", ""
+    if kind == "logits":
+        y = least_squares_targets(y.astype(np.float64), -np.inf)
+    if kind in ("clipped", "power"):  # least squares on transformed probabilities
+        y64 = y.astype(np.float64)
+        y = least_squares_targets(y64, float(units)) if kind == "clipped" else y64 ** float(units)
+        kind, units = "squares", ""
     mean, scale = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64) + 1e-6
     rng = np.random.default_rng(7)
     projection = rng.normal(0, 1 / np.sqrt(x.shape[1]), (x.shape[1], int(units or 0)))

@@ -96,10 +96,9 @@ def column_moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(square) + 1e-6
 
 
-def least_squares_targets(targets: np.ndarray, logit_floor: float) -> np.ndarray:
-    """What least squares fits (float64): the targets, or for ``logit_floor < 0`` their logits raised to at
-    least ``logit_floor``."""
-    y = targets.astype(np.float64)
+def least_squares_targets(y: np.ndarray, logit_floor: float) -> np.ndarray:
+    """What least squares fits of the float64 targets ``y``: ``y`` itself, or for ``logit_floor < 0`` their logits
+    raised to at least ``logit_floor`` (``-inf``: the whole logits)."""
     if logit_floor >= 0:
         return y
     clipped = np.clip(y, 1e-7, 1 - 1e-7)
@@ -121,7 +120,8 @@ def fit_least_squares(features: np.ndarray, targets: np.ndarray, l2: float = 3.0
     is one block and the ``d x d`` system.
     """
     mean, scale = column_moments(features)
-    y, fitted = targets.astype(np.float64), least_squares_targets(targets, logit_floor)
+    y = targets.astype(np.float64)
+    fitted = least_squares_targets(y, logit_floor)
     (n, d), blocks = features.shape, row_blocks(features.shape[0])
     bias = fitted.mean(axis=0)
     gram, moment = np.zeros((d, d)), np.zeros((d, y.shape[1]))
