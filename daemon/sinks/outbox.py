@@ -330,13 +330,15 @@ class Outbox:
 
     def pending(self, limit: int, after: int = 0, *, target: str = DEFAULT_TARGET) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` ``(seq, payload)`` not done for ``target``, with ``seq > after``, in seq order: the file's
-        rows, then the held detections (whose seqs all come after the file's)."""
+        rows, then, while the file takes no write, the held detections (whose seqs all come after the file's). A
+        detection held for a group commit is not handed out before the commit: an id published before it is
+        durable could be issued again after a power cut."""
         with self._lock:
             state = self._state(target)
             start = max(after, state.cursor)
             rows = self._conn.execute(f"SELECT seq, payload FROM outbox WHERE {_NOT_DONE} ORDER BY seq LIMIT ?",
                                       (start, state.acked_json(), limit)).fetchall()
-            if len(rows) < limit:  # held ones at or before ``after`` are the few in flight: the skip is short
+            if self._fault.error and len(rows) < limit:  # held ones at or before ``after`` are the few in flight
                 waiting = ((seq, text) for seq, text in self._held.items() if seq > start and seq not in state.acked)
                 rows += islice(waiting, limit - len(rows))
         return [(seq, json.loads(text)) for seq, text in rows]
