@@ -33,10 +33,10 @@ class TeacherParams:
     0: every window (chosen by cross-validation, docs/accuracy.md)"""
     max_calls: int = 3000
     """at most this many calls are mixed (a seeded sample of them when there are more)"""
-    augment_windows: int = 1500
+    augment_windows: int = 12000
     """training windows of augmented audio scored by the teacher as it is (:mod:`trainer.distill_augment`: a
-    piece of one recording mixed with another at a random level and offset, at a random gain); 0: none (1500
-    chosen by cross-validation against the teacher, docs/accuracy.md)"""
+    piece of one recording mixed with another at a random level and offset, at a random gain); 0: none (12000
+    chosen by cross-validation against the teacher on the station protocol, docs/accuracy.md)"""
     augment_snr_db: tuple[float, float] = (-10.0, 10.0)
     """level of the added recording relative to the piece it is mixed into (decibels, uniform)"""
     augment_gain_db: tuple[float, float] = (-12.0, 6.0)
