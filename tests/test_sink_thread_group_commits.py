@@ -99,7 +99,9 @@ def test_held_payloads_reach_the_file_at_commit_and_the_publisher_only_then(tmp_
     # Published before the commit, a power cut before it would leave ids 1-3 out of the file's highest_id and
     # a restarted daemon would give them to other detections (the power-cut test's id reuse).
     assert outbox.pending(10) == []
-    assert Outbox(OutboxConfig(path=str(path)), targets=()).highest_id == 0
+    restarted = Outbox(OutboxConfig(path=str(path)), targets=())  # what a daemon started after a kill would see
+    assert restarted.highest_id == 0
+    restarted.close()
     outbox.commit()
     assert reader.execute("SELECT seq FROM outbox ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
     assert [p["detection_id"] for _, p in outbox.pending(10)] == [detection_payload(i)["detection_id"]
